@@ -1,0 +1,1472 @@
+// imagechat widget: live threaded conversations on any image.
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//
+// One classic script, no dependencies, no build step: this file is what the
+// server sends at /imagechat.js. It is type-checked with
+// `tsc --noEmit --checkJs --strict` through the JSDoc below.
+//
+// Map of the file:
+//   strings      English and Japanese UI text
+//   Connection   one session + one WebSocket per (server, identity), shared by
+//                every attached image of the page; reconnects and resyncs
+//   Room         the model of one image (urlId): chats, epoch, seq
+//   View         what one attached image shows: layer, markers, composer,
+//                thread, status; lives in an open shadow root
+//   attach()     the public entry point (global `ImageChat`)
+//
+// Invariants: the model changes only through the apply* functions; a change
+// of this tab is applied once, by whichever of its REST answer and its
+// WebSocket echo (same broadcastId) arrives first; events are applied in seq
+// order with no gap, else the room resyncs; nothing is queued while offline.
+(function () {
+  'use strict';
+
+  /**
+   * @typedef {{id: string, name: string, avatar?: string, anonymous?: boolean}} User
+   * @typedef {{id: string, user: User, text: string, createdAt: number, editedAt?: number}} Comment
+   * @typedef {{id: string, x: number, y: number, resolved: boolean, user: User, createdAt: number,
+   *   updatedAt?: number, comments: Comment[], pending?: boolean}} Chat
+   * @typedef {{token: string, user: User, moderator: boolean, canWrite: boolean, expiresAt: number}} Session
+   * @typedef {{op: string, comment?: Comment, commentId?: string, x?: number, y?: number, resolved?: boolean}} Change
+   * @typedef {{type: string, urlId: string, seq: number, broadcastId: string | null, at: number,
+   *   chat?: Chat, chatId?: string, change?: Change}} ChatEvent
+   * @typedef {{userDataJSONBase64: string, verificationHash: string, timestamp: number}} Sso
+   * @typedef {'auto' | 'light' | 'dark'} Theme
+   * @typedef {{tenantId: string, server?: string, urlId?: string, sso?: Sso, locale?: string,
+   *   readonly?: boolean, theme?: Theme, markerSize?: number, onCountChange?: (count: number) => void}} Options
+   * @typedef {{applied: boolean, tmp?: string}} Own
+   * @typedef {'connecting' | 'live' | 'offline'} State
+   */
+
+  const script = /** @type {HTMLScriptElement | null} */ (document.currentScript);
+  const DEFAULT_SERVER = script && script.src ? new URL(script.src, location.href).origin : location.origin;
+  const PING_EVERY = 15000;
+  const PONG_TIMEOUT = 10000;
+  const MAX_BACKOFF = 30000;
+
+  // ---------------------------------------------------------------- strings
+
+  const STRINGS = {
+    en: {
+      layer: 'Image discussion. Press Enter to place a new comment marker.',
+      placing: 'Arrow keys move the new marker, Shift for bigger steps, Enter writes the comment, Escape cancels.',
+      marker: (/** @type {number} */ n, /** @type {string} */ name, /** @type {string} */ text, /** @type {number} */ replies, /** @type {boolean} */ resolved) =>
+        `Thread ${n} by ${name}${resolved ? ', resolved' : ''}: ${text}${replies ? ` (${replies} ${replies === 1 ? 'reply' : 'replies'})` : ''}`,
+      moveHint: 'Arrow keys move this marker, Enter saves.',
+      thread: (/** @type {number} */ n) => `Thread ${n}`,
+      newComment: 'New comment',
+      comment: 'Comment',
+      reply: 'Reply',
+      post: 'Post',
+      cancel: 'Cancel',
+      close: 'Close',
+      edit: 'Edit',
+      save: 'Save',
+      del: 'Delete',
+      delChat: 'Delete thread',
+      confirmDel: 'Delete for everyone?',
+      resolve: 'Resolve',
+      reopen: 'Reopen',
+      resolved: 'Resolved',
+      edited: 'edited',
+      you: 'you',
+      live: 'Live',
+      connecting: 'Connecting…',
+      offline: 'Offline — reconnecting…',
+      viewing: 'viewing',
+      hint: 'Click the image to comment',
+      placeholder: 'Write a comment…',
+      placeholderReply: 'Reply…',
+      empty: 'Write something first.',
+      notLive: 'You are offline. Nothing was sent; try again when the connection is back.',
+      network: 'Network error. Nothing was sent.',
+      rate: (/** @type {number} */ s) => `Too many changes. Try again in ${s} s.`,
+      failed: 'That did not work',
+      gone: 'This thread was deleted.',
+      said: (/** @type {string} */ name, /** @type {string} */ text) => `${name}: ${text}`,
+      dismiss: 'Dismiss',
+    },
+    ja: {
+      layer: '画像ディスカッション。Enter キーで新しいコメントのマーカーを置きます。',
+      placing: '矢印キーでマーカーを移動（Shift で大きく）、Enter でコメントを書き、Escape で取り消します。',
+      marker: (/** @type {number} */ n, /** @type {string} */ name, /** @type {string} */ text, /** @type {number} */ replies, /** @type {boolean} */ resolved) =>
+        `スレッド ${n}（${name}${resolved ? '、解決済み' : ''}）: ${text}${replies ? `（返信 ${replies} 件）` : ''}`,
+      moveHint: '矢印キーでこのマーカーを移動し、Enter で保存します。',
+      thread: (/** @type {number} */ n) => `スレッド ${n}`,
+      newComment: '新しいコメント',
+      comment: 'コメント',
+      reply: '返信',
+      post: '投稿',
+      cancel: 'キャンセル',
+      close: '閉じる',
+      edit: '編集',
+      save: '保存',
+      del: '削除',
+      delChat: 'スレッドを削除',
+      confirmDel: '全員から削除しますか？',
+      resolve: '解決',
+      reopen: '再開',
+      resolved: '解決済み',
+      edited: '編集済み',
+      you: 'あなた',
+      live: 'ライブ',
+      connecting: '接続中…',
+      offline: 'オフライン — 再接続中…',
+      viewing: '人が閲覧中',
+      hint: '画像をクリックしてコメント',
+      placeholder: 'コメントを書く…',
+      placeholderReply: '返信を書く…',
+      empty: 'まず何か書いてください。',
+      notLive: 'オフラインです。送信されていません。接続が戻ってから再度お試しください。',
+      network: 'ネットワークエラー。送信されていません。',
+      rate: (/** @type {number} */ s) => `変更が多すぎます。${s} 秒後にお試しください。`,
+      failed: '失敗しました',
+      gone: 'このスレッドは削除されました。',
+      said: (/** @type {string} */ name, /** @type {string} */ text) => `${name}: ${text}`,
+      dismiss: '閉じる',
+    },
+  };
+  /** @typedef {typeof STRINGS.en} Strings */
+
+  /** @param {string | undefined} locale */
+  function pickLocale(locale) {
+    const l = (locale || navigator.language || 'en').toLowerCase();
+    return l.startsWith('ja') ? 'ja' : 'en';
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  /** A v4 UUID; crypto.randomUUID exists only in secure contexts. */
+  function uuid() {
+    if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 15) | 64;
+    b[8] = (b[8] & 63) | 128;
+    const h = Array.from(b, (v) => v.toString(16).padStart(2, '0')).join('');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  /** 64-bit FNV-1a as 16 hex digits: a stable short name for a long urlId. */
+  function fnv(/** @type {string} */ s) {
+    let h = 0xcbf29ce484222325n;
+    for (const byte of new TextEncoder().encode(s)) h = ((h ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+    return h.toString(16).padStart(16, '0');
+  }
+
+  /** The default urlId: page URL without hash + '#' + the image's src, at most 1024 bytes. */
+  function defaultUrlId(/** @type {HTMLImageElement} */ img) {
+    const id = location.href.split('#')[0] + '#' + (img.src || img.currentSrc);
+    if (new TextEncoder().encode(id).length <= 1024) return id;
+    const keep = 1024 - 17;
+    let prefix = '';
+    let bytes = 0;
+    for (const ch of id) {
+      const n = new TextEncoder().encode(ch).length;
+      if (bytes + n > keep) break;
+      prefix += ch;
+      bytes += n;
+    }
+    return prefix + '~' + fnv(id);
+  }
+
+  /**
+   * @template {keyof HTMLElementTagNameMap} K
+   * @param {K} tag
+   * @param {Record<string, string | boolean | number>} [attrs]
+   * @param {(Node | string | null | false)[]} [kids]
+   * @returns {HTMLElementTagNameMap[K]}
+   */
+  function h(tag, attrs, kids) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === false) continue;
+      if (k === 'text') el.textContent = String(v);
+      else if (k === 'class') el.className = String(v);
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const kid of kids || []) if (kid) el.append(kid);
+    return el;
+  }
+
+  /** An error that carries the server's code, for the message shown to the user. */
+  class ApiError extends Error {
+    /** @param {number} status @param {string} code @param {string} message @param {number} [retryAfter] */
+    constructor(status, code, message, retryAfter) {
+      super(message);
+      this.status = status;
+      this.code = code;
+      this.retryAfter = retryAfter || 0;
+    }
+  }
+
+  /** @param {unknown} e @param {Strings} t */
+  function describe(e, t) {
+    if (e instanceof ApiError) {
+      if (e.status === 0) return t.network;
+      if (e.status === 429) return t.rate(e.retryAfter || 1);
+      return `${t.failed}: ${e.message}`;
+    }
+    return t.failed;
+  }
+
+  const clamp = (/** @type {number} */ v) => Math.round(Math.min(100, Math.max(0, v)) * 100) / 100;
+
+  // ---------------------------------------------------------------- model
+
+  /** The chats of one image and its log position. */
+  class Room {
+    /** @param {Connection} conn @param {string} urlId */
+    constructor(conn, urlId) {
+      this.conn = conn;
+      this.urlId = urlId;
+      /** @type {Map<string, Chat>} */
+      this.chats = new Map();
+      /** @type {string | null} */
+      this.epoch = null;
+      this.seq = 0;
+      /** True once a snapshot was loaded: (epoch, seq) names where we are. */
+      this.loaded = false;
+      /** True while subscribed and in sync. */
+      this.ready = false;
+      this.everReady = false;
+      /** Live events held back while a snapshot loads (null when not loading). */
+      /** @type {ChatEvent[] | null} */
+      this.buffer = null;
+      /** @type {number | null} */
+      this.viewers = null;
+      /** @type {Set<View>} */
+      this.views = new Set();
+    }
+
+    /** @param {ChatEvent | null} [ev] an applied event of someone else, for announcements */
+    notify(ev) {
+      for (const v of this.views) v.render(ev || null);
+    }
+
+    /** @param {Chat} chat */
+    putChat(chat) {
+      this.chats.set(chat.id, chat);
+    }
+
+    /** @param {string} tmp @param {Chat} chat the server's chat replacing an optimistic one */
+    swapChat(tmp, chat) {
+      if (!this.chats.has(tmp)) return this.putChat(chat);
+      this.chats = new Map([...this.chats].map(([id, c]) => (id === tmp ? [chat.id, chat] : [id, c])));
+    }
+
+    /** @param {string} chatId @param {Comment} comment */
+    putComment(chatId, comment) {
+      const chat = this.chats.get(chatId);
+      if (!chat) return;
+      const i = chat.comments.findIndex((c) => c.id === comment.id);
+      if (i >= 0) chat.comments[i] = comment;
+      else {
+        chat.comments.push(comment);
+        chat.comments.sort((a, b) => a.createdAt - b.createdAt);
+      }
+    }
+
+    /** @param {string} chatId @param {string} commentId */
+    dropComment(chatId, commentId) {
+      const chat = this.chats.get(chatId);
+      if (!chat) return;
+      chat.comments = chat.comments.filter((c) => c.id !== commentId);
+      if (!chat.comments.length) this.chats.delete(chatId);
+    }
+
+    /** Applies one logged event to the model. @param {ChatEvent} ev */
+    applyEvent(ev) {
+      const chatId = ev.chatId || '';
+      if (ev.type === 'new-image-chat' && ev.chat) this.putChat(ev.chat);
+      else if (ev.type === 'deleted-image-chat') this.chats.delete(chatId);
+      else if (ev.type === 'image-chat-updated' && ev.change) {
+        const ch = ev.change;
+        const chat = this.chats.get(chatId);
+        if ((ch.op === 'comment-added' || ch.op === 'comment-edited') && ch.comment) this.putComment(chatId, ch.comment);
+        else if (ch.op === 'comment-deleted' && ch.commentId) this.dropComment(chatId, ch.commentId);
+        else if (ch.op === 'moved' && chat && ch.x != null && ch.y != null) Object.assign(chat, { x: ch.x, y: ch.y });
+        else if (ch.op === 'resolved' && chat && ch.resolved != null) chat.resolved = ch.resolved;
+        if (chat) chat.updatedAt = ev.at;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- connection
+
+  /** @type {Map<string, Connection>} */
+  const connections = new Map();
+
+  /** One session and one WebSocket shared by every image of the page with the same server and identity. */
+  class Connection {
+    /** @param {string} server @param {string} tenantId @param {Sso | undefined} sso @param {string} key */
+    constructor(server, tenantId, sso, key) {
+      this.server = server.replace(/\/+$/, '');
+      this.tenantId = tenantId;
+      this.sso = sso;
+      this.key = key;
+      /** @type {Session | null} */
+      this.session = null;
+      /** @type {Promise<Session> | null} */
+      this.sessionP = null;
+      /** @type {WebSocket | null} */
+      this.ws = null;
+      /** @type {State} */
+      this.state = 'connecting';
+      this.attempt = 0;
+      this.closed = false;
+      this.reqId = 0;
+      /** @type {ReturnType<typeof setTimeout> | undefined} */
+      this.retryTimer = undefined;
+      /** @type {ReturnType<typeof setInterval> | undefined} */
+      this.pingTimer = undefined;
+      /** @type {ReturnType<typeof setTimeout> | undefined} */
+      this.pongTimer = undefined;
+      /** @type {Map<string, Room>} */
+      this.rooms = new Map();
+      /** This tab's own mutations by broadcastId. @type {Map<string, Own>} */
+      this.own = new Map();
+      this.onOnline = () => {
+        this.attempt = 0;
+        this.connect();
+      };
+      // Browsers may freeze an open socket when the network goes: close it ourselves.
+      this.onOffline = () => this.lost();
+      this.onVisible = () => {
+        if (document.visibilityState === 'visible') this.ping();
+      };
+      addEventListener('online', this.onOnline);
+      addEventListener('offline', this.onOffline);
+      document.addEventListener('visibilitychange', this.onVisible);
+      this.storeKey = `imagechat:${this.server}:${tenantId}`;
+      this.connect();
+    }
+
+    /** A session token, reused while valid; anonymous sessions survive reloads so authors keep their comments. */
+    getSession() {
+      if (this.session && this.session.expiresAt > Date.now() + 60000) return Promise.resolve(this.session);
+      if (!this.sessionP) {
+        if (!this.sso) {
+          try {
+            const s = /** @type {Session} */ (JSON.parse(localStorage.getItem(this.storeKey) || 'null'));
+            if (s && s.token && s.expiresAt > Date.now() + 60000) return Promise.resolve((this.session = s));
+          } catch (_) {
+            /* storage unavailable: fetch a session */
+          }
+        }
+        this.sessionP = this.fetchJson('POST', '/api/v1/sessions', { tenantId: this.tenantId, sso: this.sso || null }, null)
+          .then((s) => {
+            this.session = /** @type {Session} */ (s);
+            if (!this.sso) {
+              try {
+                localStorage.setItem(this.storeKey, JSON.stringify(s));
+              } catch (_) {
+                /* not persisted */
+              }
+            }
+            return this.session;
+          })
+          .finally(() => (this.sessionP = null));
+      }
+      return this.sessionP;
+    }
+
+    /** Forgets a refused token so the next call fetches a new one. @param {Session | null} s */
+    dropSession(s) {
+      if (s && this.session && this.session.token !== s.token) return;
+      this.session = null;
+      try {
+        if (!this.sso) localStorage.removeItem(this.storeKey);
+      } catch (_) {
+        /* nothing stored */
+      }
+    }
+
+    /**
+     * @param {string} method @param {string} path @param {unknown} body @param {string | null} token
+     * @returns {Promise<any>}
+     */
+    async fetchJson(method, path, body, token) {
+      /** @type {Record<string, string>} */
+      const headers = {};
+      if (token) headers.Authorization = `Bearer ${token}`;
+      if (body !== undefined) headers['Content-Type'] = 'application/json';
+      let res;
+      try {
+        res = await fetch(this.server + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      } catch (_) {
+        throw new ApiError(0, 'network', 'network error');
+      }
+      const data = await res.json().catch(() => ({}));
+      if (!res.ok) {
+        const err = (data && data.error) || {};
+        throw new ApiError(res.status, err.code || 'error', err.message || res.statusText, Number(res.headers.get('Retry-After')) || 0);
+      }
+      return data;
+    }
+
+    /** An authenticated REST call; a refused token is replaced once. @param {string} method @param {string} path @param {unknown} [body] */
+    async api(method, path, body) {
+      for (let i = 0; ; i++) {
+        const s = await this.getSession();
+        try {
+          return await this.fetchJson(method, path, body, s.token);
+        } catch (e) {
+          if (i || !(e instanceof ApiError) || e.status !== 401) throw e;
+          this.dropSession(s);
+        }
+      }
+    }
+
+    /** @param {string} urlId */
+    room(urlId) {
+      let room = this.rooms.get(urlId);
+      if (!room) {
+        room = new Room(this, urlId);
+        this.rooms.set(urlId, room);
+        if (this.state === 'live') this.subscribe(room);
+      }
+      return room;
+    }
+
+    /** @param {Room} room */
+    release(room) {
+      if (room.views.size) return;
+      this.rooms.delete(room.urlId);
+      if (this.state === 'live') this.send({ type: 'unsubscribe', urlId: room.urlId });
+      if (!this.rooms.size) this.close();
+    }
+
+    close() {
+      this.closed = true;
+      connections.delete(this.key);
+      removeEventListener('online', this.onOnline);
+      removeEventListener('offline', this.onOffline);
+      document.removeEventListener('visibilitychange', this.onVisible);
+      clearTimeout(this.retryTimer);
+      this.drop();
+    }
+
+    /** @param {object} msg */
+    send(msg) {
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+    }
+
+    async connect() {
+      if (this.closed) return;
+      clearTimeout(this.retryTimer);
+      this.drop();
+      /** @type {Session} */
+      let s;
+      try {
+        s = await this.getSession();
+      } catch (_) {
+        return this.lost();
+      }
+      if (this.closed || this.ws) return;
+      const ws = new WebSocket(this.server.replace(/^http/, 'ws') + '/api/v1/ws');
+      this.ws = ws;
+      ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token: s.token }));
+      ws.onmessage = (e) => {
+        if (this.ws !== ws) return;
+        let data;
+        try {
+          data = JSON.parse(String(e.data));
+        } catch (_) {
+          return;
+        }
+        for (const m of Array.isArray(data) ? data : [data]) this.handle(m, s);
+      };
+      ws.onclose = (e) => {
+        if (this.ws !== ws) return;
+        if (e.code === 4401) this.dropSession(s);
+        this.lost();
+      };
+    }
+
+    /** Detaches and closes the current socket, if any. */
+    drop() {
+      clearInterval(this.pingTimer);
+      clearTimeout(this.pongTimer);
+      this.pongTimer = undefined;
+      const ws = this.ws;
+      this.ws = null;
+      if (ws) {
+        ws.onopen = ws.onmessage = ws.onclose = null;
+        try {
+          ws.close();
+        } catch (_) {
+          /* already closed */
+        }
+      }
+    }
+
+    /** The connection is gone (closed, failed, unanswered ping or browser offline): say so and retry. */
+    lost() {
+      this.drop();
+      if (this.closed) return;
+      this.state = 'offline';
+      for (const room of this.rooms.values()) {
+        room.ready = false;
+        room.buffer = null;
+        room.notify();
+      }
+      clearTimeout(this.retryTimer);
+      const delay = Math.min(MAX_BACKOFF, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+      this.attempt++;
+      this.retryTimer = setTimeout(() => this.connect(), delay);
+    }
+
+    ping() {
+      if (!this.ws || this.state !== 'live' || this.pongTimer) return;
+      this.send({ type: 'ping' });
+      this.pongTimer = setTimeout(() => this.lost(), PONG_TIMEOUT);
+    }
+
+    /** @param {Room} room subscribes, resuming from (epoch, seq) when the room has them */
+    subscribe(room) {
+      room.ready = false;
+      /** @type {Record<string, unknown>} */
+      const msg = { type: 'subscribe', id: `s${++this.reqId}`, urlId: room.urlId };
+      if (room.loaded) Object.assign(msg, { epoch: room.epoch, seq: room.seq });
+      this.send(msg);
+    }
+
+    /** @param {any} m one server message @param {Session} s the session this socket said hello with */
+    handle(m, s) {
+      const room = m.urlId != null ? this.rooms.get(m.urlId) : undefined;
+      switch (m.type) {
+        case 'welcome':
+          this.session = Object.assign({}, s, { user: m.user, moderator: !!m.moderator });
+          this.state = 'live';
+          this.attempt = 0;
+          this.pingTimer = setInterval(() => this.ping(), PING_EVERY);
+          for (const r of this.rooms.values()) this.subscribe(r);
+          return;
+        case 'pong':
+          clearTimeout(this.pongTimer);
+          this.pongTimer = undefined;
+          return;
+        case 'subscribed':
+          if (!room) return;
+          room.viewers = m.viewers;
+          if (m.recovered && room.loaded && m.epoch === room.epoch) {
+            room.ready = room.everReady = true;
+            room.notify();
+          } else this.loadSnapshot(room);
+          return;
+        case 'presence':
+          if (room) {
+            room.viewers = m.viewers;
+            room.notify();
+          }
+          return;
+        case 'error':
+          if (m.code === 'unauthorized') this.dropSession(s);
+          for (const r of this.rooms.values()) for (const v of r.views) v.showError(`${v.t.failed}: ${m.message || m.code}`);
+          return;
+        case 'new-image-chat':
+        case 'image-chat-updated':
+        case 'deleted-image-chat':
+          if (!room) return;
+          if (room.buffer) room.buffer.push(m);
+          else this.onEvent(room, m);
+      }
+    }
+
+    /** @param {Room} room */
+    async loadSnapshot(room) {
+      room.buffer = room.buffer || [];
+      try {
+        const snap = await this.api('GET', `/api/v1/chats?urlId=${encodeURIComponent(room.urlId)}`);
+        if (!room.buffer) return; // the connection was lost meanwhile
+        const pending = [...room.chats.values()].filter((c) => c.pending);
+        room.chats = new Map(/** @type {Chat[]} */ (snap.chats).map((c) => [c.id, c]));
+        for (const c of pending) room.chats.set(c.id, c);
+        room.epoch = snap.epoch;
+        room.seq = snap.seq;
+        room.loaded = true;
+        const held = room.buffer;
+        room.buffer = null;
+        room.ready = room.everReady = true;
+        for (const ev of held) if (ev.seq > room.seq) this.onEvent(room, ev, true);
+        room.notify();
+      } catch (e) {
+        if (room.buffer) this.lost();
+      }
+    }
+
+    /** @param {Room} room @param {ChatEvent} ev @param {boolean} [quiet] */
+    onEvent(room, ev, quiet) {
+      if (ev.seq <= room.seq) return;
+      if (ev.seq !== room.seq + 1) return this.subscribe(room); // a gap: resync from where we are
+      room.seq = ev.seq;
+      const own = ev.broadcastId ? this.own.get(ev.broadcastId) : undefined;
+      if (own) {
+        // This tab's change: apply it unless its REST answer already did.
+        if (own.applied) this.own.delete(/** @type {string} */ (ev.broadcastId));
+        else {
+          own.applied = true;
+          if (own.tmp) room.chats.delete(own.tmp);
+          room.applyEvent(ev);
+        }
+        if (!quiet) room.notify();
+        return;
+      }
+      room.applyEvent(ev);
+      if (!quiet) room.notify(ev);
+    }
+
+    /**
+     * Runs one mutation of this tab; `apply` applies its answer unless the echo came first.
+     * @param {string} method @param {string} path @param {Record<string, unknown> | undefined} body
+     * @param {(data: any, own: Own) => void} apply @param {string} [tmp]
+     */
+    async mutate(method, path, body, apply, tmp) {
+      const bid = uuid();
+      /** @type {Own} */
+      const own = { applied: false, tmp };
+      this.own.set(bid, own);
+      if (this.own.size > 500) this.own.delete(/** @type {string} */ (this.own.keys().next().value));
+      try {
+        const data = body
+          ? await this.api(method, path, Object.assign({}, body, { broadcastId: bid }))
+          : await this.api(method, `${path}?broadcastId=${bid}`);
+        if (own.applied) this.own.delete(bid);
+        else {
+          own.applied = true;
+          apply(data, own);
+        }
+        return data;
+      } catch (e) {
+        if (!own.applied) this.own.delete(bid);
+        throw e;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- view
+
+  const CSS = `
+:host{all:initial;position:absolute;left:0;top:0;display:block;z-index:1000;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,"Hiragino Sans","Noto Sans JP",sans-serif;
+--bg:#fff;--fg:#111827;--mut:#4b5563;--line:#d1d5db;--acc:#1d4ed8;--ok:#15803d;--bad:#b91c1c;--soft:#f3f4f6;--shadow:0 8px 28px rgba(0,0,0,.22)}
+:host([data-theme=dark]){--bg:#1f2937;--fg:#f9fafb;--mut:#d1d5db;--line:#4b5563;--acc:#2563eb;--ok:#15803d;--bad:#fca5a5;--soft:#374151;--shadow:0 8px 28px rgba(0,0,0,.6)}
+*{box-sizing:border-box}
+.layer{position:absolute;inset:0;cursor:crosshair;outline:none;-webkit-tap-highlight-color:transparent}
+.layer:focus-visible{box-shadow:inset 0 0 0 3px var(--acc)}
+.layer.ro{cursor:default;pointer-events:none}.layer.ro .m{pointer-events:auto}
+.m{position:absolute;width:var(--s);height:var(--s);margin:calc(var(--s) / -2) 0 0 calc(var(--s) / -2);border-radius:50% 50% 50% 4px;border:2px solid #fff;background:var(--acc);color:#fff;font:700 12px/1 system-ui,sans-serif;
+display:flex;align-items:center;justify-content:center;cursor:pointer;box-shadow:0 2px 6px rgba(0,0,0,.35);padding:0;transition:transform .15s,left .2s,top .2s;touch-action:none}
+.m:hover,.m[aria-expanded=true]{transform:scale(1.15)}
+.m:focus-visible{outline:3px solid var(--fg);outline-offset:2px}
+.m[data-resolved=true]{background:var(--ok)}
+.m.pending{opacity:.6;cursor:progress}
+.m.drag{transition:none;cursor:grabbing}
+.m.draft{background:transparent;border:2px dashed var(--acc);box-shadow:0 0 0 2px #fff;pointer-events:none}
+.card{position:absolute;width:300px;max-width:calc(100vw - 16px);background:var(--bg);color:var(--fg);border:1px solid var(--line);border-radius:10px;box-shadow:var(--shadow);padding:10px;cursor:auto;animation:pop .14s ease-out}
+@keyframes pop{from{opacity:0;transform:translateY(4px)}}
+.thread{display:flex;flex-direction:column;max-height:min(70vh,480px)}
+.head{display:flex;align-items:center;gap:6px;margin-bottom:6px}
+.head h2{font-size:14px;margin:0;flex:1}
+.list{list-style:none;margin:0;padding:0;overflow:auto;flex:1}
+.c{padding:6px 0;border-top:1px solid var(--line)}
+.c:first-child{border-top:0}
+.meta{color:var(--mut);font-size:12px;display:flex;gap:6px;flex-wrap:wrap}
+.meta b{color:var(--fg)}
+.txt{margin:2px 0 0;white-space:pre-wrap;overflow-wrap:anywhere}
+.acts{display:flex;gap:4px;margin-top:2px}
+textarea{width:100%;min-height:60px;resize:vertical;font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:6px}
+textarea:focus{outline:2px solid var(--acc);outline-offset:0}
+form{margin:8px 0 0}
+.row{display:flex;gap:6px;justify-content:flex-end;align-items:center;margin-top:6px}
+button.b{font:inherit;font-size:13px;min-height:28px;padding:3px 10px;border-radius:6px;border:1px solid var(--line);background:var(--soft);color:var(--fg);cursor:pointer}
+button.b:focus-visible{outline:2px solid var(--acc);outline-offset:1px}
+button.p{background:var(--acc);border-color:var(--acc);color:#fff}
+button.l{background:none;border:0;color:var(--mut);padding:2px 6px;min-height:24px;text-decoration:underline}
+button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;color:var(--mut)}
+.off button.p,.off [data-imagechat-action]:not([data-imagechat-action=edit]){opacity:.55}
+.confirm{display:flex;gap:6px;align-items:center;flex-wrap:wrap;background:var(--soft);border-radius:6px;padding:6px;margin:4px 0}
+.confirm span{flex:1;font-size:13px}
+.bar{position:absolute;left:6px;bottom:6px;display:flex;gap:8px;align-items:center;max-width:calc(100% - 12px);padding:3px 9px;border-radius:999px;background:rgba(17,24,39,.82);color:#fff;font-size:12px;pointer-events:none;white-space:nowrap;overflow:hidden}
+.dot{width:8px;height:8px;border-radius:50%;background:#4ade80;display:inline-block;margin-right:5px}
+[data-state=connecting] .dot{background:#facc15}
+[data-state=offline] .dot{background:#f87171}
+.st[data-state=offline]{font-weight:700}
+.hint{opacity:.85}
+.err{position:absolute;left:50%;top:8px;transform:translateX(-50%);width:max-content;max-width:min(92%,420px);display:flex;gap:8px;align-items:center;background:var(--bad);color:#fff;border-radius:8px;padding:6px 6px 6px 12px;box-shadow:var(--shadow);font-size:13px}
+:host([data-theme=dark]) .err{color:#450a0a}
+.err button{color:inherit}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+@media (max-width:767.98px){.thread{position:fixed;inset:0;width:auto;max-width:none;max-height:none;border-radius:0;border:0;z-index:2}}
+@media (prefers-reduced-motion:reduce){*{transition:none!important;animation:none!important}}
+`;
+
+  /** @type {WeakMap<HTMLImageElement, View>} */
+  const attached = new WeakMap();
+
+  /** What one attached image shows. */
+  class View {
+    /** @param {HTMLImageElement} img @param {Options} opts */
+    constructor(img, opts) {
+      this.img = img;
+      this.opts = Object.assign({ readonly: false, theme: /** @type {Theme} */ ('auto'), markerSize: 28 }, opts);
+      this.t = STRINGS[pickLocale(this.opts.locale)];
+      const server = (opts.server || DEFAULT_SERVER).replace(/\/+$/, '');
+      const key = JSON.stringify([server, opts.tenantId, opts.sso || null]);
+      let conn = connections.get(key);
+      if (!conn) connections.set(key, (conn = new Connection(server, opts.tenantId, opts.sso, key)));
+      this.conn = conn;
+      this.urlId = opts.urlId || defaultUrlId(img);
+      /** @type {number | null} */
+      this.count = null;
+      /** @type {Map<string, HTMLButtonElement>} */
+      this.markers = new Map();
+      /** The point of a marker being placed (composer or keyboard). @type {{x: number, y: number} | null} */
+      this.draft = null;
+      /** @type {HTMLFormElement | null} */
+      this.composer = null;
+      /** @type {{id: string, el: HTMLElement, list: HTMLUListElement, head: HTMLElement, form: HTMLFormElement | null, items: Map<string, HTMLLIElement>, confirm: boolean} | null} */
+      this.thread = null;
+      /** A marker being moved: its chat and the position before. @type {{id: string, x: number, y: number} | null} */
+      this.moving = null;
+      this.suppressClick = false;
+      /** @type {ReturnType<typeof setTimeout> | undefined} */
+      this.errTimer = undefined;
+
+      this.host = h('div');
+      this.root = this.host.attachShadow({ mode: 'open' });
+      this.layer = h('div', { class: 'layer', 'data-imagechat-layer': true, tabindex: 0, role: 'group' });
+      this.draftEl = h('div', { class: 'm draft', hidden: true, 'aria-hidden': 'true' });
+      this.statusEl = h('span', { class: 'st', 'data-imagechat-status': true, 'data-state': 'connecting', role: 'status' });
+      this.viewersEl = h('span', { 'data-imagechat-viewers': true });
+      this.viewersWrap = h('span', {}, [this.viewersEl, ' ', h('span', { class: 'vl' })]);
+      this.hintEl = h('span', { class: 'hint' });
+      this.liveEl = h('div', { class: 'sr', 'aria-live': 'polite' });
+      this.descEl = h('div', { class: 'sr', id: 'ic-desc' });
+      this.layer.setAttribute('aria-describedby', 'ic-desc');
+      this.root.append(h('style', { text: CSS }), this.layer, h('div', { class: 'bar' }, [this.statusEl, this.viewersWrap, this.hintEl]), this.liveEl, this.descEl);
+      this.layer.append(this.draftEl);
+      img.after(this.host);
+
+      this.layer.addEventListener('click', (e) => this.onLayerClick(e));
+      this.layer.addEventListener('keydown', (e) => this.onLayerKey(e));
+      this.root.addEventListener('keydown', (e) => this.onRootKey(/** @type {KeyboardEvent} */ (e)));
+
+      this.sync = this.sync.bind(this);
+      this.ro = new ResizeObserver(this.sync);
+      this.ro.observe(img);
+      if (img.parentElement) this.ro.observe(img.parentElement);
+      img.addEventListener('load', this.sync);
+      addEventListener('resize', this.sync);
+      this.syncTimer = setInterval(this.sync, 1000);
+      this.media = matchMedia('(prefers-color-scheme: dark)');
+      this.onTheme = () => this.applyTheme();
+      this.media.addEventListener('change', this.onTheme);
+      this.mo = new MutationObserver(this.onTheme);
+      this.mo.observe(document.body, { attributes: true, attributeFilter: ['class'] });
+
+      /** The public instance: the same object for every attach() of this image. */
+      this.handle = Object.freeze({
+        urlId: this.urlId,
+        /** @param {Partial<Options>} o */
+        update: (o) => this.update(o),
+        destroy: () => this.destroy(),
+      });
+      this.room = conn.room(this.urlId);
+      this.room.views.add(this);
+      this.applyOptions();
+      this.sync();
+      this.render(null);
+    }
+
+    /** Changes readonly, theme, locale or markerSize. @param {Partial<Options>} opts */
+    update(opts) {
+      for (const k of /** @type {const} */ (['readonly', 'theme', 'locale', 'markerSize'])) if (opts && opts[k] !== undefined) Object.assign(this.opts, { [k]: opts[k] });
+      this.t = STRINGS[pickLocale(this.opts.locale)];
+      this.applyOptions();
+      if (this.thread) this.openThread(this.thread.id, false);
+      this.render(null);
+    }
+
+    /** Removes every trace from the page and unsubscribes. */
+    destroy() {
+      if (!this.host.isConnected && !attached.has(this.img)) return;
+      attached.delete(this.img);
+      this.ro.disconnect();
+      this.mo.disconnect();
+      this.media.removeEventListener('change', this.onTheme);
+      this.img.removeEventListener('load', this.sync);
+      removeEventListener('resize', this.sync);
+      clearInterval(this.syncTimer);
+      clearTimeout(this.errTimer);
+      this.host.remove();
+      this.room.views.delete(this);
+      this.conn.release(this.room);
+    }
+
+    applyOptions() {
+      const t = this.t;
+      this.host.style.setProperty('--s', Math.max(24, Number(this.opts.markerSize) || 28) + 'px');
+      this.applyTheme();
+      this.layer.setAttribute('aria-label', t.layer);
+      this.descEl.textContent = t.placing;
+      this.viewersWrap.lastElementChild && (this.viewersWrap.lastElementChild.textContent = t.viewing);
+      this.host.lang = pickLocale(this.opts.locale);
+    }
+
+    applyTheme() {
+      const th = this.opts.theme;
+      const dark = th === 'dark' || (th !== 'light' && (this.media.matches || document.body.classList.contains('dark')));
+      this.host.setAttribute('data-theme', dark ? 'dark' : 'light');
+    }
+
+    /** Places the host exactly over the image's content box. */
+    sync() {
+      const img = this.img;
+      const r = img.getBoundingClientRect();
+      const cs = getComputedStyle(img);
+      const px = (/** @type {string} */ v) => parseFloat(v) || 0;
+      const l = r.left + px(cs.borderLeftWidth) + px(cs.paddingLeft);
+      const t = r.top + px(cs.borderTopWidth) + px(cs.paddingTop);
+      const w = Math.max(0, r.right - px(cs.borderRightWidth) - px(cs.paddingRight) - l);
+      const ht = Math.max(0, r.bottom - px(cs.borderBottomWidth) - px(cs.paddingBottom) - t);
+      const s = this.host.style;
+      const hr = this.host.getBoundingClientRect();
+      const nl = px(s.left) + l - hr.left;
+      const nt = px(s.top) + t - hr.top;
+      if (Math.abs(nl - px(s.left)) > 0.1) s.left = nl + 'px';
+      if (Math.abs(nt - px(s.top)) > 0.1) s.top = nt + 'px';
+      if (Math.abs(w - hr.width) > 0.1) s.width = w + 'px';
+      if (Math.abs(ht - hr.height) > 0.1) s.height = ht + 'px';
+    }
+
+    me() {
+      return this.conn.session ? this.conn.session.user.id : '';
+    }
+
+    canWrite() {
+      return !this.opts.readonly && !!this.conn.session && this.conn.session.canWrite;
+    }
+
+    /** @param {{user: User}} thing */
+    mayManage(thing) {
+      return this.canWrite() && (thing.user.id === this.me() || !!(this.conn.session && this.conn.session.moderator));
+    }
+
+    /** @returns {State} */
+    state() {
+      const c = this.conn.state;
+      if (c === 'live' && !this.room.ready) return this.room.everReady ? 'offline' : 'connecting';
+      return c;
+    }
+
+    /** True when a mutation may be sent now; otherwise says why. */
+    ready() {
+      if (this.state() === 'live') return true;
+      this.showError(this.t.notLive);
+      return false;
+    }
+
+    /** @param {string} msg */
+    showError(msg) {
+      this.clearError();
+      const close = h('button', { class: 'b x', type: 'button', 'aria-label': this.t.dismiss, text: '×' });
+      const el = h('div', { class: 'err', 'data-imagechat-error': true, role: 'alert' }, [h('span', { text: msg }), close]);
+      close.onclick = () => this.clearError();
+      this.root.append(el);
+      this.errTimer = setTimeout(() => this.clearError(), 8000);
+    }
+
+    clearError() {
+      clearTimeout(this.errTimer);
+      const el = this.root.querySelector('[data-imagechat-error]');
+      if (el) el.remove();
+    }
+
+    /** @param {string} text */
+    announce(text) {
+      this.liveEl.textContent = '';
+      setTimeout(() => (this.liveEl.textContent = text), 50);
+    }
+
+    /** @param {User} u */
+    name(u) {
+      return u.id === this.me() ? `${u.name} (${this.t.you})` : u.name;
+    }
+
+    /** Chats in display order, numbered from 1. */
+    ordered() {
+      return [...this.room.chats.values()];
+    }
+
+    // ------------------------------------------------------------ render
+
+    /** @param {ChatEvent | null} ev an event of someone else that was just applied */
+    render(ev) {
+      const t = this.t;
+      const state = this.state();
+      this.statusEl.setAttribute('data-state', state);
+      const label = t[state];
+      this.statusEl.replaceChildren(h('i', { class: 'dot', 'aria-hidden': 'true' }), label);
+      const v = this.room.viewers;
+      this.viewersEl.textContent = v == null ? '' : String(v);
+      this.viewersWrap.hidden = v == null;
+      const writable = this.canWrite();
+      this.hintEl.textContent = writable && state === 'live' && !this.room.chats.size ? t.hint : '';
+      this.layer.classList.toggle('ro', !writable);
+      for (const el of this.root.querySelectorAll('.card')) el.classList.toggle('off', state !== 'live');
+      if (!writable && this.composer) this.closeComposer(false);
+
+      const chats = this.ordered();
+      const seen = new Set();
+      chats.forEach((chat, i) => {
+        seen.add(chat.id);
+        let m = this.markers.get(chat.id);
+        if (!m) {
+          m = this.makeMarker(chat.id);
+          this.markers.set(chat.id, m);
+          this.layer.insertBefore(m, this.draftEl);
+        }
+        const moving = this.moving && this.moving.id === chat.id;
+        if (!moving && !m.classList.contains('drag')) {
+          m.style.left = chat.x + '%';
+          m.style.top = chat.y + '%';
+        }
+        m.setAttribute('data-resolved', String(!!chat.resolved));
+        m.classList.toggle('pending', !!chat.pending);
+        m.textContent = chat.resolved ? '✓' : String(i + 1);
+        const first = chat.comments[0];
+        m.setAttribute('aria-label', t.marker(i + 1, this.name(chat.user), first ? first.text.slice(0, 80) : '', Math.max(0, chat.comments.length - 1), !!chat.resolved));
+        m.setAttribute('aria-expanded', String(!!this.thread && this.thread.id === chat.id));
+        if (this.mayManage(chat)) m.setAttribute('aria-description', t.moveHint);
+        else m.removeAttribute('aria-description');
+      });
+      for (const [id, m] of this.markers) {
+        if (!seen.has(id)) {
+          m.remove();
+          this.markers.delete(id);
+        }
+      }
+      if (this.draft) {
+        this.draftEl.hidden = false;
+        this.draftEl.style.left = this.draft.x + '%';
+        this.draftEl.style.top = this.draft.y + '%';
+      } else this.draftEl.hidden = true;
+      if (this.thread) this.renderThread();
+
+      const count = chats.filter((c) => !c.pending).length;
+      if (this.room.loaded && count !== this.count) {
+        this.count = count;
+        if (this.opts.onCountChange) {
+          try {
+            this.opts.onCountChange(count);
+          } catch (e) {
+            console.error(e);
+          }
+        }
+      }
+      if (ev) this.announceEvent(ev);
+    }
+
+    /** @param {ChatEvent} ev */
+    announceEvent(ev) {
+      const c = ev.type === 'new-image-chat' && ev.chat ? ev.chat.comments[0] : ev.change && ev.change.op === 'comment-added' ? ev.change.comment : null;
+      if (c) this.announce(this.t.said(c.user.name, c.text));
+    }
+
+    /** @param {string} id */
+    makeMarker(id) {
+      const m = h('button', { class: 'm', type: 'button', 'data-imagechat-marker': true, 'data-chat-id': id, 'aria-haspopup': 'dialog' });
+      /** @type {{x: number, y: number, id: number} | null} */
+      let down = null;
+      m.addEventListener('pointerdown', (e) => {
+        const chat = this.room.chats.get(id);
+        if (e.button !== 0 || !chat || chat.pending || !this.mayManage(chat)) return;
+        down = { x: e.clientX, y: e.clientY, id: e.pointerId };
+      });
+      m.addEventListener('pointermove', (e) => {
+        if (!down || down.id !== e.pointerId) return;
+        if (!m.classList.contains('drag')) {
+          if (Math.hypot(e.clientX - down.x, e.clientY - down.y) < 5) return;
+          m.classList.add('drag');
+          m.setPointerCapture(e.pointerId);
+        }
+        const p = this.point(e);
+        m.style.left = p.x + '%';
+        m.style.top = p.y + '%';
+      });
+      const end = (/** @type {PointerEvent} */ e) => {
+        if (!down || down.id !== e.pointerId) return;
+        down = null;
+        if (!m.classList.contains('drag')) return;
+        m.classList.remove('drag');
+        this.suppressClick = true;
+        setTimeout(() => (this.suppressClick = false), 0);
+        const chat = this.room.chats.get(id);
+        if (chat && e.type === 'pointerup') this.move(chat, this.point(e));
+        else this.render(null);
+      };
+      m.addEventListener('pointerup', end);
+      m.addEventListener('pointercancel', end);
+      m.addEventListener('click', (e) => {
+        e.stopPropagation();
+        const chat = this.room.chats.get(id);
+        if (this.suppressClick || !chat || chat.pending) return;
+        if (this.thread && this.thread.id === id) this.closeThread(true);
+        else this.openThread(id, true);
+      });
+      m.addEventListener('keydown', (e) => this.onMarkerKey(e, id));
+      m.addEventListener('blur', () => {
+        if (this.moving && this.moving.id === id) {
+          this.moving = null;
+          this.render(null);
+        }
+      });
+      return m;
+    }
+
+    /** @param {MouseEvent} e @returns {{x: number, y: number}} percent of the content box */
+    point(e) {
+      const r = this.layer.getBoundingClientRect();
+      return { x: clamp(((e.clientX - r.left) / (r.width || 1)) * 100), y: clamp(((e.clientY - r.top) / (r.height || 1)) * 100) };
+    }
+
+    // ------------------------------------------------------------ input
+
+    /** @param {MouseEvent} e */
+    onLayerClick(e) {
+      if (e.target !== this.layer || !this.canWrite()) return;
+      if (this.thread) {
+        this.closeThread(false);
+        return;
+      }
+      if (!this.ready()) return;
+      this.openComposer(this.point(e));
+    }
+
+    /** @param {KeyboardEvent} e */
+    onLayerKey(e) {
+      if (e.target !== this.layer) return;
+      const d = this.draft;
+      if (e.key === 'Enter' || e.key === ' ') {
+        e.preventDefault();
+        if (!this.canWrite()) return;
+        if (!this.ready()) return;
+        if (!d) {
+          this.draft = { x: 50, y: 50 };
+          this.render(null);
+        } else this.openComposer(d);
+      } else if (d && e.key.startsWith('Arrow')) {
+        e.preventDefault();
+        const step = e.shiftKey ? 10 : 1;
+        if (e.key === 'ArrowLeft') d.x = clamp(d.x - step);
+        if (e.key === 'ArrowRight') d.x = clamp(d.x + step);
+        if (e.key === 'ArrowUp') d.y = clamp(d.y - step);
+        if (e.key === 'ArrowDown') d.y = clamp(d.y + step);
+        this.render(null);
+      } else if (e.key === 'Escape' && d) {
+        e.preventDefault();
+        this.draft = null;
+        this.render(null);
+      }
+    }
+
+    /** @param {KeyboardEvent} e @param {string} id */
+    onMarkerKey(e, id) {
+      const chat = this.room.chats.get(id);
+      if (!chat || chat.pending) return;
+      const mv = this.moving;
+      if (e.key.startsWith('Arrow') && this.mayManage(chat)) {
+        e.preventDefault();
+        e.stopPropagation();
+        const m = this.moving && this.moving.id === id ? this.moving : (this.moving = { id, x: chat.x, y: chat.y });
+        const step = e.shiftKey ? 10 : 1;
+        if (e.key === 'ArrowLeft') m.x = clamp(m.x - step);
+        if (e.key === 'ArrowRight') m.x = clamp(m.x + step);
+        if (e.key === 'ArrowUp') m.y = clamp(m.y - step);
+        if (e.key === 'ArrowDown') m.y = clamp(m.y + step);
+        const el = this.markers.get(id);
+        if (el) {
+          el.style.left = m.x + '%';
+          el.style.top = m.y + '%';
+        }
+      } else if (mv && mv.id === id && (e.key === 'Enter' || e.key === 'Escape')) {
+        e.preventDefault();
+        e.stopPropagation();
+        this.moving = null;
+        if (e.key === 'Enter') this.move(chat, mv);
+        else this.render(null);
+      }
+    }
+
+    /** Escape closes the innermost open thing. @param {KeyboardEvent} e */
+    onRootKey(e) {
+      if (e.key !== 'Escape' || e.defaultPrevented) return;
+      const path = e.composedPath();
+      if (this.composer && path.includes(this.composer)) {
+        e.preventDefault();
+        this.closeComposer(true);
+      } else if (this.thread && path.includes(this.thread.el)) {
+        e.preventDefault();
+        this.closeThread(true);
+      }
+    }
+
+    // ------------------------------------------------------------ composer
+
+    /** @param {{x: number, y: number}} at @param {string} [text] */
+    openComposer(at, text) {
+      this.closeThread(false);
+      this.closeComposer(false);
+      const t = this.t;
+      this.draft = { x: at.x, y: at.y };
+      const ta = h('textarea', { 'aria-label': t.newComment, placeholder: t.placeholder, maxlength: 2000, required: true });
+      ta.value = text || '';
+      const cancel = h('button', { class: 'b', type: 'button', text: t.cancel });
+      const form = h('form', { class: 'card', 'data-imagechat-composer': true, 'aria-label': t.newComment }, [
+        ta,
+        h('div', { class: 'row' }, [cancel, h('button', { class: 'b p', type: 'submit', text: t.post })]),
+      ]);
+      form.noValidate = true;
+      this.place(form, at);
+      cancel.onclick = () => this.closeComposer(true);
+      ta.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+          e.preventDefault();
+          form.requestSubmit();
+        }
+      });
+      form.onsubmit = (e) => {
+        e.preventDefault();
+        const text = ta.value.trim();
+        if (!text) return this.showError(t.empty);
+        if (!this.ready()) return;
+        const at = /** @type {{x: number, y: number}} */ (this.draft);
+        this.closeComposer(true);
+        this.create(at, text);
+      };
+      this.composer = form;
+      this.root.append(form);
+      this.render(null);
+      ta.focus();
+    }
+
+    /** @param {boolean} refocus */
+    closeComposer(refocus) {
+      const had = !!this.composer || !!this.draft;
+      if (this.composer) this.composer.remove();
+      this.composer = null;
+      this.draft = null;
+      if (had) this.render(null);
+      if (refocus) this.layer.focus();
+    }
+
+    /** Positions a card beside a point, on the side with more room. @param {HTMLElement} el @param {{x: number, y: number}} at */
+    place(el, at) {
+      const gap = `calc(var(--s) / 2 + 6px)`;
+      if (at.x > 55) el.style.right = `calc(${100 - at.x}% + ${gap})`;
+      else el.style.left = `calc(${at.x}% + ${gap})`;
+      if (at.y > 60) el.style.bottom = `calc(${100 - at.y}% - 20px)`;
+      else el.style.top = `calc(${at.y}% - 20px)`;
+    }
+
+    /** Creates a chat, showing its marker before the server answers. @param {{x: number, y: number}} at @param {string} text */
+    async create(at, text) {
+      const s = this.conn.session;
+      if (!s) return;
+      const tmp = `pending-${uuid()}`;
+      const now = Date.now();
+      const room = this.room;
+      room.putChat({ id: tmp, x: at.x, y: at.y, resolved: false, user: s.user, createdAt: now, comments: [{ id: tmp, user: s.user, text, createdAt: now }], pending: true });
+      room.notify();
+      try {
+        await this.conn.mutate('POST', '/api/v1/chats', { urlId: this.urlId, x: at.x, y: at.y, text }, (d) => room.swapChat(tmp, d.chat), tmp);
+      } catch (e) {
+        room.chats.delete(tmp);
+        room.notify();
+        if (this.canWrite() && !this.composer && !this.thread) this.openComposer(at, text);
+        this.showError(describe(e, this.t));
+        return;
+      }
+      room.chats.delete(tmp); // in case the echo placed the real chat first
+      room.notify();
+    }
+
+    /** Runs a mutation and reports failure to the user. @param {() => Promise<unknown>} fn */
+    async run(fn) {
+      if (!this.ready()) return false;
+      try {
+        await fn();
+        this.room.notify();
+        return true;
+      } catch (e) {
+        this.room.notify();
+        this.showError(describe(e, this.t));
+        return false;
+      }
+    }
+
+    /** @param {Chat} chat @param {{x: number, y: number}} to */
+    move(chat, to) {
+      const room = this.room;
+      const from = { x: chat.x, y: chat.y };
+      if (from.x === to.x && from.y === to.y) return this.render(null);
+      if (this.state() !== 'live') {
+        this.render(null);
+        return this.ready();
+      }
+      Object.assign(chat, { x: to.x, y: to.y });
+      this.render(null);
+      this.run(() =>
+        this.conn.mutate('PATCH', `/api/v1/chats/${encodeURIComponent(chat.id)}`, { x: to.x, y: to.y }, (d) => room.putChat(d.chat)).catch((e) => {
+          Object.assign(chat, from);
+          throw e;
+        }),
+      );
+    }
+
+    // ------------------------------------------------------------ thread
+
+    /** @param {string} id @param {boolean} focus */
+    openThread(id, focus) {
+      const chat = this.room.chats.get(id);
+      if (!chat) return;
+      const t = this.t;
+      const keepText = this.thread && this.thread.id === id && this.thread.form ? this.thread.form.querySelector('textarea')?.value || '' : '';
+      this.closeComposer(false);
+      if (this.thread) this.thread.el.remove();
+      const head = h('div');
+      const list = h('ul', { class: 'list' });
+      const el = h('div', { class: 'card thread', role: 'dialog', 'data-imagechat-thread': true, 'data-chat-id': id }, [head, list]);
+      /** @type {HTMLFormElement | null} */
+      let form = null;
+      if (this.canWrite()) {
+        const ta = h('textarea', { 'aria-label': t.reply, placeholder: t.placeholderReply, maxlength: 2000 });
+        ta.value = keepText;
+        const send = h('button', { class: 'b p', type: 'submit', text: t.reply });
+        form = h('form', { 'data-imagechat-composer': true, 'aria-label': t.reply }, [ta, h('div', { class: 'row' }, [send])]);
+        form.noValidate = true;
+        const f = form;
+        ta.addEventListener('keydown', (e) => {
+          if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+            e.preventDefault();
+            f.requestSubmit();
+          }
+        });
+        form.onsubmit = async (e) => {
+          e.preventDefault();
+          const text = ta.value.trim();
+          if (!text) return this.showError(t.empty);
+          if (send.disabled) return;
+          send.disabled = true;
+          const room = this.room;
+          const ok = await this.run(() => this.conn.mutate('POST', `/api/v1/chats/${encodeURIComponent(id)}/comments`, { text }, (d) => room.putComment(id, d.comment)));
+          send.disabled = false;
+          if (ok) ta.value = '';
+        };
+        el.append(form);
+      }
+      this.thread = { id, el, list, head, form, items: new Map(), confirm: false };
+      this.place(el, chat);
+      this.root.append(el);
+      this.render(null);
+      if (focus) {
+        const target = form ? form.querySelector('textarea') : head.querySelector('button');
+        if (target) target.focus();
+      }
+    }
+
+    /** @param {boolean} refocus return focus to the thread's marker */
+    closeThread(refocus) {
+      const th = this.thread;
+      if (!th) return;
+      th.el.remove();
+      this.thread = null;
+      this.render(null);
+      const m = this.markers.get(th.id);
+      if (refocus) (m || this.layer).focus();
+    }
+
+    renderThread() {
+      const th = /** @type {NonNullable<View['thread']>} */ (this.thread);
+      const t = this.t;
+      const chats = this.ordered();
+      const chat = this.room.chats.get(th.id);
+      if (!chat) {
+        const hadFocus = th.el.contains(this.root.activeElement);
+        this.thread = null;
+        th.el.remove();
+        this.announce(t.gone);
+        if (hadFocus) this.layer.focus();
+        return;
+      }
+      th.el.setAttribute('aria-label', t.thread(chats.indexOf(chat) + 1));
+      const title = h('h2', { text: t.thread(chats.indexOf(chat) + 1) + (chat.resolved ? ` · ${t.resolved}` : '') });
+      /** @type {HTMLElement[]} */
+      const kids = [title];
+      if (this.canWrite()) {
+        const res = h('button', { class: 'b', type: 'button', 'data-imagechat-action': 'resolve', 'aria-pressed': String(!!chat.resolved), text: chat.resolved ? t.reopen : t.resolve });
+        res.onclick = () => this.run(() => this.conn.mutate('PATCH', `/api/v1/chats/${encodeURIComponent(chat.id)}`, { resolved: !chat.resolved }, (d) => this.room.putChat(d.chat)));
+        kids.push(res);
+      }
+      if (this.mayManage(chat)) {
+        const del = h('button', { class: 'b', type: 'button', 'data-imagechat-action': 'delete-chat', text: t.del, 'aria-label': t.delChat });
+        del.onclick = () => {
+          th.confirm = true;
+          this.renderThread();
+          const c = th.head.querySelector('[data-imagechat-action=confirm]');
+          if (c instanceof HTMLElement) c.focus();
+        };
+        kids.push(del);
+      }
+      const close = h('button', { class: 'b x', type: 'button', 'aria-label': t.close, text: '×' });
+      close.onclick = () => this.closeThread(true);
+      kids.push(close);
+      const focused = this.root.activeElement;
+      const focusAction = focused instanceof HTMLElement && th.head.contains(focused) ? focused.getAttribute('data-imagechat-action') || 'close' : null;
+      th.head.replaceChildren(h('div', { class: 'head' }, kids));
+      if (th.confirm) {
+        th.head.append(
+          this.confirmRow(
+            () => {
+              const room = this.room;
+              this.run(() => this.conn.mutate('DELETE', `/api/v1/chats/${encodeURIComponent(chat.id)}`, undefined, () => room.chats.delete(chat.id)));
+            },
+            () => {
+              th.confirm = false;
+              this.renderThread();
+            },
+          ),
+        );
+      }
+      if (focusAction && !th.confirm) {
+        const again = th.head.querySelector(focusAction === 'close' ? '.x' : `[data-imagechat-action=${focusAction}]`);
+        if (again instanceof HTMLElement) again.focus();
+      }
+
+      const ids = new Set(chat.comments.map((c) => c.id));
+      for (const [id, li] of th.items) {
+        if (!ids.has(id)) {
+          li.remove();
+          th.items.delete(id);
+        }
+      }
+      chat.comments.forEach((c, i) => {
+        let li = th.items.get(c.id);
+        if (!li) {
+          li = h('li', { class: 'c', 'data-imagechat-comment': true, 'data-comment-id': c.id });
+          th.items.set(c.id, li);
+        }
+        if (th.list.children[i] !== li) th.list.insertBefore(li, th.list.children[i] || null);
+        if (!li.querySelector('textarea')) this.fillComment(li, chat, c);
+      });
+    }
+
+    /** A "Delete for everyone? [Delete] [Cancel]" row. @param {() => void} yes @param {() => void} no */
+    confirmRow(yes, no) {
+      const t = this.t;
+      const ok = h('button', { class: 'b p', type: 'button', 'data-imagechat-action': 'confirm', text: t.del });
+      const cancel = h('button', { class: 'b', type: 'button', text: t.cancel });
+      ok.onclick = yes;
+      cancel.onclick = no;
+      return h('div', { class: 'confirm', role: 'group', 'aria-label': t.confirmDel }, [h('span', { text: t.confirmDel }), ok, cancel]);
+    }
+
+    /** @param {HTMLLIElement} li @param {Chat} chat @param {Comment} c @param {boolean} [confirming] */
+    fillComment(li, chat, c, confirming) {
+      const t = this.t;
+      const time = h('time', { datetime: new Date(c.createdAt).toISOString(), title: new Date(c.createdAt).toLocaleString(pickLocale(this.opts.locale)), text: this.ago(c.createdAt) });
+      const meta = h('div', { class: 'meta' }, [h('b', { text: this.name(c.user) }), time, c.editedAt ? h('span', { text: `(${t.edited})` }) : null]);
+      const text = h('p', { class: 'txt' });
+      text.textContent = c.text; // text, never HTML
+      li.replaceChildren(meta, text);
+      if (chat.pending || !this.mayManage(c)) return;
+      const room = this.room;
+      const path = `/api/v1/chats/${encodeURIComponent(chat.id)}/comments/${encodeURIComponent(c.id)}`;
+      if (confirming) {
+        li.append(
+          this.confirmRow(
+            () => this.run(() => this.conn.mutate('DELETE', path, undefined, () => room.dropComment(chat.id, c.id))),
+            () => this.fillComment(li, chat, c),
+          ),
+        );
+        const ok = li.querySelector('[data-imagechat-action=confirm]');
+        if (ok instanceof HTMLElement) ok.focus();
+        return;
+      }
+      const edit = h('button', { class: 'b l', type: 'button', 'data-imagechat-action': 'edit', text: t.edit });
+      const del = h('button', { class: 'b l', type: 'button', 'data-imagechat-action': 'delete', text: t.del });
+      li.append(h('div', { class: 'acts' }, [edit, del]));
+      del.onclick = () => this.fillComment(li, chat, c, true);
+      edit.onclick = () => {
+        const ta = h('textarea', { 'aria-label': t.edit, maxlength: 2000 });
+        ta.value = c.text;
+        const save = h('button', { class: 'b p', type: 'button', 'data-imagechat-action': 'save', text: t.save });
+        const cancel = h('button', { class: 'b', type: 'button', text: t.cancel });
+        const done = () => {
+          const cur = room.chats.get(chat.id);
+          const now = cur && cur.comments.find((x) => x.id === c.id);
+          if (cur && now) this.fillComment(li, cur, now);
+          const again = li.querySelector('[data-imagechat-action=edit]');
+          if (again instanceof HTMLElement) again.focus();
+        };
+        cancel.onclick = done;
+        ta.addEventListener('keydown', (e) => {
+          if (e.key === 'Escape') {
+            e.preventDefault();
+            e.stopPropagation();
+            done();
+          } else if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) save.click();
+        });
+        save.onclick = async () => {
+          const text = ta.value.trim();
+          if (!text) return this.showError(t.empty);
+          save.disabled = true;
+          if (await this.run(() => this.conn.mutate('PATCH', path, { text }, (d) => room.putComment(chat.id, d.comment)))) done();
+          else save.disabled = false;
+        };
+        li.replaceChildren(meta, ta, h('div', { class: 'row' }, [cancel, save]));
+        ta.focus();
+      };
+    }
+
+    /** @param {number} ms */
+    ago(ms) {
+      const rtf = new Intl.RelativeTimeFormat(pickLocale(this.opts.locale), { numeric: 'auto', style: 'short' });
+      const s = Math.round((ms - Date.now()) / 1000);
+      if (s > -45) return rtf.format(0, 'second');
+      if (s > -3600) return rtf.format(Math.round(s / 60), 'minute');
+      if (s > -86400) return rtf.format(Math.round(s / 3600), 'hour');
+      return rtf.format(Math.round(s / 86400), 'day');
+    }
+  }
+
+  // ---------------------------------------------------------------- public API
+
+  /**
+   * Attaches a discussion to an image (or to the first image inside an element).
+   * @param {Element} el
+   * @param {Options} opts
+   */
+  function attach(el, opts) {
+    const img = el instanceof HTMLImageElement ? el : el && el.querySelector('img');
+    if (!img) throw new Error('ImageChat.attach: no <img> found');
+    if (!opts || !opts.tenantId) throw new Error('ImageChat.attach: tenantId is required');
+    let view = attached.get(img);
+    if (!view) {
+      view = new View(img, opts);
+      attached.set(img, view);
+    }
+    return view.handle;
+  }
+
+  function autoAttach() {
+    for (const img of document.querySelectorAll('img[data-imagechat-tenant]')) {
+      const i = /** @type {HTMLImageElement} */ (img);
+      attach(i, { tenantId: i.dataset.imagechatTenant || '', urlId: i.dataset.imagechatUrlId || undefined });
+    }
+  }
+
+  /** @type {any} */ (window).ImageChat = { attach, version: '1' };
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', autoAttach);
+  else autoAttach();
+})();
