@@ -1,0 +1,364 @@
+// imagechat tenant dashboard: usage, live connections, images, moderation.
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//
+// Plain script served at /static/admin.js, type-checked with tsc --checkJs.
+// Signs in with tenant id + secret (the server sets an HttpOnly cookie), then
+// reads the tenant API on the same origin. Everything user-supplied is shown
+// with textContent.
+(function () {
+  'use strict';
+
+  /**
+   * @typedef {{date: string, pubSubMessageCount: number, pubSubBandwidth: number,
+   *   conversationCreateCount: number, commentCreateCount: number, peakConnections: number}} Day
+   * @typedef {'pubSubMessageCount' | 'pubSubBandwidth' | 'conversationCreateCount' | 'commentCreateCount' | 'peakConnections'} Metric
+   * @typedef {{urlId: string, chatCount: number, lastActivity: number, seq: number}} Image
+   * @typedef {{id: string, name: string}} User
+   * @typedef {{id: string, user: User, text: string, createdAt: number}} Comment
+   * @typedef {{id: string, x: number, y: number, resolved: boolean, user: User, createdAt: number, comments: Comment[]}} Chat
+   */
+
+  const LIVE_EVERY = 5000;
+  const DATA_EVERY = 15000;
+
+  /** @template {HTMLElement} T @param {string} id @returns {T} */
+  function $(id) {
+    const el = document.getElementById(id);
+    if (!el) throw new Error(`#${id} missing`);
+    return /** @type {T} */ (el);
+  }
+
+  /**
+   * @param {string} tag @param {string} [text] @param {string} [cls]
+   * @returns {HTMLElement}
+   */
+  function el(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text != null) e.textContent = text;
+    if (cls) e.className = cls;
+    return e;
+  }
+
+  /** 1536 → "1.5 KB" (powers of 1024). @param {number} n */
+  function bytes(n) {
+    const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) {
+      n /= 1024;
+      i++;
+    }
+    return `${i ? n.toFixed(n < 10 ? 1 : 0) : n} ${units[i]}`;
+  }
+
+  const num = new Intl.NumberFormat('en');
+  /** @param {Metric} m @param {number} v */
+  const fmt = (m, v) => (m === 'pubSubBandwidth' ? bytes(v) : num.format(v));
+
+  /** @param {number} ms */
+  function ago(ms) {
+    if (!ms) return '–';
+    const s = Math.round((Date.now() - ms) / 1000);
+    if (s < 60) return 'just now';
+    if (s < 3600) return `${Math.round(s / 60)} min ago`;
+    if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+    return new Date(ms).toLocaleDateString();
+  }
+
+  class HttpError extends Error {
+    /** @param {number} status @param {string} message */
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  /** @param {string} method @param {string} path @param {unknown} [body] @returns {Promise<any>} */
+  async function api(method, path, body) {
+    /** @type {RequestInit} */
+    const init = { method, credentials: 'same-origin', headers: body === undefined ? {} : { 'Content-Type': 'application/json' } };
+    if (body !== undefined) init.body = JSON.stringify(body);
+    const res = await fetch(path, init);
+    const data = await res.json().catch(() => ({}));
+    if (!res.ok) {
+      if (res.status === 401 && path !== '/api/v1/tenant/login') showSignIn();
+      throw new HttpError(res.status, (data.error && data.error.message) || res.statusText);
+    }
+    return data;
+  }
+
+  /** @type {ReturnType<typeof setInterval>[]} */
+  let timers = [];
+  /** @type {Day[]} */
+  let days = [];
+  /** @type {string | null} */
+  let openUrlId = null;
+
+  function showSignIn() {
+    for (const t of timers) clearInterval(t);
+    timers = [];
+    $('dash').hidden = true;
+    $('who').hidden = true;
+    $('logout').hidden = true;
+    $('signin').hidden = false;
+    $('tenantId').focus();
+  }
+
+  /** @param {string} tenantId */
+  function showDashboard(tenantId) {
+    $('signin').hidden = true;
+    $('dash').hidden = false;
+    const who = $('who');
+    who.textContent = `Tenant: ${tenantId}`;
+    who.hidden = false;
+    $('logout').hidden = false;
+    document.title = `${tenantId} · imagechat dashboard`;
+    refreshAll();
+    timers = [setInterval(refreshLive, LIVE_EVERY), setInterval(refreshData, DATA_EVERY)];
+  }
+
+  /** @param {unknown} e */
+  function report(e) {
+    if (e instanceof HttpError && e.status === 401) return;
+    const p = $('dash-error');
+    p.textContent = `Something went wrong: ${e instanceof Error ? e.message : String(e)}`;
+    p.hidden = false;
+  }
+
+  function refreshAll() {
+    refreshLive();
+    refreshData();
+  }
+
+  async function refreshLive() {
+    try {
+      const live = await api('GET', '/api/v1/tenant/live');
+      $('live-connections').textContent = num.format(live.connections);
+      $('live-subscriptions').textContent = num.format(live.subscriptions);
+    } catch (e) {
+      report(e);
+    }
+  }
+
+  async function refreshData() {
+    await Promise.all([loadUsage(), loadImages(), openUrlId ? loadChats(openUrlId) : null]);
+  }
+
+  /** @param {Date} d */
+  const ymd = (d) => d.toISOString().slice(0, 10);
+
+  async function loadUsage() {
+    const n = Number(/** @type {HTMLSelectElement} */ ($('range')).value);
+    const to = new Date();
+    const from = new Date(to.getTime() - (n - 1) * 86400000);
+    try {
+      const data = await api('GET', `/api/v1/tenant/usage?from=${ymd(from)}&to=${ymd(to)}`);
+      days = /** @type {Day[]} */ (data.days).slice().sort((a, b) => a.date.localeCompare(b.date));
+      $('dash-error').hidden = true;
+      renderUsage();
+    } catch (e) {
+      report(e);
+    }
+  }
+
+  function metric() {
+    return /** @type {Metric} */ (/** @type {HTMLSelectElement} */ ($('metric')).value);
+  }
+
+  function renderUsage() {
+    const sum = (/** @type {Metric} */ k) => days.reduce((a, d) => a + (d[k] || 0), 0);
+    $('sum-messages').textContent = num.format(sum('pubSubMessageCount'));
+    $('sum-bandwidth').textContent = bytes(sum('pubSubBandwidth'));
+    drawChart($('chart'), days, metric());
+    const tbody = /** @type {HTMLTableSectionElement} */ ($('usage').querySelector('tbody'));
+    tbody.replaceChildren(
+      ...days
+        .slice()
+        .reverse()
+        .map((d) => {
+          const tr = el('tr');
+          const th = el('th', d.date);
+          th.setAttribute('scope', 'row');
+          tr.append(
+            th,
+            el('td', num.format(d.pubSubMessageCount)),
+            el('td', bytes(d.pubSubBandwidth)),
+            el('td', num.format(d.conversationCreateCount)),
+            el('td', num.format(d.commentCreateCount)),
+            el('td', num.format(d.peakConnections)),
+          );
+          return tr;
+        }),
+    );
+  }
+
+  /** A bar chart of one metric per day, drawn as inline SVG. @param {HTMLElement} box @param {Day[]} data @param {Metric} m */
+  function drawChart(box, data, m) {
+    const NS = 'http://www.w3.org/2000/svg';
+    const W = 900;
+    const H = 240;
+    const pad = { l: 64, r: 12, t: 12, b: 28 };
+    const max = Math.max(1, ...data.map((d) => d[m] || 0));
+    // A round axis top: 1, 2 or 5 times a power of ten (of 1024 for bytes it still reads fine).
+    const pow = 10 ** Math.floor(Math.log10(max));
+    const top = [1, 2, 5, 10].map((f) => f * pow).find((v) => v >= max) || max;
+    /** @param {string} tag @param {Record<string, string | number>} attrs @param {string} [text] */
+    const s = (tag, attrs, text) => {
+      const e = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+      if (text != null) e.textContent = text;
+      return e;
+    };
+    const label = /** @type {HTMLSelectElement} */ ($('metric')).selectedOptions[0].textContent || m;
+    const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${label} per day, ${data.length} days, highest ${fmt(m, max)}` });
+    const ih = H - pad.t - pad.b;
+    const iw = W - pad.l - pad.r;
+    for (let i = 0; i <= 4; i++) {
+      const y = pad.t + ih - (ih * i) / 4;
+      svg.append(s('line', { class: 'grid', x1: pad.l, x2: W - pad.r, y1: y, y2: y }));
+      svg.append(s('text', { x: pad.l - 8, y: y + 4, 'text-anchor': 'end' }, fmt(m, Math.round((top * i) / 4))));
+    }
+    const bw = iw / Math.max(1, data.length);
+    const every = Math.ceil(data.length / 10);
+    data.forEach((d, i) => {
+      const v = d[m] || 0;
+      const bh = (ih * v) / top;
+      const x = pad.l + i * bw;
+      const r = s('rect', { class: 'bar', x: x + bw * 0.15, y: pad.t + ih - bh, width: Math.max(1, bw * 0.7), height: Math.max(v ? 1 : 0, bh), rx: 2 });
+      r.append(s('title', {}, `${d.date}: ${fmt(m, v)}`));
+      svg.append(r);
+      if (i % every === 0 || i === data.length - 1) svg.append(s('text', { x: x + bw / 2, y: H - 8, 'text-anchor': 'middle' }, d.date.slice(5)));
+    });
+    box.replaceChildren(svg);
+  }
+
+  async function loadImages() {
+    try {
+      const data = await api('GET', '/api/v1/tenant/images');
+      /** @type {Image[]} */
+      const images = data.images;
+      const tbody = /** @type {HTMLTableSectionElement} */ ($('images').querySelector('tbody'));
+      $('images-empty').hidden = images.length > 0;
+      tbody.replaceChildren(
+        ...images.map((img) => {
+          const tr = el('tr');
+          tr.dataset.urlId = img.urlId;
+          const open = el('button', 'Moderate', 'btn');
+          open.setAttribute('type', 'button');
+          open.setAttribute('aria-label', `Moderate chats on ${img.urlId}`);
+          open.addEventListener('click', () => openImage(img.urlId));
+          const when = el('td', ago(img.lastActivity));
+          if (img.lastActivity) when.title = new Date(img.lastActivity).toLocaleString();
+          const act = el('td');
+          act.append(open);
+          tr.append(el('td', img.urlId), el('td', num.format(img.chatCount)), when, act);
+          return tr;
+        }),
+      );
+    } catch (e) {
+      report(e);
+    }
+  }
+
+  /** @param {string} urlId */
+  async function openImage(urlId) {
+    openUrlId = urlId;
+    $('mod-url').textContent = urlId;
+    $('moderation').hidden = false;
+    await loadChats(urlId);
+    $('mod-title').scrollIntoView({ block: 'nearest' });
+    $('mod-close').focus();
+  }
+
+  /** @param {string} urlId */
+  async function loadChats(urlId) {
+    try {
+      const data = await api('GET', `/api/v1/tenant/chats?urlId=${encodeURIComponent(urlId)}`);
+      if (openUrlId !== urlId) return;
+      /** @type {Chat[]} */
+      const chats = data.chats;
+      const list = $('chats');
+      if (!chats.length) {
+        list.replaceChildren(el('li', 'No chats on this image.', 'muted'));
+        return;
+      }
+      list.replaceChildren(...chats.map((c, i) => chatItem(c, i + 1)));
+    } catch (e) {
+      report(e);
+    }
+  }
+
+  /** @param {Chat} c @param {number} n */
+  function chatItem(c, n) {
+    const li = el('li');
+    li.dataset.chatId = c.id;
+    const pin = el('span', c.resolved ? '✓' : String(n), c.resolved ? 'pin resolved' : 'pin');
+    pin.setAttribute('aria-hidden', 'true');
+    const body = el('div', undefined, 'body');
+    const first = c.comments[0];
+    body.append(
+      el('p', first ? first.text : '', 'text'),
+      el(
+        'div',
+        `${c.user.name} · ${new Date(c.createdAt).toLocaleString()} · ${c.comments.length} comment${c.comments.length === 1 ? '' : 's'} · at ${c.x.toFixed(1)}%, ${c.y.toFixed(1)}%${c.resolved ? ' · resolved' : ''}`,
+        'meta',
+      ),
+    );
+    const del = /** @type {HTMLButtonElement} */ (el('button', 'Delete', 'btn danger'));
+    del.setAttribute('type', 'button');
+    del.setAttribute('aria-label', `Delete chat ${n}`);
+    del.dataset.action = 'delete';
+    del.addEventListener('click', () => {
+      if (del.dataset.action === 'delete') {
+        del.dataset.action = 'confirm';
+        del.textContent = 'Delete for everyone';
+        del.className = 'btn danger primary';
+        del.setAttribute('aria-label', `Confirm: delete chat ${n} for everyone`);
+        return;
+      }
+      del.disabled = true;
+      api('DELETE', `/api/v1/tenant/chats/${encodeURIComponent(c.id)}`)
+        .then(() => {
+          li.remove();
+          loadImages();
+        })
+        .catch((e) => {
+          del.disabled = false;
+          report(e);
+        });
+    });
+    li.append(pin, body, del);
+    return li;
+  }
+
+  $('login').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const err = $('login-error');
+    err.hidden = true;
+    const tenantId = /** @type {HTMLInputElement} */ ($('tenantId')).value.trim();
+    const secret = /** @type {HTMLInputElement} */ ($('secret')).value;
+    try {
+      const me = await api('POST', '/api/v1/tenant/login', { tenantId, secret });
+      /** @type {HTMLInputElement} */ ($('secret')).value = '';
+      showDashboard(me.tenantId);
+    } catch (e) {
+      err.textContent = e instanceof HttpError && e.status === 401 ? 'Wrong tenant id or secret.' : `Could not sign in: ${e instanceof Error ? e.message : e}`;
+      err.hidden = false;
+    }
+  });
+  $('logout').addEventListener('click', async () => {
+    await api('POST', '/api/v1/tenant/logout').catch(() => null);
+    showSignIn();
+  });
+  $('refresh').addEventListener('click', refreshAll);
+  $('range').addEventListener('change', loadUsage);
+  $('metric').addEventListener('change', renderUsage);
+  $('mod-close').addEventListener('click', () => {
+    openUrlId = null;
+    $('moderation').hidden = true;
+  });
+
+  api('GET', '/api/v1/tenant/me').then(
+    (me) => showDashboard(me.tenantId),
+    () => showSignIn(),
+  );
+})();
