@@ -982,13 +982,13 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         const chat = this.room.chats.get(id);
         if (e.button !== 0 || !chat || chat.pending || !this.mayManage(chat)) return;
         down = { x: e.clientX, y: e.clientY, id: e.pointerId };
+        m.setPointerCapture(e.pointerId); // keep getting moves once the pointer leaves the small marker
       });
       m.addEventListener('pointermove', (e) => {
         if (!down || down.id !== e.pointerId) return;
         if (!m.classList.contains('drag')) {
           if (Math.hypot(e.clientX - down.x, e.clientY - down.y) < 5) return;
           m.classList.add('drag');
-          m.setPointerCapture(e.pointerId);
         }
         const p = this.point(e);
         m.style.left = p.x + '%';
@@ -1357,7 +1357,15 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
           th.items.set(c.id, li);
         }
         if (th.list.children[i] !== li) th.list.insertBefore(li, th.list.children[i] || null);
-        if (!li.querySelector('textarea')) this.fillComment(li, chat, c);
+        // Rebuild only what changed, so focus and half-typed edits survive live updates.
+        const sig = JSON.stringify([c.text, c.editedAt, this.name(c.user), this.mayManage(c), !!chat.pending, this.t.edit]);
+        if (li.dataset.sig === sig || li.querySelector('textarea, .confirm')) return;
+        const act = this.root.activeElement;
+        const focusAction = act instanceof HTMLElement && li.contains(act) ? act.getAttribute('data-imagechat-action') : null;
+        this.fillComment(li, chat, c);
+        li.dataset.sig = sig;
+        const again = focusAction && li.querySelector(`[data-imagechat-action=${focusAction}]`);
+        if (again instanceof HTMLElement) again.focus();
       });
     }
 
@@ -1374,6 +1382,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     /** @param {HTMLLIElement} li @param {Chat} chat @param {Comment} c @param {boolean} [confirming] */
     fillComment(li, chat, c, confirming) {
       const t = this.t;
+      delete li.dataset.sig;
       const time = h('time', { datetime: new Date(c.createdAt).toISOString(), title: new Date(c.createdAt).toLocaleString(pickLocale(this.opts.locale)), text: this.ago(c.createdAt) });
       const meta = h('div', { class: 'meta' }, [h('b', { text: this.name(c.user) }), time, c.editedAt ? h('span', { text: `(${t.edited})` }) : null]);
       const text = h('p', { class: 'txt' });
