@@ -1256,11 +1256,12 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
           e.preventDefault();
           const text = ta.value.trim();
           if (!text) return this.showError(t.empty);
-          if (send.disabled) return;
-          send.disabled = true;
+          // Not `disabled`: that would drop keyboard focus from the button.
+          if (send.getAttribute('aria-disabled') === 'true') return;
+          send.setAttribute('aria-disabled', 'true');
           const room = this.room;
           const ok = await this.run(() => this.conn.mutate('POST', `/api/v1/chats/${encodeURIComponent(id)}/comments`, { text }, (d) => room.putComment(id, d.comment)));
-          send.disabled = false;
+          send.removeAttribute('aria-disabled');
           if (ok) ta.value = '';
         };
         el.append(form);
