@@ -696,7 +696,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
 :host([data-theme=dark]) .err{color:#450a0a}
 .err button{color:inherit}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
-@media (max-width:767.98px){.thread{position:fixed;inset:0;width:auto;max-width:none;max-height:none;border-radius:0;border:0;z-index:2}}
+@media (max-width:767.98px){form.card{position:fixed;left:8px!important;right:8px!important;top:auto!important;bottom:8px!important;width:auto;max-width:none;z-index:2}.thread{position:fixed;inset:0!important;width:auto;max-width:none;max-height:none;border-radius:0;border:0;z-index:2}}
 @media (prefers-reduced-motion:reduce){*{transition:none!important;animation:none!important}}
 `;
 
