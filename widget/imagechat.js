@@ -650,7 +650,7 @@
 :host{all:initial;position:absolute;left:0;top:0;display:block;z-index:1000;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,"Hiragino Sans","Noto Sans JP",sans-serif;
 --bg:#fff;--fg:#111827;--mut:#4b5563;--line:#d1d5db;--acc:#1d4ed8;--ok:#15803d;--bad:#b91c1c;--soft:#f3f4f6;--shadow:0 8px 28px rgba(0,0,0,.22)}
 :host([data-theme=dark]){--bg:#1f2937;--fg:#f9fafb;--mut:#d1d5db;--line:#4b5563;--acc:#2563eb;--ok:#15803d;--bad:#fca5a5;--soft:#374151;--shadow:0 8px 28px rgba(0,0,0,.6)}
-*{box-sizing:border-box}
+*{box-sizing:border-box}[hidden]{display:none!important}
 .layer{position:absolute;inset:0;cursor:crosshair;outline:none;-webkit-tap-highlight-color:transparent}
 .layer:focus-visible{box-shadow:inset 0 0 0 3px var(--acc)}
 .layer.ro{cursor:default;pointer-events:none}.layer.ro .m{pointer-events:auto}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Checks and browser tests of the widget, the demo page and the dashboard.
+#   IMAGECHAT_BIN=/path/to/imagechat bash widget/scripts/test.sh
+# Each test file starts its own server from $IMAGECHAT_BIN (the files it
+# serves are the ones embedded in that binary) and drives Debian's Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+: "${IMAGECHAT_BIN:?set IMAGECHAT_BIN to the imagechat server binary}"
+IMAGECHAT_BIN="$(cd "$(dirname "$IMAGECHAT_BIN")" && pwd)/$(basename "$IMAGECHAT_BIN")"
+export IMAGECHAT_BIN
+[ -x "$IMAGECHAT_BIN" ] || { echo "not executable: $IMAGECHAT_BIN" >&2; exit 1; }
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "--- installing Chromium (Debian package)"
+  export DEBIAN_FRONTEND=noninteractive
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+echo "--- npm ci"
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+
+echo "--- tsc --noEmit --checkJs --strict"
+npx tsc --noEmit -p tsconfig.json
+
+echo "--- no focused tests"
+if grep -rnE '\b(test|it|describe|suite)\.only\(|[{,] *only: *true' tests/; then
+  echo "a focused test (.only) would skip the others: remove it" >&2
+  exit 1
+fi
+
+echo "--- size of imagechat.js"
+size=$(gzip -9 -c imagechat.js | wc -c)
+echo "imagechat.js: $(wc -c < imagechat.js) bytes, $size bytes gzipped (budget 20480)"
+[ "$size" -le 20480 ] || { echo "imagechat.js is over its 20 KB gzipped budget" >&2; exit 1; }
+
+echo "--- browser tests"
+node --test --test-concurrency=1 --test-timeout=180000 tests/
