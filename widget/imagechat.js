@@ -327,7 +327,8 @@
       this.own = new Map();
       this.onOnline = () => {
         this.attempt = 0;
-        this.connect();
+        if (this.state === 'live') this.ping();
+        else this.connect();
       };
       // Browsers may freeze an open socket when the network goes: close it ourselves.
       this.onOffline = () => this.lost();
@@ -459,7 +460,9 @@
       let s;
       try {
         s = await this.getSession();
-      } catch (_) {
+      } catch (e) {
+        // A refused session (unknown tenant, origin not allowed) is worth saying; a network error is the status's job.
+        if (e instanceof ApiError && e.status && e.status !== 429) this.tell((t) => describe(e, t));
         return this.lost();
       }
       if (this.closed || this.ws) return;
@@ -522,6 +525,11 @@
       this.pongTimer = setTimeout(() => this.lost(), PONG_TIMEOUT);
     }
 
+    /** Shows a message on every view of this connection. @param {(t: Strings) => string} msg */
+    tell(msg) {
+      for (const r of this.rooms.values()) for (const v of r.views) v.showError(msg(v.t));
+    }
+
     /** @param {Room} room subscribes, resuming from (epoch, seq) when the room has them */
     subscribe(room) {
       room.ready = false;
@@ -561,8 +569,9 @@
           }
           return;
         case 'error':
+          // unauthorized: the server closes with 4401 and we reconnect with a fresh token, nothing to tell.
           if (m.code === 'unauthorized') this.dropSession(s);
-          for (const r of this.rooms.values()) for (const v of r.views) v.showError(`${v.t.failed}: ${m.message || m.code}`);
+          else this.tell((t) => `${t.failed}: ${m.message || m.code}`);
           return;
         case 'new-image-chat':
         case 'image-chat-updated':

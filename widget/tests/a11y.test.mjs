@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { after, before, test } from 'node:test';
-import { createAt, launch, markers, openImage, sleep, startServer, startSite, until } from './helpers.mjs';
+import { join } from 'node:path';
+import { createAt, launch, markers, openImage, shotsDir, sleep, startServer, startSite, until } from './helpers.mjs';
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
@@ -144,6 +145,7 @@ test('on a phone-sized screen the thread is full-screen', async () => {
   await sleep(300);
   const box = /** @type {{x: number, y: number, width: number, height: number}} */ (await thread.boundingBox());
   assert.deepEqual([Math.round(box.x), Math.round(box.y), Math.round(box.width), Math.round(box.height)], [0, 0, 375, 667]);
+  await page.screenshot({ path: join(shotsDir(), 'thread-phone.png') });
   await ctx.close();
 });
 

@@ -114,6 +114,9 @@ describe('two viewers of one image', () => {
     await threadB.locator('[data-imagechat-composer] [type=submit]').click();
     await threadA.locator('[data-imagechat-comment]').nth(1).waitFor({ timeout: 1500 });
     assert.equal(await threadA.locator('[data-imagechat-comment]').nth(1).locator('p').textContent(), 'Looks fine to me');
+    // A hears it through the polite live region; B, who wrote it, does not.
+    await until(async () => /Looks fine to me/.test((await pa.locator('[aria-live=polite]').textContent()) || ''), 1500);
+    assert.doesNotMatch((await pb.locator('[aria-live=polite]').textContent()) || '', /Looks fine to me/);
     await sleep(300);
     assert.equal(await threadB.locator('[data-imagechat-comment]').count(), 2);
     assert.equal(await threadA.locator('[data-imagechat-comment]').count(), 2);

@@ -116,3 +116,32 @@ test('server restarted under the page: the widget reconnects by itself and picks
   await until(async () => (await markers(page).count()) === 3, 2000);
   await ctx.close();
 });
+
+test('a refused session token is replaced by a fresh one without the user noticing', async () => {
+  const ctx = await browser.newContext();
+  const page = await openImage(ctx, site, srv.url, 'token');
+  await createAt(page, 50, 50, 'Before the token went bad');
+  await markers(page).first().waitFor();
+  // Replace the stored token with one the server never issued, then reload.
+  const changed = await page.evaluate(() => {
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = /** @type {string} */ (localStorage.key(i));
+      if (!k.startsWith('imagechat:')) continue;
+      const s = JSON.parse(/** @type {string} */ (localStorage.getItem(k)));
+      s.token = 'not-a-token-the-server-issued';
+      localStorage.setItem(k, JSON.stringify(s));
+      return true;
+    }
+    return false;
+  });
+  assert.ok(changed, 'the anonymous session is kept in localStorage');
+  await page.reload();
+  await until(async () => (await state(page)) === 'live', 10000);
+  await until(async () => (await markers(page).count()) === 1, 3000);
+  assert.equal(await page.locator('[data-imagechat-error]').count(), 0, 'no error shown for a silent token refresh');
+  await createAt(page, 20, 20, 'After a fresh token');
+  await until(async () => (await markers(page).count()) === 2, 3000);
+  await sleep(300);
+  assert.equal(await page.locator('[data-imagechat-error]').count(), 0);
+  await ctx.close();
+});
