@@ -468,6 +468,8 @@
       if (this.closed || this.ws) return;
       const ws = new WebSocket(this.server.replace(/^http/, 'ws') + '/api/v1/ws');
       this.ws = ws;
+      // A handshake or hello that hangs counts as lost, like an unanswered ping.
+      this.pongTimer = setTimeout(() => this.lost(), PONG_TIMEOUT);
       ws.onopen = () => ws.send(JSON.stringify({ type: 'hello', token: s.token }));
       ws.onmessage = (e) => {
         if (this.ws !== ws) return;
@@ -545,6 +547,8 @@
       switch (m.type) {
         case 'welcome':
           this.session = Object.assign({}, s, { user: m.user, moderator: !!m.moderator });
+          clearTimeout(this.pongTimer);
+          this.pongTimer = undefined;
           this.state = 'live';
           this.attempt = 0;
           this.pingTimer = setInterval(() => this.ping(), PING_EVERY);
