@@ -1,0 +1,76 @@
+-- Server-wide facts: the log epoch and the session-token key.
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE tenants (
+    id         TEXT PRIMARY KEY,
+    secret     TEXT NOT NULL,
+    origins    TEXT NOT NULL, -- JSON array of origins, empty allows any
+    anonymous  TEXT NOT NULL CHECK (anonymous IN ('none', 'read', 'write')),
+    created_at INTEGER NOT NULL
+);
+
+-- One row per image discussion that was ever written: its log position.
+CREATE TABLE images (
+    tenant_id     TEXT NOT NULL,
+    url_id        TEXT NOT NULL,
+    seq           INTEGER NOT NULL,
+    last_activity INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, url_id)
+);
+CREATE INDEX images_by_activity ON images (tenant_id, last_activity DESC);
+
+CREATE TABLE chats (
+    tenant_id  TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    url_id     TEXT NOT NULL,
+    ord        INTEGER NOT NULL, -- seq of its creation: orders chats oldest first
+    x          REAL NOT NULL,
+    y          REAL NOT NULL,
+    resolved   INTEGER NOT NULL,
+    user_id    TEXT NOT NULL,
+    user_json  TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX chats_by_image ON chats (tenant_id, url_id, ord);
+
+CREATE TABLE comments (
+    tenant_id  TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    chat_id    TEXT NOT NULL,
+    url_id     TEXT NOT NULL,
+    ord        INTEGER NOT NULL,
+    user_id    TEXT NOT NULL,
+    user_json  TEXT NOT NULL,
+    text       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    edited_at  INTEGER,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX comments_by_chat ON comments (tenant_id, chat_id, ord);
+CREATE INDEX comments_by_image ON comments (tenant_id, url_id, ord);
+
+-- The event log of each image, kept as the exact JSON sent to clients.
+CREATE TABLE events (
+    tenant_id TEXT NOT NULL,
+    url_id    TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    at        INTEGER NOT NULL,
+    body      TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, url_id, seq)
+);
+
+CREATE TABLE usage_days (
+    tenant_id        TEXT NOT NULL,
+    day              TEXT NOT NULL, -- YYYY-MM-DD in UTC
+    messages         INTEGER NOT NULL DEFAULT 0,
+    bandwidth        INTEGER NOT NULL DEFAULT 0,
+    conversations    INTEGER NOT NULL DEFAULT 0,
+    comments         INTEGER NOT NULL DEFAULT 0,
+    peak_connections INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, day)
+);

@@ -1,0 +1,328 @@
+//! The shared state of one running node and the small services on it:
+//! tenant cache, write-rate limiter, connection registry and metrics.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::broker::{Broker, BrokerMessage};
+use crate::config::Config;
+use crate::domain::auth::TokenKey;
+use crate::domain::Tenant;
+use crate::fanout::{ConnId, Hub, Outbox};
+use crate::store::{Committed, Store, StoreError};
+use crate::usage::Usage;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub broker: Arc<dyn Broker>,
+    pub hub: Arc<Hub>,
+    pub tenants: TenantCache,
+    pub limiter: RateLimiter,
+    pub usage: Usage,
+    pub metrics: Metrics,
+    pub conns: Connections,
+    started: Instant,
+}
+
+impl App {
+    pub fn new(config: Config, store: Arc<dyn Store>, broker: Arc<dyn Broker>) -> Arc<App> {
+        let hub = Hub::new(
+            Arc::clone(&store),
+            Arc::clone(&broker),
+            Duration::from_millis(100),
+        );
+        Arc::new(App {
+            limiter: RateLimiter::new(config.write_rate_per_minute, config.write_burst),
+            config,
+            tenants: TenantCache::default(),
+            store,
+            broker,
+            hub,
+            usage: Usage::default(),
+            metrics: Metrics::default(),
+            conns: Connections::default(),
+            started: Instant::now(),
+        })
+    }
+
+    pub fn token_key(&self) -> &TokenKey {
+        self.store.token_key()
+    }
+
+    /// Seconds since this node started: the clock of connection liveness.
+    pub fn uptime_secs(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    pub async fn tenant(&self, id: &str) -> Result<Option<Arc<Tenant>>, StoreError> {
+        if let Some(t) = self.tenants.get(id) {
+            return Ok(Some(t));
+        }
+        let t = self
+            .store
+            .tenant(id)
+            .await
+            .inspect_err(|_| self.metrics.store_error())?;
+        Ok(t.map(|t| self.tenants.put(t)))
+    }
+
+    /// Publishes what a write logged. The write is already durable: if the
+    /// broker fails, subscribers catch up by gap fill or resync.
+    pub async fn publish(&self, tenant: &str, c: &Committed) {
+        let topic = crate::broker::TopicKey::new(tenant, &c.url_id);
+        for e in &c.events {
+            self.metrics.events_logged.fetch_add(1, Relaxed);
+            let msg = BrokerMessage {
+                topic: topic.clone(),
+                seq: e.seq,
+                body: e.body.clone(),
+            };
+            if let Err(err) = self.broker.publish(msg).await {
+                self.metrics.broker_errors.fetch_add(1, Relaxed);
+                tracing::warn!(error = %err, "publish failed; subscribers will catch up from the log");
+            }
+        }
+    }
+}
+
+/// Tenants rarely change and are read on every request.
+#[derive(Default)]
+pub struct TenantCache {
+    map: Mutex<HashMap<String, Arc<Tenant>>>,
+}
+
+/// Bound on cached tenants; past it the cache starts over.
+const TENANT_CACHE_MAX: usize = 10_000;
+
+impl TenantCache {
+    pub fn get(&self, id: &str) -> Option<Arc<Tenant>> {
+        lock(&self.map).get(id).cloned()
+    }
+    pub fn put(&self, t: Tenant) -> Arc<Tenant> {
+        let mut m = lock(&self.map);
+        if m.len() >= TENANT_CACHE_MAX {
+            m.clear();
+        }
+        let t = Arc::new(t);
+        m.insert(t.id.clone(), Arc::clone(&t));
+        t
+    }
+}
+
+/// Token buckets per (tenant, user): `burst` writes at once, then
+/// `per_minute` a minute.
+pub struct RateLimiter {
+    per_sec: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+/// Bound on remembered buckets; full (idle) ones are forgotten first.
+const BUCKETS_MAX: usize = 100_000;
+
+impl RateLimiter {
+    pub fn new(per_minute: u32, burst: u32) -> Self {
+        RateLimiter {
+            per_sec: per_minute as f64 / 60.0,
+            burst: burst.max(1) as f64,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one write; `Err(seconds)` to wait when the bucket is empty.
+    pub fn check(&self, key: &str) -> Result<(), u64> {
+        if self.per_sec == 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut b = lock(&self.buckets);
+        if b.len() >= BUCKETS_MAX && !b.contains_key(key) {
+            let (per_sec, burst) = (self.per_sec, self.burst);
+            b.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * per_sec < burst
+            });
+            if b.len() >= BUCKETS_MAX {
+                b.clear();
+            }
+        }
+        let (tokens, at) = b.entry(key.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.per_sec).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// Open WebSocket connections, for heartbeats and shutdown.
+#[derive(Default)]
+pub struct Connections {
+    next: AtomicU64,
+    open: Mutex<HashMap<ConnId, Arc<Outbox>>>,
+}
+
+impl Connections {
+    pub fn next_id(&self) -> ConnId {
+        self.next.fetch_add(1, Relaxed) + 1
+    }
+    pub fn add(&self, id: ConnId, out: Arc<Outbox>) {
+        lock(&self.open).insert(id, out);
+    }
+    pub fn remove(&self, id: ConnId) {
+        lock(&self.open).remove(&id);
+    }
+    pub fn count(&self) -> usize {
+        lock(&self.open).len()
+    }
+    pub fn all(&self) -> Vec<Arc<Outbox>> {
+        lock(&self.open).values().cloned().collect()
+    }
+}
+
+/// Counters for `/metrics` that are not per tenant.
+#[derive(Default)]
+pub struct Metrics {
+    http: Mutex<HashMap<(String, u16), u64>>,
+    pub events_logged: AtomicU64,
+    pub store_errors: AtomicU64,
+    pub broker_errors: AtomicU64,
+    pub slow_consumers: AtomicU64,
+}
+
+impl Metrics {
+    pub fn http_request(&self, route: &str, status: u16) {
+        *lock(&self.http)
+            .entry((route.to_owned(), status))
+            .or_default() += 1;
+    }
+    pub fn store_error(&self) {
+        self.store_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self, app: &App) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(s, "{name}{labels} {v}");
+            }
+        };
+        let tenants = app.usage.all();
+        let per_tenant = |f: &dyn Fn(&crate::usage::TenantLive) -> u64| {
+            tenants
+                .iter()
+                .map(|(t, l)| (format!("{{tenant=\"{}\"}}", escape(t)), f(l)))
+                .collect::<Vec<_>>()
+        };
+        metric(
+            "imagechat_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            per_tenant(&|l| l.connections.load(Relaxed)),
+        );
+        metric(
+            "imagechat_subscriptions",
+            "gauge",
+            "Image subscriptions held by open connections.",
+            per_tenant(&|l| l.subscriptions.load(Relaxed)),
+        );
+        metric(
+            "imagechat_messages_delivered_total",
+            "counter",
+            "Messages delivered to WebSocket clients.",
+            per_tenant(&|l| l.messages_total.load(Relaxed)),
+        );
+        metric(
+            "imagechat_bytes_delivered_total",
+            "counter",
+            "Payload bytes of the frames delivered to WebSocket clients.",
+            per_tenant(&|l| l.bytes_total.load(Relaxed)),
+        );
+        metric(
+            "imagechat_images_subscribed",
+            "gauge",
+            "Images with a subscriber on this node.",
+            vec![(String::new(), app.hub.topic_count() as u64)],
+        );
+        metric(
+            "imagechat_events_logged_total",
+            "counter",
+            "Events logged by writes through this node.",
+            vec![(String::new(), self.events_logged.load(Relaxed))],
+        );
+        metric(
+            "imagechat_store_errors_total",
+            "counter",
+            "Storage operations that failed.",
+            vec![(String::new(), self.store_errors.load(Relaxed))],
+        );
+        metric(
+            "imagechat_broker_errors_total",
+            "counter",
+            "Broker operations that failed.",
+            vec![(String::new(), self.broker_errors.load(Relaxed))],
+        );
+        metric(
+            "imagechat_slow_consumers_total",
+            "counter",
+            "Connections closed because their outbound queue overflowed.",
+            vec![(String::new(), self.slow_consumers.load(Relaxed))],
+        );
+        let mut http: Vec<_> = lock(&self.http)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        http.sort();
+        metric(
+            "imagechat_http_requests_total",
+            "counter",
+            "HTTP requests by route and status.",
+            http.into_iter()
+                .map(|((route, status), v)| {
+                    (
+                        format!("{{route=\"{}\",status=\"{status}\"}}", escape(&route)),
+                        v,
+                    )
+                })
+                .collect(),
+        );
+        s
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_refuses_with_a_wait() {
+        let r = RateLimiter::new(60, 3);
+        for _ in 0..3 {
+            assert_eq!(r.check("a"), Ok(()));
+        }
+        assert_eq!(r.check("a"), Err(1));
+        assert_eq!(r.check("b"), Ok(()));
+        let unlimited = RateLimiter::new(0, 1);
+        for _ in 0..100 {
+            assert_eq!(unlimited.check("a"), Ok(()));
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Settings of `imagechat serve`: flags, each also an `IMAGECHAT_*`
+//! environment variable of the same name. `Debug` hides secrets.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Clone, clap::Args)]
+pub struct Config {
+    /// Address and port to listen on (port 0 picks a free one and logs it).
+    #[arg(long, env = "IMAGECHAT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// `sqlite://PATH`.
+    #[arg(
+        long,
+        env = "IMAGECHAT_DATABASE",
+        default_value = "sqlite://imagechat.db"
+    )]
+    pub database: String,
+    /// `memory` (one node).
+    #[arg(long, env = "IMAGECHAT_BROKER", default_value = "memory")]
+    pub broker: String,
+    /// Enables the operator calls. Without it the server creates the open
+    /// `demo` tenant.
+    #[arg(long, env = "IMAGECHAT_ADMIN_KEY")]
+    pub admin_key: Option<String>,
+    /// Sustained REST mutations per user per minute; 0 = unlimited.
+    #[arg(long, env = "IMAGECHAT_WRITE_RATE_PER_MINUTE", default_value_t = 60)]
+    pub write_rate_per_minute: u32,
+    /// Mutations a user may make at once before the rate applies.
+    #[arg(long, env = "IMAGECHAT_WRITE_BURST", default_value_t = 20)]
+    pub write_burst: u32,
+    /// PEM certificate chain: serve HTTPS and WSS on the same port.
+    #[arg(long, env = "IMAGECHAT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, env = "IMAGECHAT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// `text` or `json`.
+    #[arg(long, env = "IMAGECHAT_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Seconds between WebSocket pings; a connection silent for 2.5× this is closed.
+    #[arg(long, env = "IMAGECHAT_HEARTBEAT", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub heartbeat: u64,
+    /// Messages a connection may have waiting before it is closed as a slow consumer.
+    #[arg(long, env = "IMAGECHAT_OUTBOX_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub outbox_capacity: u64,
+    /// Lifetime of a session token, in hours.
+    #[arg(long, env = "IMAGECHAT_SESSION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub session_hours: u64,
+    /// Serve the widget and pages from this folder instead of the copies
+    /// built into the binary (for working on them).
+    #[arg(long, env = "IMAGECHAT_ASSETS_DIR")]
+    pub assets_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Defaults for tests and embedding: like `imagechat serve` with no flags,
+    /// but on the given database.
+    pub fn for_database(database: impl Into<String>) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database: database.into(),
+            broker: "memory".into(),
+            admin_key: None,
+            write_rate_per_minute: 60,
+            write_burst: 20,
+            tls_cert: None,
+            tls_key: None,
+            log_format: "text".into(),
+            heartbeat: 25,
+            outbox_capacity: 1024,
+            session_hours: 24,
+            assets_dir: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database", &redact_url(&self.database))
+            .field("broker", &redact_url(&self.broker))
+            .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
+            .field("write_rate_per_minute", &self.write_rate_per_minute)
+            .field("write_burst", &self.write_burst)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("heartbeat", &self.heartbeat)
+            .field("outbox_capacity", &self.outbox_capacity)
+            .field("session_hours", &self.session_hours)
+            .field("assets_dir", &self.assets_dir)
+            .finish()
+    }
+}
+
+/// Hides the password of `scheme://user:password@host/...`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (auth, host) = match rest.split_once('@') {
+        Some(parts) => parts,
+        None => return url.to_owned(),
+    };
+    let user = auth.split(':').next().unwrap_or("");
+    format!("{scheme}://{user}:<redacted>@{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_secrets() {
+        let mut c = Config::for_database("postgres://app:hunter2@db/imagechat");
+        c.admin_key = Some("topsecret".into());
+        let s = format!("{c:?}");
+        assert!(!s.contains("hunter2") && !s.contains("topsecret"), "{s}");
+        assert!(s.contains("postgres://app:<redacted>@db/imagechat"));
+    }
+}

@@ -1,0 +1,322 @@
+//! Identity: tenants, sessions (signed tokens), FastComments-compatible secure
+//! SSO, anonymous users and who may do what.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::protocol::User;
+
+type HmacSha256 = Hmac<Sha256>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnonymousPolicy {
+    None,
+    Read,
+    Write,
+}
+
+impl AnonymousPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(Self::None),
+            "read" => Some(Self::Read),
+            "write" => Some(Self::Write),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Read => "read",
+            Self::Write => "write",
+        }
+    }
+}
+
+/// One customer site.
+#[derive(Clone, PartialEq)]
+pub struct Tenant {
+    pub id: String,
+    /// Signs SSO payloads and authenticates the tenant's own API calls.
+    pub secret: String,
+    /// Browser origins allowed to use the tenant; empty allows any.
+    pub origins: Vec<String>,
+    pub anonymous: AnonymousPolicy,
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant")
+            .field("id", &self.id)
+            .field("secret", &"<redacted>")
+            .field("origins", &self.origins)
+            .field("anonymous", &self.anonymous)
+            .finish()
+    }
+}
+
+impl Tenant {
+    /// Requests without an Origin (servers, tools) are not origin-checked.
+    pub fn allows_origin(&self, origin: Option<&str>) -> bool {
+        match origin {
+            None => true,
+            Some(o) => self.origins.is_empty() || self.origins.iter().any(|a| a == o),
+        }
+    }
+
+    /// Compares a presented secret in constant time.
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        constant_time_eq(self.secret.as_bytes(), presented.as_bytes())
+    }
+}
+
+/// The user behind a request, as proven by a session token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Actor {
+    #[serde(rename = "t")]
+    pub tenant_id: String,
+    #[serde(rename = "u")]
+    pub user: User,
+    #[serde(rename = "m")]
+    pub moderator: bool,
+    /// Expiry, ms since the epoch.
+    #[serde(rename = "e")]
+    pub expires_at: i64,
+}
+
+impl Actor {
+    pub fn can_read(&self, tenant: &Tenant) -> bool {
+        !self.user.anonymous || tenant.anonymous != AnonymousPolicy::None
+    }
+    pub fn can_write(&self, tenant: &Tenant) -> bool {
+        !self.user.anonymous || tenant.anonymous == AnonymousPolicy::Write
+    }
+    /// Edit or delete a comment; move or delete a chat.
+    pub fn owns_or_moderates(&self, author_id: &str) -> bool {
+        self.moderator || self.user.id == author_id
+    }
+}
+
+// ------------------------------------------------------------- tokens ----
+
+/// Signs and checks session tokens: `base64url(json) "." base64url(hmac)`.
+/// Stateless, so any node holding the key can check a token without a lookup.
+#[derive(Clone)]
+pub struct TokenKey(Vec<u8>);
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(<redacted>)")
+    }
+}
+
+impl TokenKey {
+    pub fn new(key: Vec<u8>) -> Self {
+        TokenKey(key)
+    }
+
+    fn mac(&self, data: &[u8]) -> Vec<u8> {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut m = <HmacSha256 as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    }
+
+    pub fn sign(&self, actor: &Actor) -> String {
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(actor).unwrap_or_default());
+        let sig = URL_SAFE_NO_PAD.encode(self.mac(body.as_bytes()));
+        format!("{body}.{sig}")
+    }
+
+    /// The actor of a valid, unexpired token.
+    pub fn verify(&self, token: &str, now: i64) -> Option<Actor> {
+        let (body, sig) = token.split_once('.')?;
+        let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
+        if !constant_time_eq(&self.mac(body.as_bytes()), &sig) {
+            return None;
+        }
+        let actor: Actor = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).ok()?).ok()?;
+        (actor.expires_at > now).then_some(actor)
+    }
+}
+
+/// Signs a value with a purpose-bound key derived from the token key, for
+/// cookies and other server-issued strings that are not session tokens.
+pub fn sign_value(key: &TokenKey, purpose: &str, value: &str) -> String {
+    let sig = URL_SAFE_NO_PAD.encode(key.mac(format!("{purpose}\n{value}").as_bytes()));
+    format!("{}.{sig}", URL_SAFE_NO_PAD.encode(value))
+}
+
+pub fn verify_value(key: &TokenKey, purpose: &str, signed: &str) -> Option<String> {
+    let (v, sig) = signed.split_once('.')?;
+    let value = String::from_utf8(URL_SAFE_NO_PAD.decode(v).ok()?).ok()?;
+    let want = key.mac(format!("{purpose}\n{value}").as_bytes());
+    constant_time_eq(&want, &URL_SAFE_NO_PAD.decode(sig).ok()?).then_some(value)
+}
+
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+// ---------------------------------------------------------------- SSO ----
+
+/// The `sso` object of `POST /api/v1/sessions`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SsoPayload {
+    #[serde(rename = "userDataJSONBase64")]
+    pub user_data_json_base64: String,
+    pub verification_hash: String,
+    pub timestamp: serde_json::Number,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SsoUserData {
+    id: Option<String>,
+    username: Option<String>,
+    avatar: Option<serde_json::Value>,
+    #[serde(default)]
+    is_admin: Option<serde_json::Value>,
+    #[serde(default)]
+    is_moderator: Option<serde_json::Value>,
+}
+
+const SSO_MAX_AGE_MS: i64 = 2 * 24 * 3600 * 1000;
+const SSO_MAX_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// Checks a secure-SSO payload against the tenant secret; the user and whether
+/// it moderates. `None` for anything that does not verify.
+pub fn verify_sso(secret: &str, sso: &SsoPayload, now: i64) -> Option<(User, bool)> {
+    let ts = sso.timestamp.as_i64().or_else(|| {
+        sso.timestamp
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+            .map(|f| f as i64)
+    })?;
+    if ts < now - SSO_MAX_AGE_MS || ts > now + SSO_MAX_SKEW_MS {
+        return None;
+    }
+    let presented = hex::decode(sso.verification_hash.to_ascii_lowercase()).ok()?;
+    let mut m = <HmacSha256 as Mac>::new_from_slice(secret.as_bytes()).ok()?;
+    m.update(ts.to_string().as_bytes());
+    m.update(sso.user_data_json_base64.as_bytes());
+    m.verify_slice(&presented).ok()?;
+    let raw = STANDARD.decode(sso.user_data_json_base64.trim()).ok()?;
+    let data: SsoUserData = serde_json::from_slice(&raw).ok()?;
+    let id = data.id?;
+    let name = data.username?;
+    let id_len = id.chars().count();
+    let name_len = name.chars().count();
+    if !(1..=256).contains(&id_len) || id.starts_with("anon:") || !(1..=100).contains(&name_len) {
+        return None;
+    }
+    let avatar = match data.avatar {
+        Some(serde_json::Value::String(a))
+            if a.len() <= 2048 && (a.starts_with("https://") || a.starts_with("http://")) =>
+        {
+            Some(a)
+        }
+        _ => None,
+    };
+    let truthy = |v: &Option<serde_json::Value>| matches!(v, Some(serde_json::Value::Bool(true)));
+    let moderator = truthy(&data.is_admin) || truthy(&data.is_moderator);
+    Some((
+        User {
+            id,
+            name,
+            avatar,
+            anonymous: false,
+        },
+        moderator,
+    ))
+}
+
+/// A fresh anonymous user with a friendly generated name.
+pub fn anonymous_user() -> User {
+    // Short words keep events small: a name is at most 9 characters.
+    const ADJ: [&str; 16] = [
+        "Amber", "Blue", "Coral", "Fern", "Gold", "Iris", "Jade", "Lime", "Mint", "Plum", "Rose",
+        "Ruby", "Sage", "Sky", "Teal", "Ivory",
+    ];
+    const ANIMAL: [&str; 16] = [
+        "Owl", "Fox", "Elk", "Yak", "Lynx", "Ibis", "Wren", "Koi", "Jay", "Crow", "Seal", "Hare",
+        "Mole", "Newt", "Puma", "Orca",
+    ];
+    let mut b = [0u8; 2];
+    super::fill_random(&mut b);
+    User {
+        id: format!("anon:{}", super::short_id(8)),
+        name: format!(
+            "{} {}",
+            ADJ[(b[0] & 15) as usize],
+            ANIMAL[(b[1] & 15) as usize]
+        ),
+        avatar: None,
+        anonymous: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sso_for(secret: &str, user: &str, ts: i64) -> SsoPayload {
+        let b = STANDARD.encode(user);
+        let mut m = <HmacSha256 as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+        m.update(format!("{ts}{b}").as_bytes());
+        SsoPayload {
+            user_data_json_base64: b,
+            verification_hash: hex::encode(m.finalize().into_bytes()),
+            timestamp: ts.into(),
+        }
+    }
+
+    #[test]
+    fn sso_accepts_a_valid_payload_and_rejects_tampering() {
+        let now = 1_700_000_000_000;
+        let p = sso_for(
+            "s3cret",
+            r#"{"id":"u1","username":"Ann","isModerator":true,"avatar":"ftp://x"}"#,
+            now,
+        );
+        let (u, m) = verify_sso("s3cret", &p, now).unwrap();
+        assert_eq!(
+            (u.id.as_str(), u.name.as_str(), m, u.avatar),
+            ("u1", "Ann", true, None)
+        );
+        assert!(verify_sso("other", &p, now).is_none());
+        assert!(verify_sso("s3cret", &p, now + SSO_MAX_AGE_MS + 1).is_none());
+        assert!(verify_sso("s3cret", &p, now - SSO_MAX_SKEW_MS - 1).is_none());
+        let anon = sso_for("s", r#"{"id":"anon:1","username":"A"}"#, now);
+        assert!(verify_sso("s", &anon, now).is_none());
+    }
+
+    #[test]
+    fn tokens_round_trip_and_expire() {
+        let key = TokenKey::new(b"k".to_vec());
+        let a = Actor {
+            tenant_id: "t".into(),
+            user: anonymous_user(),
+            moderator: false,
+            expires_at: 100,
+        };
+        let t = key.sign(&a);
+        assert_eq!(key.verify(&t, 99), Some(a));
+        assert_eq!(key.verify(&t, 100), None);
+        assert_eq!(TokenKey::new(b"other".to_vec()).verify(&t, 0), None);
+        let mut forged = t.clone();
+        forged.insert(1, 'x');
+        assert_eq!(key.verify(&forged, 0), None);
+        let c = sign_value(&key, "cookie", "acme");
+        assert_eq!(verify_value(&key, "cookie", &c).as_deref(), Some("acme"));
+        assert_eq!(verify_value(&key, "other", &c), None);
+    }
+}

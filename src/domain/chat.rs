@@ -1,0 +1,293 @@
+//! What each mutation means: `plan` turns a request and the chat's current
+//! state into the events to log (or a refusal), `fold` applies one change to a
+//! chat. Storage runs `plan` inside its write transaction, so the check and the
+//! write see the same state.
+
+use super::{short_id, Actor, DomainError};
+use crate::protocol::{Change, Chat, Comment, EventKind};
+
+/// Characters in chat and comment ids.
+const ID_CHARS: usize = 10;
+
+/// A validated request to change an image's chats.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    CreateChat {
+        url_id: String,
+        x: f64,
+        y: f64,
+        text: String,
+    },
+    UpdateChat {
+        chat_id: String,
+        position: Option<(f64, f64)>,
+        resolved: Option<bool>,
+    },
+    DeleteChat {
+        chat_id: String,
+    },
+    AddComment {
+        chat_id: String,
+        text: String,
+    },
+    EditComment {
+        chat_id: String,
+        comment_id: String,
+        text: String,
+    },
+    DeleteComment {
+        chat_id: String,
+        comment_id: String,
+    },
+}
+
+impl Mutation {
+    /// The existing chat this mutation needs, if any.
+    pub fn chat_id(&self) -> Option<&str> {
+        match self {
+            Mutation::CreateChat { .. } => None,
+            Mutation::UpdateChat { chat_id, .. }
+            | Mutation::DeleteChat { chat_id }
+            | Mutation::AddComment { chat_id, .. }
+            | Mutation::EditComment { chat_id, .. }
+            | Mutation::DeleteComment { chat_id, .. } => Some(chat_id),
+        }
+    }
+}
+
+/// Who asks: a signed-in user, or the tenant itself through its own API.
+#[derive(Debug, Clone)]
+pub enum Authority {
+    User(Actor),
+    Tenant,
+}
+
+impl Authority {
+    fn may_modify(&self, author_id: &str) -> Result<(), DomainError> {
+        let ok = match self {
+            Authority::Tenant => true,
+            Authority::User(a) => a.owns_or_moderates(author_id),
+        };
+        ok.then_some(()).ok_or(DomainError::Forbidden(
+            "only its author or a moderator may do that",
+        ))
+    }
+
+    fn user(&self) -> Result<&Actor, DomainError> {
+        match self {
+            Authority::User(a) => Ok(a),
+            Authority::Tenant => Err(DomainError::Forbidden("this call needs a user")),
+        }
+    }
+}
+
+/// The events a mutation logs, given the chat it targets as stored now
+/// (`None` when it does not exist). An empty list means "changes nothing".
+pub fn plan(
+    m: &Mutation,
+    current: Option<&Chat>,
+    by: &Authority,
+    now: i64,
+) -> Result<Vec<EventKind>, DomainError> {
+    if let Mutation::CreateChat { x, y, text, .. } = m {
+        let user = by.user()?.user.clone();
+        let comment = Comment {
+            id: short_id(ID_CHARS),
+            user: user.clone(),
+            text: text.clone(),
+            created_at: now,
+            edited_at: None,
+        };
+        let chat = Chat {
+            id: short_id(ID_CHARS),
+            x: *x,
+            y: *y,
+            resolved: false,
+            user,
+            created_at: now,
+            updated_at: None,
+            comments: vec![comment],
+        };
+        return Ok(vec![EventKind::NewImageChat { chat }]);
+    }
+    let chat = current.ok_or(DomainError::NotFound)?;
+    let updated = |change| EventKind::ImageChatUpdated {
+        chat_id: chat.id.clone(),
+        change,
+    };
+    let find = |comment_id: &str| {
+        chat.comments
+            .iter()
+            .find(|c| c.id == comment_id)
+            .ok_or(DomainError::NotFound)
+    };
+    Ok(match m {
+        Mutation::CreateChat { .. } => unreachable!("handled above"),
+        Mutation::UpdateChat {
+            position, resolved, ..
+        } => {
+            let mut out = Vec::new();
+            if let Some((x, y)) = *position {
+                by.may_modify(&chat.user.id)?;
+                if (x, y) != (chat.x, chat.y) {
+                    out.push(updated(Change::Moved { x, y }));
+                }
+            }
+            if let Some(r) = *resolved {
+                if r != chat.resolved {
+                    out.push(updated(Change::Resolved { resolved: r }));
+                }
+            }
+            out
+        }
+        Mutation::DeleteChat { .. } => {
+            by.may_modify(&chat.user.id)?;
+            vec![EventKind::DeletedImageChat {
+                chat_id: chat.id.clone(),
+            }]
+        }
+        Mutation::AddComment { text, .. } => {
+            let user = by.user()?.user.clone();
+            vec![updated(Change::CommentAdded {
+                comment: Comment {
+                    id: short_id(ID_CHARS),
+                    user,
+                    text: text.clone(),
+                    created_at: now,
+                    edited_at: None,
+                },
+            })]
+        }
+        Mutation::EditComment {
+            comment_id, text, ..
+        } => {
+            let c = find(comment_id)?;
+            by.may_modify(&c.user.id)?;
+            let mut edited = c.clone();
+            edited.text = text.clone();
+            edited.edited_at = Some(now);
+            vec![updated(Change::CommentEdited { comment: edited })]
+        }
+        Mutation::DeleteComment { comment_id, .. } => {
+            let c = find(comment_id)?;
+            by.may_modify(&c.user.id)?;
+            if chat.comments.len() == 1 {
+                // A chat without comments would be an empty marker: it goes too.
+                vec![EventKind::DeletedImageChat {
+                    chat_id: chat.id.clone(),
+                }]
+            } else {
+                vec![updated(Change::CommentDeleted {
+                    comment_id: c.id.clone(),
+                })]
+            }
+        }
+    })
+}
+
+/// Applies one change, made at `at`, to a chat.
+pub fn fold(chat: &mut Chat, change: &Change, at: i64) {
+    match change {
+        Change::CommentAdded { comment } => chat.comments.push(comment.clone()),
+        Change::CommentEdited { comment } => {
+            if let Some(c) = chat.comments.iter_mut().find(|c| c.id == comment.id) {
+                *c = comment.clone();
+            }
+        }
+        Change::CommentDeleted { comment_id } => chat.comments.retain(|c| &c.id != comment_id),
+        Change::Moved { x, y } => (chat.x, chat.y) = (*x, *y),
+        Change::Resolved { resolved } => chat.resolved = *resolved,
+    }
+    chat.updated_at = Some(at);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::auth::anonymous_user;
+
+    fn actor(moderator: bool) -> Authority {
+        Authority::User(Actor {
+            tenant_id: "t".into(),
+            user: anonymous_user(),
+            moderator,
+            expires_at: i64::MAX,
+        })
+    }
+
+    fn created(by: &Authority) -> Chat {
+        let m = Mutation::CreateChat {
+            url_id: "u".into(),
+            x: 1.0,
+            y: 2.0,
+            text: "hi".into(),
+        };
+        match plan(&m, None, by, 10).unwrap().remove(0) {
+            EventKind::NewImageChat { chat } => chat,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_the_author_or_a_moderator_moves_and_deletes() {
+        let (author, other, moderator) = (actor(false), actor(false), actor(true));
+        let chat = created(&author);
+        let mv = Mutation::UpdateChat {
+            chat_id: chat.id.clone(),
+            position: Some((5.0, 5.0)),
+            resolved: None,
+        };
+        assert!(matches!(
+            plan(&mv, Some(&chat), &other, 11),
+            Err(DomainError::Forbidden(_))
+        ));
+        assert_eq!(plan(&mv, Some(&chat), &moderator, 11).unwrap().len(), 1);
+        assert_eq!(
+            plan(&mv, Some(&chat), &Authority::Tenant, 11)
+                .unwrap()
+                .len(),
+            1
+        );
+        let resolve = Mutation::UpdateChat {
+            chat_id: chat.id.clone(),
+            position: None,
+            resolved: Some(true),
+        };
+        assert_eq!(plan(&resolve, Some(&chat), &other, 11).unwrap().len(), 1);
+        assert_eq!(plan(&mv, None, &author, 11), Err(DomainError::NotFound));
+    }
+
+    #[test]
+    fn a_no_op_update_plans_nothing_and_deleting_the_last_comment_deletes_the_chat() {
+        let author = actor(false);
+        let mut chat = created(&author);
+        let same = Mutation::UpdateChat {
+            chat_id: chat.id.clone(),
+            position: Some((1.0, 2.0)),
+            resolved: Some(false),
+        };
+        assert!(plan(&same, Some(&chat), &author, 11).unwrap().is_empty());
+        let del = Mutation::DeleteComment {
+            chat_id: chat.id.clone(),
+            comment_id: chat.comments[0].id.clone(),
+        };
+        assert!(matches!(
+            plan(&del, Some(&chat), &author, 11).unwrap()[0],
+            EventKind::DeletedImageChat { .. }
+        ));
+        let add = Mutation::AddComment {
+            chat_id: chat.id.clone(),
+            text: "more".into(),
+        };
+        let ev = plan(&add, Some(&chat), &author, 12).unwrap().remove(0);
+        let EventKind::ImageChatUpdated { change, .. } = ev else {
+            panic!()
+        };
+        fold(&mut chat, &change, 12);
+        assert_eq!((chat.comments.len(), chat.updated_at), (2, Some(12)));
+        assert!(matches!(
+            plan(&del, Some(&chat), &author, 13).unwrap()[0],
+            EventKind::ImageChatUpdated { .. }
+        ));
+    }
+}

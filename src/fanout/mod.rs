@@ -1,0 +1,371 @@
+//! The hub: which connection listens to which image, and the delivery of each
+//! image's events to them exactly once, in seq order, without gaps.
+//!
+//! Events reach the hub from the broker (publish order is not commit order,
+//! and a broker may drop messages). Per image the hub remembers the last seq it
+//! delivered: an event right after it is delivered at once, a later one waits
+//! in a small reorder buffer while a gap fill fetches the missing seqs from the
+//! store. Subscribing happens under the same per-image lock, so a subscriber's
+//! catch-up from the log and the live events it receives join without a seam.
+//!
+//! The hub never waits on a socket: it pushes shared bytes into each
+//! connection's bounded `Outbox`.
+
+pub mod outbox;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+pub use outbox::Outbox;
+
+use crate::broker::{Broker, BrokerMessage, TopicKey};
+use crate::protocol::ServerMessage;
+use crate::store::{Store, StoreError};
+
+/// A connection's id, unique within this process.
+pub type ConnId = u64;
+
+/// Most events a resubscribe replays; beyond it a snapshot is cheaper.
+pub const MAX_REPLAY: u64 = 1000;
+/// Out-of-order events one image may hold while its gap is filled. Beyond it
+/// they are dropped and the gap fill fetches them from the store instead.
+const MAX_PENDING: usize = 4096;
+
+struct Sub {
+    conn: ConnId,
+    out: Arc<Outbox>,
+}
+
+#[derive(Default)]
+struct TopicState {
+    /// `delivered` was read from the store and the broker subscribed.
+    ready: bool,
+    /// Removed from the map: a subscriber holding a stale `Arc` must retry.
+    dead: bool,
+    delivered: u64,
+    subs: Vec<Sub>,
+    pending: BTreeMap<u64, Bytes>,
+    gap_fill_running: bool,
+}
+
+struct Topic {
+    key: TopicKey,
+    /// Events waiting for the state lock; see `Hub::pump`.
+    inbox: Mutex<VecDeque<(u64, Bytes)>>,
+    state: tokio::sync::Mutex<TopicState>,
+}
+
+/// How a subscription started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscribed {
+    pub seq: u64,
+    pub recovered: bool,
+    pub viewers: usize,
+}
+
+pub struct Hub {
+    topics: Mutex<HashMap<TopicKey, Arc<Topic>>>,
+    /// Topics whose viewer count changed since the last presence tick.
+    presence_dirty: Mutex<HashSet<TopicKey>>,
+    store: Arc<dyn Store>,
+    broker: Arc<dyn Broker>,
+    gap_wait: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Hub {
+    pub fn new(store: Arc<dyn Store>, broker: Arc<dyn Broker>, gap_wait: Duration) -> Arc<Self> {
+        Arc::new(Hub {
+            topics: Mutex::new(HashMap::new()),
+            presence_dirty: Mutex::new(HashSet::new()),
+            store,
+            broker,
+            gap_wait,
+        })
+    }
+
+    /// Number of images with at least one subscriber on this node.
+    pub fn topic_count(&self) -> usize {
+        lock(&self.topics).len()
+    }
+
+    /// Consumes the broker's inbox until it closes.
+    pub async fn run_inbox(self: Arc<Self>, mut inbox: tokio::sync::mpsc::Receiver<BrokerMessage>) {
+        while let Some(m) = inbox.recv().await {
+            self.on_event(m.topic, m.seq, m.body);
+        }
+    }
+
+    /// Takes one event from the broker.
+    pub fn on_event(self: &Arc<Self>, key: TopicKey, seq: u64, body: Bytes) {
+        let Some(topic) = lock(&self.topics).get(&key).cloned() else {
+            return;
+        };
+        lock(&topic.inbox).push_back((seq, body));
+        self.pump(&topic);
+    }
+
+    /// Moves queued events into the ordered state if nobody holds its lock.
+    /// Whoever releases the lock calls this again, so no event is stranded.
+    fn pump(self: &Arc<Self>, topic: &Arc<Topic>) {
+        loop {
+            let Ok(mut st) = topic.state.try_lock() else {
+                return;
+            };
+            if st.ready {
+                let batch = std::mem::take(&mut *lock(&topic.inbox));
+                for (seq, body) in batch {
+                    self.accept(topic, &mut st, seq, body);
+                }
+            }
+            drop(st);
+            if lock(&topic.inbox).is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn accept(self: &Arc<Self>, topic: &Arc<Topic>, st: &mut TopicState, seq: u64, body: Bytes) {
+        if st.dead || seq <= st.delivered {
+            return; // a duplicate, or already covered by a snapshot or gap fill
+        }
+        if seq == st.delivered + 1 {
+            deliver(st, &body);
+            st.delivered = seq;
+            while let Some(next) = st.pending.remove(&(st.delivered + 1)) {
+                deliver(st, &next);
+                st.delivered += 1;
+            }
+            return;
+        }
+        if st.pending.len() < MAX_PENDING {
+            st.pending.insert(seq, body);
+        }
+        if !st.gap_fill_running {
+            st.gap_fill_running = true;
+            let hub = Arc::clone(self);
+            let topic = Arc::clone(topic);
+            tokio::spawn(async move { hub.fill_gap(topic).await });
+        }
+    }
+
+    /// Waits briefly for the missing events to arrive on their own, then
+    /// reads them from the store. Delivery stays in order throughout.
+    async fn fill_gap(self: Arc<Self>, topic: Arc<Topic>) {
+        loop {
+            tokio::time::sleep(self.gap_wait).await;
+            let mut st = topic.state.lock().await;
+            let Some(&last) = st.pending.keys().next_back() else {
+                st.gap_fill_running = false;
+                break;
+            };
+            let from = st.delivered;
+            let want = (last - from).min(u32::MAX as u64) as u32;
+            match self
+                .store
+                .events_since(topic.key.tenant(), topic.key.url_id(), from, want)
+                .await
+            {
+                Ok(events) => {
+                    for e in events {
+                        self.accept(&topic, &mut st, e.seq, e.body);
+                    }
+                    st.pending.retain(|&s, _| s > from);
+                }
+                Err(e) => tracing::warn!(error = %e, "gap fill failed; retrying"),
+            }
+            if st.pending.is_empty() {
+                st.gap_fill_running = false;
+                break;
+            }
+        }
+        self.pump(&topic);
+    }
+
+    /// Subscribes a connection to an image and queues, in this order, the
+    /// `subscribed` reply, the replayed events (when recovering) and then live
+    /// events. Resubscribing restarts from the given position.
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        conn: ConnId,
+        out: &Arc<Outbox>,
+        key: &TopicKey,
+        request_id: &Option<Value>,
+        resume: Option<(&str, u64)>,
+    ) -> Result<Subscribed, StoreError> {
+        let topic = loop {
+            let topic = Arc::clone(lock(&self.topics).entry(key.clone()).or_insert_with(|| {
+                Arc::new(Topic {
+                    key: key.clone(),
+                    inbox: Mutex::new(VecDeque::new()),
+                    state: tokio::sync::Mutex::new(TopicState::default()),
+                })
+            }));
+            if !topic.state.lock().await.dead {
+                break topic;
+            }
+        };
+        let result = self
+            .subscribe_locked(&topic, conn, out, request_id, resume)
+            .await;
+        self.pump(&topic);
+        if result.is_err() {
+            self.drop_if_empty(&topic).await;
+        }
+        result
+    }
+
+    async fn subscribe_locked(
+        self: &Arc<Self>,
+        topic: &Arc<Topic>,
+        conn: ConnId,
+        out: &Arc<Outbox>,
+        request_id: &Option<Value>,
+        resume: Option<(&str, u64)>,
+    ) -> Result<Subscribed, StoreError> {
+        let mut st = topic.state.lock().await;
+        let (tenant, url_id) = (topic.key.tenant(), topic.key.url_id());
+        if !st.ready {
+            // Subscribe at the broker before reading the position, so every
+            // event after that position reaches this node.
+            self.broker
+                .subscribe(&topic.key)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            st.delivered = self.store.latest_seq(tenant, url_id).await?;
+            st.ready = true;
+        }
+        let head = st.delivered;
+        let mut recovered = false;
+        let mut replay = Vec::new();
+        if let Some((epoch, from)) = resume {
+            if epoch == self.store.epoch() && from <= head && head - from <= MAX_REPLAY {
+                let events = self
+                    .store
+                    .events_since(tenant, url_id, from, (head - from) as u32)
+                    .await?;
+                // The log may have been trimmed: recover only from a whole run.
+                if events.len() as u64 == head - from
+                    && events.iter().zip(from + 1..).all(|(e, s)| e.seq == s)
+                {
+                    recovered = true;
+                    replay = events;
+                }
+            }
+        }
+        self.finish_subscribe(
+            &mut st, topic, conn, out, request_id, head, recovered, replay,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_subscribe(
+        &self,
+        st: &mut TopicState,
+        topic: &Arc<Topic>,
+        conn: ConnId,
+        out: &Arc<Outbox>,
+        request_id: &Option<Value>,
+        head: u64,
+        recovered: bool,
+        replay: Vec<crate::store::LoggedEvent>,
+    ) -> Result<Subscribed, StoreError> {
+        st.subs.retain(|s| s.conn != conn);
+        st.subs.push(Sub {
+            conn,
+            out: Arc::clone(out),
+        });
+        let viewers = st.subs.len();
+        out.push(
+            ServerMessage::Subscribed {
+                id: request_id,
+                url_id: topic.key.url_id(),
+                epoch: self.store.epoch(),
+                seq: head,
+                recovered,
+                viewers,
+            }
+            .to_bytes(),
+        );
+        for e in replay {
+            out.push(e.body);
+        }
+        lock(&self.presence_dirty).insert(topic.key.clone());
+        Ok(Subscribed {
+            seq: head,
+            recovered,
+            viewers,
+        })
+    }
+
+    pub async fn unsubscribe(self: &Arc<Self>, conn: ConnId, key: &TopicKey) {
+        let Some(topic) = lock(&self.topics).get(key).cloned() else {
+            return;
+        };
+        {
+            let mut st = topic.state.lock().await;
+            let before = st.subs.len();
+            st.subs.retain(|s| s.conn != conn);
+            if st.subs.len() != before {
+                lock(&self.presence_dirty).insert(key.clone());
+            }
+        }
+        self.drop_if_empty(&topic).await;
+    }
+
+    /// Forgets an image nobody on this node listens to any more.
+    async fn drop_if_empty(self: &Arc<Self>, topic: &Arc<Topic>) {
+        let mut st = topic.state.lock().await;
+        if !st.subs.is_empty() || st.dead {
+            return;
+        }
+        st.dead = true;
+        let was_ready = st.ready;
+        drop(st);
+        {
+            let mut topics = lock(&self.topics);
+            if topics
+                .get(&topic.key)
+                .is_some_and(|t| Arc::ptr_eq(t, topic))
+            {
+                topics.remove(&topic.key);
+            }
+        }
+        if was_ready {
+            if let Err(e) = self.broker.unsubscribe(&topic.key).await {
+                tracing::warn!(error = %e, "broker unsubscribe failed");
+            }
+        }
+    }
+
+    /// Sends the current viewer count of every image whose count changed since
+    /// the last call. Called once a second, which is what coalesces presence.
+    pub async fn presence_tick(self: &Arc<Self>) {
+        let dirty: Vec<TopicKey> = lock(&self.presence_dirty).drain().collect();
+        for key in dirty {
+            let Some(topic) = lock(&self.topics).get(&key).cloned() else {
+                continue;
+            };
+            let st = topic.state.lock().await;
+            let msg = ServerMessage::Presence {
+                url_id: key.url_id(),
+                viewers: st.subs.len(),
+            }
+            .to_bytes();
+            deliver(&st, &msg);
+        }
+    }
+}
+
+fn deliver(st: &TopicState, body: &Bytes) {
+    for s in &st.subs {
+        s.out.push(body.clone());
+    }
+}

@@ -1,0 +1,100 @@
+//! The demo page, the dashboard and the widget script: embedded in the binary
+//! at build time, or read from `--assets-dir` when working on them.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::AppError;
+use crate::app::App;
+
+include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+
+const PLACEHOLDER: &str = "<!doctype html><meta charset=utf-8><title>imagechat</title>\
+<p>imagechat is running. The API lives under <code>/api/v1</code>.</p>";
+
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "json" => "application/json",
+        "ico" => "image/x-icon",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn file(app: &App, name: &str) -> Option<Vec<u8>> {
+    match &app.config.assets_dir {
+        Some(dir) => tokio::fs::read(dir.join(name)).await.ok(),
+        None => EMBEDDED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| b.to_vec()),
+    }
+}
+
+async fn serve(app: &App, name: &str) -> Response {
+    match file(app, name).await {
+        Some(bytes) => {
+            let mut res = (StatusCode::OK, bytes).into_response();
+            let h = res.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type(name)),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            res
+        }
+        None => AppError::NotFound("no such file").into_response(),
+    }
+}
+
+pub async fn index(State(app): State<Arc<App>>) -> Response {
+    if file(&app, "pages/index.html").await.is_none() {
+        let mut res = PLACEHOLDER.into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return res;
+    }
+    serve(&app, "pages/index.html").await
+}
+
+pub async fn admin(State(app): State<Arc<App>>) -> Response {
+    serve(&app, "pages/admin.html").await
+}
+
+pub async fn widget(State(app): State<Arc<App>>) -> Response {
+    let mut res = serve(&app, "imagechat.js").await;
+    // Sites load the script from another origin.
+    res.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    res
+}
+
+pub async fn asset(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.ends_with(".html")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !plain {
+        return AppError::NotFound("no such file").into_response();
+    }
+    serve(&app, &format!("pages/{name}")).await
+}

@@ -1,0 +1,34 @@
+//! imagechat: live discussion on images.
+//!
+//! A site embeds one script; visitors click an image to drop a marker and
+//! talk about that spot; everyone viewing the image sees every change at once.
+//! This crate is the server. `docs/ARCHITECTURE.md` follows one event through
+//! it; the map:
+//!
+//! - [`protocol`]: wire types of the public contract (serde only).
+//! - [`domain`]: validation, identities, permissions and what each mutation
+//!   means as events (no I/O).
+//! - [`store`]: the `Store` trait and its backends; owns durability and the
+//!   gap-free per-image event log.
+//! - [`broker`]: the `Broker` trait that carries events between nodes.
+//! - [`fanout`]: the hub (ordered, exactly-once delivery per image and
+//!   subscription) and each connection's bounded outbox.
+//! - [`http`]: the REST API, pages, health and metrics.
+//! - [`ws`]: the WebSocket endpoint and its framing.
+//! - [`usage`]: per-tenant metering, flushed to the store periodically.
+//! - [`app`], [`config`], [`server`]: state, settings, start-up and shutdown.
+
+pub mod app;
+pub mod broker;
+pub mod config;
+pub mod domain;
+pub mod fanout;
+pub mod http;
+pub mod protocol;
+pub mod server;
+pub mod store;
+pub mod usage;
+pub mod ws;
+
+pub use config::Config;
+pub use server::run;

@@ -1,0 +1,144 @@
+//! Storage: one `Store` trait, one module per backend, chosen once at start-up
+//! from the database URL. A store owns durability and the per-image event log;
+//! it knows nothing of sockets or HTTP.
+//!
+//! Invariant: `apply` validates against the state it reads inside its write
+//! transaction, takes the image's next seqs there and appends the events to
+//! the log in the same transaction, so seqs are gap-free and a refused
+//! mutation writes nothing.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::domain::auth::TokenKey;
+use crate::domain::chat::Authority;
+use crate::domain::{DomainError, Mutation, Tenant};
+use crate::protocol::{Chat, Comment};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists")]
+    Conflict,
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One logged event: its seq and the exact JSON sent to clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedEvent {
+    pub seq: u64,
+    pub body: Bytes,
+}
+
+/// What a successful `apply` did.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub url_id: String,
+    /// The image's latest seq after the write (unchanged for a no-op).
+    pub seq: u64,
+    /// The events logged, in seq order; empty for a no-op.
+    pub events: Vec<LoggedEvent>,
+    /// The chat as it is now, `None` once deleted.
+    pub chat: Option<Chat>,
+    /// The comment that was added or edited, if any.
+    pub comment: Option<Comment>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageCounts {
+    pub messages: u64,
+    pub bandwidth: u64,
+    pub conversations: u64,
+    pub comments: u64,
+    pub peak_connections: u64,
+}
+
+impl UsageCounts {
+    pub fn is_zero(&self) -> bool {
+        *self == UsageCounts::default()
+    }
+    /// Adds counters; peaks merge by maximum.
+    pub fn merge(&mut self, o: &UsageCounts) {
+        self.messages += o.messages;
+        self.bandwidth += o.bandwidth;
+        self.conversations += o.conversations;
+        self.comments += o.comments;
+        self.peak_connections = self.peak_connections.max(o.peak_connections);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageDelta {
+    pub tenant_id: String,
+    /// UTC date, YYYY-MM-DD.
+    pub day: String,
+    pub counts: UsageCounts,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSummary {
+    pub url_id: String,
+    pub chat_count: u64,
+    pub last_activity: i64,
+    pub seq: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The name of this database's log life; see the contract's "epoch".
+    fn epoch(&self) -> &str;
+    /// The key that signs session tokens, shared by every node of the database.
+    fn token_key(&self) -> &TokenKey;
+    async fn ping(&self) -> Result<()>;
+
+    async fn create_tenant(&self, t: &Tenant) -> Result<()>;
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>>;
+
+    /// The image's chats, oldest first, and the seq they reflect.
+    async fn snapshot(&self, tenant: &str, url_id: &str) -> Result<(u64, Vec<Chat>)>;
+    async fn latest_seq(&self, tenant: &str, url_id: &str) -> Result<u64>;
+    /// Logged events with seq > `since`, in order, at most `limit`.
+    async fn events_since(
+        &self,
+        tenant: &str,
+        url_id: &str,
+        since: u64,
+        limit: u32,
+    ) -> Result<Vec<LoggedEvent>>;
+    /// Validates, authorizes and stores one mutation with its events.
+    async fn apply(
+        &self,
+        tenant: &str,
+        m: &Mutation,
+        by: &Authority,
+        broadcast_id: Option<&str>,
+    ) -> Result<Committed>;
+
+    async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()>;
+    /// Stored usage days within `from..=to` (dates as YYYY-MM-DD), in order.
+    async fn usage(&self, tenant: &str, from: &str, to: &str)
+        -> Result<Vec<(String, UsageCounts)>>;
+    /// The tenant's images, latest activity first.
+    async fn images(&self, tenant: &str, limit: u32) -> Result<Vec<ImageSummary>>;
+}
+
+/// Opens the store named by a database URL.
+pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path).await?))
+    } else {
+        anyhow::bail!("unsupported database URL {url:?}: expected sqlite://PATH")
+    }
+}

@@ -1,0 +1,186 @@
+//! Per-tenant live counters: connections, deliveries and bytes, creations.
+//!
+//! The delivery path only bumps atomics; a periodic flush (and shutdown) adds
+//! the accumulated deltas to the per-day rows in the store. So metering costs
+//! no database write per message, and a crash loses at most one flush period.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use crate::store::{Store, UsageCounts, UsageDelta};
+
+#[derive(Debug, Default)]
+pub struct TenantLive {
+    pub connections: AtomicU64,
+    pub subscriptions: AtomicU64,
+    /// Since the last flush.
+    messages: AtomicU64,
+    bandwidth: AtomicU64,
+    conversations: AtomicU64,
+    comments: AtomicU64,
+    peak: AtomicU64,
+    /// Since start, for `/metrics`.
+    pub messages_total: AtomicU64,
+    pub bytes_total: AtomicU64,
+}
+
+impl TenantLive {
+    /// One frame carrying `messages` messages in `bytes` payload bytes.
+    pub fn delivered(&self, messages: u64, bytes: u64) {
+        self.messages.fetch_add(messages, Relaxed);
+        self.bandwidth.fetch_add(bytes, Relaxed);
+        self.messages_total.fetch_add(messages, Relaxed);
+        self.bytes_total.fetch_add(bytes, Relaxed);
+    }
+
+    pub fn created(&self, conversations: u64, comments: u64) {
+        self.conversations.fetch_add(conversations, Relaxed);
+        self.comments.fetch_add(comments, Relaxed);
+    }
+
+    pub fn connected(&self) {
+        let now = self.connections.fetch_add(1, Relaxed) + 1;
+        self.peak.fetch_max(now, Relaxed);
+    }
+
+    pub fn disconnected(&self) {
+        self.connections.fetch_sub(1, Relaxed);
+    }
+
+    fn take(&self) -> UsageCounts {
+        UsageCounts {
+            messages: self.messages.swap(0, Relaxed),
+            bandwidth: self.bandwidth.swap(0, Relaxed),
+            conversations: self.conversations.swap(0, Relaxed),
+            comments: self.comments.swap(0, Relaxed),
+            // The next period's peak starts from who is connected now.
+            peak_connections: self.peak.swap(self.connections.load(Relaxed), Relaxed),
+        }
+    }
+
+    fn put_back(&self, c: &UsageCounts) {
+        self.messages.fetch_add(c.messages, Relaxed);
+        self.bandwidth.fetch_add(c.bandwidth, Relaxed);
+        self.conversations.fetch_add(c.conversations, Relaxed);
+        self.comments.fetch_add(c.comments, Relaxed);
+        self.peak.fetch_max(c.peak_connections, Relaxed);
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Usage {
+    tenants: Mutex<HashMap<String, Arc<TenantLive>>>,
+}
+
+impl Usage {
+    pub fn tenant(&self, id: &str) -> Arc<TenantLive> {
+        let mut t = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(t.entry(id.to_owned()).or_default())
+    }
+
+    pub fn all(&self) -> Vec<(String, Arc<TenantLive>)> {
+        let t = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        t.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect()
+    }
+
+    /// Writes the deltas since the last flush to the store, dated today (UTC).
+    /// On failure the deltas are kept for the next try.
+    pub async fn flush(&self, store: &dyn Store) -> crate::store::Result<()> {
+        let day = today();
+        let live = self.all();
+        let deltas: Vec<(Arc<TenantLive>, UsageDelta)> = live
+            .into_iter()
+            .map(|(tenant_id, l)| {
+                let counts = l.take();
+                (
+                    l,
+                    UsageDelta {
+                        tenant_id,
+                        day: day.clone(),
+                        counts,
+                    },
+                )
+            })
+            .filter(|(_, d)| !d.counts.is_zero())
+            .collect();
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<UsageDelta> = deltas.iter().map(|(_, d)| d.clone()).collect();
+        if let Err(e) = store.add_usage(&rows).await {
+            for (l, d) in &deltas {
+                l.put_back(&d.counts);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// Today's UTC date as YYYY-MM-DD.
+pub fn today() -> String {
+    let days = crate::domain::now_ms().div_euclid(86_400_000);
+    format_day(days)
+}
+
+/// Days since 1970-01-01 → YYYY-MM-DD (proleptic Gregorian).
+pub fn format_day(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// YYYY-MM-DD → days since 1970-01-01; `None` unless a real date.
+pub fn parse_day(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&m) || d < 1 {
+        return None;
+    }
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    // Reject 2026-02-30 and friends by round-tripping.
+    (format_day(days) == s).then_some(days)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(format_day(0), "1970-01-01");
+        assert_eq!(parse_day("2024-02-29"), Some(19_782));
+        assert_eq!(format_day(19_782), "2024-02-29");
+        assert_eq!(parse_day("2026-02-29"), None);
+        assert_eq!(parse_day("2026-13-01"), None);
+        assert_eq!(parse_day("26-01-01"), None);
+    }
+
+    #[test]
+    fn peaks_restart_from_the_current_count_after_a_take() {
+        let l = TenantLive::default();
+        l.connected();
+        l.connected();
+        l.disconnected();
+        assert_eq!(l.take().peak_connections, 2);
+        assert_eq!(l.take().peak_connections, 1);
+    }
+}

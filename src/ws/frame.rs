@@ -1,0 +1,262 @@
+//! RFC 6455 framing for the server side: just what the protocol needs
+//! (text frames, control frames, fragmentation, size limits, no extensions).
+//!
+//! Kept by hand rather than through a general WebSocket crate so an idle
+//! connection owns no buffers at all: bytes are read header by header into
+//! allocations sized to the frame, and freed once it is handled.
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+pub const OP_CONT: u8 = 0x0;
+pub const OP_TEXT: u8 = 0x1;
+pub const OP_BINARY: u8 = 0x2;
+pub const OP_CLOSE: u8 = 0x8;
+pub const OP_PING: u8 = 0x9;
+pub const OP_PONG: u8 = 0xA;
+
+/// One complete message or control frame from the peer.
+#[derive(Debug, PartialEq)]
+pub enum Incoming {
+    Text(String),
+    Binary,
+    Ping(Bytes),
+    Pong,
+    Close(Option<u16>),
+}
+
+/// Why reading stopped, with the close code to answer.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("message too big")]
+    TooBig,
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("text is not UTF-8")]
+    BadUtf8,
+    #[error("connection lost: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl FrameError {
+    /// The close code this error calls for (`None` when the peer is gone).
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            FrameError::TooBig => Some(1009),
+            FrameError::Protocol(_) => Some(1002),
+            FrameError::BadUtf8 => Some(1007),
+            FrameError::Io(_) => None,
+        }
+    }
+}
+
+/// Reads messages; holds the fragments of a message in progress, if any.
+#[derive(Debug)]
+pub struct Reader {
+    max_message: usize,
+    partial: Option<(u8, Vec<u8>)>,
+}
+
+impl Reader {
+    pub fn new(max_message: usize) -> Self {
+        Reader {
+            max_message,
+            partial: None,
+        }
+    }
+
+    pub async fn read<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Incoming, FrameError> {
+        loop {
+            let mut head = [0u8; 2];
+            r.read_exact(&mut head).await?;
+            let fin = head[0] & 0x80 != 0;
+            if head[0] & 0x70 != 0 {
+                return Err(FrameError::Protocol("reserved bits set"));
+            }
+            let op = head[0] & 0x0F;
+            if head[1] & 0x80 == 0 {
+                return Err(FrameError::Protocol("client frames must be masked"));
+            }
+            let len = match head[1] & 0x7F {
+                126 => {
+                    let mut b = [0u8; 2];
+                    r.read_exact(&mut b).await?;
+                    u16::from_be_bytes(b) as u64
+                }
+                127 => {
+                    let mut b = [0u8; 8];
+                    r.read_exact(&mut b).await?;
+                    u64::from_be_bytes(b)
+                }
+                n => n as u64,
+            };
+            let control = op & 0x8 != 0;
+            if control && (len > 125 || !fin) {
+                return Err(FrameError::Protocol("bad control frame"));
+            }
+            let have = self.partial.as_ref().map_or(0, |(_, b)| b.len()) as u64;
+            if !control && have + len > self.max_message as u64 {
+                return Err(FrameError::TooBig);
+            }
+            let mut mask = [0u8; 4];
+            r.read_exact(&mut mask).await?;
+            let mut payload = vec![0u8; len as usize];
+            r.read_exact(&mut payload).await?;
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= mask[i & 3];
+            }
+            match op {
+                OP_PING => return Ok(Incoming::Ping(Bytes::from(payload))),
+                OP_PONG => return Ok(Incoming::Pong),
+                OP_CLOSE => {
+                    let code =
+                        (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                    return Ok(Incoming::Close(code));
+                }
+                OP_TEXT | OP_BINARY => {
+                    if self.partial.is_some() {
+                        return Err(FrameError::Protocol("new message inside a fragmented one"));
+                    }
+                    if fin {
+                        return finish(op, payload);
+                    }
+                    self.partial = Some((op, payload));
+                }
+                OP_CONT => {
+                    let Some((first, mut buf)) = self.partial.take() else {
+                        return Err(FrameError::Protocol("continuation without a message"));
+                    };
+                    buf.extend_from_slice(&payload);
+                    if fin {
+                        return finish(first, buf);
+                    }
+                    self.partial = Some((first, buf));
+                }
+                _ => return Err(FrameError::Protocol("unknown opcode")),
+            }
+        }
+    }
+}
+
+fn finish(op: u8, payload: Vec<u8>) -> Result<Incoming, FrameError> {
+    if op == OP_BINARY {
+        return Ok(Incoming::Binary);
+    }
+    String::from_utf8(payload)
+        .map(Incoming::Text)
+        .map_err(|_| FrameError::BadUtf8)
+}
+
+/// Appends one unmasked server frame to `buf`.
+pub fn encode_head(buf: &mut Vec<u8>, op: u8, len: usize) {
+    buf.push(0x80 | op);
+    if len < 126 {
+        buf.push(len as u8);
+    } else if len <= u16::MAX as usize {
+        buf.push(126);
+        buf.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        buf.push(127);
+        buf.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+}
+
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    op: u8,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(payload.len() + 10);
+    encode_head(&mut buf, op, payload.len());
+    buf.extend_from_slice(payload);
+    w.write_all(&buf).await?;
+    w.flush().await
+}
+
+pub async fn write_close<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    code: u16,
+    reason: &str,
+) -> std::io::Result<()> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(&reason.as_bytes()[..reason.len().min(120)]);
+    write_frame(w, OP_CLOSE, &p).await
+}
+
+/// `Sec-WebSocket-Accept` for a client key.
+pub fn accept_key(key: &str) -> String {
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(key.as_bytes());
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_frame(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [1u8, 2, 3, 4];
+        let mut v = vec![if fin { 0x80 | op } else { op }];
+        let n = payload.len();
+        if n < 126 {
+            v.push(0x80 | n as u8);
+        } else {
+            v.push(0x80 | 126);
+            v.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        v.extend_from_slice(&mask);
+        v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+        v
+    }
+
+    #[tokio::test]
+    async fn reads_fragmented_text_with_a_ping_in_between() {
+        let mut wire = client_frame(false, OP_TEXT, b"hel");
+        wire.extend(client_frame(true, OP_PING, b"p"));
+        wire.extend(client_frame(true, OP_CONT, b"lo"));
+        let mut r = Reader::new(16);
+        let mut src = &wire[..];
+        assert_eq!(
+            r.read(&mut src).await.unwrap(),
+            Incoming::Ping(Bytes::from_static(b"p"))
+        );
+        assert_eq!(
+            r.read(&mut src).await.unwrap(),
+            Incoming::Text("hello".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_oversize_unmasked_and_bad_utf8() {
+        let mut r = Reader::new(4);
+        assert!(matches!(
+            r.read(&mut &client_frame(true, OP_TEXT, b"12345")[..])
+                .await,
+            Err(FrameError::TooBig)
+        ));
+        assert!(r
+            .read(&mut &client_frame(true, OP_TEXT, b"1234")[..])
+            .await
+            .is_ok());
+        let unmasked = [0x81u8, 0x01, b'a'];
+        assert!(matches!(
+            r.read(&mut &unmasked[..]).await,
+            Err(FrameError::Protocol(_))
+        ));
+        assert!(matches!(
+            r.read(&mut &client_frame(true, OP_TEXT, &[0xff])[..]).await,
+            Err(FrameError::BadUtf8)
+        ));
+    }
+
+    #[test]
+    fn accept_key_matches_the_rfc_example() {
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: real servers on port 0, spoken to over HTTP and
+//! WebSocket as a client would.
+
+mod common;
+
+mod api;
+mod lifecycle;
+mod realtime;
