@@ -49,7 +49,7 @@ CREATE TABLE comments (
     text       TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     edited_at  INTEGER,
-    PRIMARY KEY (tenant_id, id)
+    PRIMARY KEY (tenant_id, chat_id, id) -- comment ids are unique within their chat
 );
 CREATE INDEX comments_by_chat ON comments (tenant_id, chat_id, ord);
 CREATE INDEX comments_by_image ON comments (tenant_id, url_id, ord);

@@ -253,7 +253,8 @@ pub fn anonymous_user() -> User {
     let mut b = [0u8; 2];
     super::fill_random(&mut b);
     User {
-        id: format!("anon:{}", super::short_id(8)),
+        // 72 random bits: an id is what authorship checks compare.
+        id: format!("anon:{}", super::short_id(12)),
         name: format!(
             "{} {}",
             ADJ[(b[0] & 15) as usize],

@@ -6,7 +6,7 @@
 use super::{short_id, Actor, DomainError};
 use crate::protocol::{Change, Chat, Comment, EventKind};
 
-/// Characters in chat and comment ids.
+/// Characters in a chat id.
 const ID_CHARS: usize = 10;
 
 /// A validated request to change an image's chats.
@@ -82,17 +82,23 @@ impl Authority {
 }
 
 /// The events a mutation logs, given the chat it targets as stored now
-/// (`None` when it does not exist). An empty list means "changes nothing".
+/// (`None` when it does not exist) and the seq the first event will take.
+/// An empty list means "changes nothing".
+///
+/// A comment's id is the seq of the event that created it, in decimal: unique
+/// within its image (so within its chat, which is all the API needs), and
+/// short, which keeps every event that carries it small.
 pub fn plan(
     m: &Mutation,
     current: Option<&Chat>,
     by: &Authority,
     now: i64,
+    next_seq: u64,
 ) -> Result<Vec<EventKind>, DomainError> {
     if let Mutation::CreateChat { x, y, text, .. } = m {
         let user = by.user()?.user.clone();
         let comment = Comment {
-            id: short_id(ID_CHARS),
+            id: next_seq.to_string(),
             user: user.clone(),
             text: text.clone(),
             created_at: now,
@@ -150,7 +156,7 @@ pub fn plan(
             let user = by.user()?.user.clone();
             vec![updated(Change::CommentAdded {
                 comment: Comment {
-                    id: short_id(ID_CHARS),
+                    id: next_seq.to_string(),
                     user,
                     text: text.clone(),
                     created_at: now,
@@ -222,7 +228,7 @@ mod tests {
             y: 2.0,
             text: "hi".into(),
         };
-        match plan(&m, None, by, 10).unwrap().remove(0) {
+        match plan(&m, None, by, 10, 1).unwrap().remove(0) {
             EventKind::NewImageChat { chat } => chat,
             other => panic!("{other:?}"),
         }
@@ -238,12 +244,12 @@ mod tests {
             resolved: None,
         };
         assert!(matches!(
-            plan(&mv, Some(&chat), &other, 11),
+            plan(&mv, Some(&chat), &other, 11, 2),
             Err(DomainError::Forbidden(_))
         ));
-        assert_eq!(plan(&mv, Some(&chat), &moderator, 11).unwrap().len(), 1);
+        assert_eq!(plan(&mv, Some(&chat), &moderator, 11, 2).unwrap().len(), 1);
         assert_eq!(
-            plan(&mv, Some(&chat), &Authority::Tenant, 11)
+            plan(&mv, Some(&chat), &Authority::Tenant, 11, 2)
                 .unwrap()
                 .len(),
             1
@@ -253,8 +259,8 @@ mod tests {
             position: None,
             resolved: Some(true),
         };
-        assert_eq!(plan(&resolve, Some(&chat), &other, 11).unwrap().len(), 1);
-        assert_eq!(plan(&mv, None, &author, 11), Err(DomainError::NotFound));
+        assert_eq!(plan(&resolve, Some(&chat), &other, 11, 2).unwrap().len(), 1);
+        assert_eq!(plan(&mv, None, &author, 11, 2), Err(DomainError::NotFound));
     }
 
     #[test]
@@ -266,27 +272,27 @@ mod tests {
             position: Some((1.0, 2.0)),
             resolved: Some(false),
         };
-        assert!(plan(&same, Some(&chat), &author, 11).unwrap().is_empty());
+        assert!(plan(&same, Some(&chat), &author, 11, 2).unwrap().is_empty());
         let del = Mutation::DeleteComment {
             chat_id: chat.id.clone(),
             comment_id: chat.comments[0].id.clone(),
         };
         assert!(matches!(
-            plan(&del, Some(&chat), &author, 11).unwrap()[0],
+            plan(&del, Some(&chat), &author, 11, 2).unwrap()[0],
             EventKind::DeletedImageChat { .. }
         ));
         let add = Mutation::AddComment {
             chat_id: chat.id.clone(),
             text: "more".into(),
         };
-        let ev = plan(&add, Some(&chat), &author, 12).unwrap().remove(0);
+        let ev = plan(&add, Some(&chat), &author, 12, 2).unwrap().remove(0);
         let EventKind::ImageChatUpdated { change, .. } = ev else {
             panic!()
         };
         fold(&mut chat, &change, 12);
         assert_eq!((chat.comments.len(), chat.updated_at), (2, Some(12)));
         assert!(matches!(
-            plan(&del, Some(&chat), &author, 13).unwrap()[0],
+            plan(&del, Some(&chat), &author, 13, 2).unwrap()[0],
             EventKind::ImageChatUpdated { .. }
         ));
     }

@@ -269,20 +269,26 @@ async fn write_event(
                     insert_comment(c, tenant, chat_id, url_id, seq, comment).await?
                 }
                 Change::CommentEdited { comment } => {
-                    sqlx::query("UPDATE comments SET text = ?, edited_at = ? WHERE tenant_id = ? AND id = ?")
-                        .bind(&comment.text)
-                        .bind(comment.edited_at)
-                        .bind(tenant)
-                        .bind(&comment.id)
+                    sqlx::query(
+                        "UPDATE comments SET text = ?, edited_at = ? WHERE tenant_id = ? AND chat_id = ? AND id = ?",
+                    )
+                    .bind(&comment.text)
+                    .bind(comment.edited_at)
+                    .bind(tenant)
+                    .bind(chat_id)
+                    .bind(&comment.id)
                         .execute(&mut *c)
                         .await?;
                 }
                 Change::CommentDeleted { comment_id } => {
-                    sqlx::query("DELETE FROM comments WHERE tenant_id = ? AND id = ?")
-                        .bind(tenant)
-                        .bind(comment_id)
-                        .execute(&mut *c)
-                        .await?;
+                    sqlx::query(
+                        "DELETE FROM comments WHERE tenant_id = ? AND chat_id = ? AND id = ?",
+                    )
+                    .bind(tenant)
+                    .bind(chat_id)
+                    .bind(comment_id)
+                    .execute(&mut *c)
+                    .await?;
                 }
                 Change::Moved { x, y } => {
                     sqlx::query("UPDATE chats SET x = ?, y = ? WHERE tenant_id = ? AND id = ?")
@@ -446,8 +452,8 @@ impl Store for SqliteStore {
             (_, None) => return Err(crate::domain::DomainError::NotFound.into()),
         };
         let now = now_ms();
-        let kinds = plan(m, chat.as_ref(), by, now)?;
         let mut seq = image_seq(&mut tx, tenant, &url_id).await?;
+        let kinds = plan(m, chat.as_ref(), by, now, seq + 1)?;
         let mut events = Vec::with_capacity(kinds.len());
         let mut comment = None;
         for kind in kinds {
