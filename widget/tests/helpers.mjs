@@ -40,14 +40,17 @@ export async function startServer(opts = {}) {
   const url = `http://127.0.0.1:${port}`;
   const args = ['serve', '--listen', `127.0.0.1:${port}`, '--database', `sqlite://${join(dir, 'x.db')}`, '--write-rate-per-minute', '0'];
   if (opts.adminKey) args.push('--admin-key', opts.adminKey);
-  if (process.env.IMAGECHAT_ASSETS_DIR) args.push('--assets-dir', process.env.IMAGECHAT_ASSETS_DIR); // only while iterating by hand
+  // Only while iterating by hand: the real runs test the files embedded in the binary.
+  if (process.env.WIDGET_ASSETS_FROM_DISK === '1') args.push('--assets-dir', WIDGET_DIR);
   args.push(...(opts.args || []));
   /** @type {import('node:child_process').ChildProcess | null} */
   let proc = null;
   let logs = '';
 
   async function start() {
-    proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
+    // The server reads IMAGECHAT_* variables too: none of the caller's may change what is tested.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('IMAGECHAT_')));
+    proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
     proc.stdout?.on('data', (d) => (logs += d));
     proc.stderr?.on('data', (d) => (logs += d));
     const deadline = Date.now() + 20000;

@@ -140,7 +140,10 @@ test('a refused session token is replaced by a fresh one without the user notici
   await until(async () => (await markers(page).count()) === 1, 3000);
   assert.equal(await page.locator('[data-imagechat-error]').count(), 0, 'no error shown for a silent token refresh');
   await createAt(page, 20, 20, 'After a fresh token');
-  await until(async () => (await markers(page).count()) === 2, 3000);
+  await until(async () => (await markers(page).count()) === 2, 3000).catch(async (e) => {
+    const why = `state ${await state(page)}, errors ${JSON.stringify(await page.locator('[data-imagechat-error]').allTextContents())}, markers ${await markers(page).count()}`;
+    throw new Error(`${e.message}: ${why}`);
+  });
   await sleep(300);
   assert.equal(await page.locator('[data-imagechat-error]').count(), 0);
   await ctx.close();
