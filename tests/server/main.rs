@@ -4,5 +4,6 @@
 mod common;
 
 mod api;
+mod binary;
 mod lifecycle;
 mod realtime;
