@@ -166,6 +166,9 @@
 
   function renderUsage() {
     const sum = (/** @type {Metric} */ k) => days.reduce((a, d) => a + (d[k] || 0), 0);
+    const span = days.length === 1 ? 'today' : `${days.length} days`;
+    $('sum-messages-label').textContent = `Messages, ${span}`;
+    $('sum-bandwidth-label').textContent = `Bandwidth, ${span}`;
     $('sum-messages').textContent = num.format(sum('pubSubMessageCount'));
     $('sum-bandwidth').textContent = bytes(sum('pubSubBandwidth'));
     drawChart($('chart'), days, metric());

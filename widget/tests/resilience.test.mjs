@@ -148,3 +148,58 @@ test('a refused session token is replaced by a fresh one without the user notici
   assert.equal(await page.locator('[data-imagechat-error]').count(), 0);
   await ctx.close();
 });
+
+test('a missed event is recovered by seq, and a frozen socket is noticed by the unanswered ping', async () => {
+  const a = await browser.newContext();
+  const b = await browser.newContext();
+  // Route A's WebSocket through a proxy that can lose one event or freeze the connection.
+  let dropNextEvent = false;
+  let freezeCurrent = false;
+  let connections = 0;
+  /** @type {string[]} */
+  const subscribes = [];
+  await a.routeWebSocket(/\/api\/v1\/ws$/, (ws) => {
+    connections++;
+    let frozen = false;
+    const server = ws.connectToServer();
+    ws.onMessage((m) => {
+      if (String(m).includes('"subscribe"')) subscribes.push(String(m));
+      if (!frozen) server.send(m);
+    });
+    server.onMessage((m) => {
+      if (freezeCurrent) frozen = true;
+      if (frozen) return;
+      if (dropNextEvent && String(m).includes('"new-image-chat"')) {
+        dropNextEvent = false;
+        return;
+      }
+      ws.send(m);
+    });
+  });
+  const pageA = await openImage(a, site, srv.url, 'lossy');
+  const pb = await openImage(b, site, srv.url, 'lossy');
+
+  dropNextEvent = true;
+  await createAt(pb, 10, 10, 'Lost on the way to A');
+  await markers(pb).first().waitFor();
+  await sleep(300);
+  assert.equal(await markers(pageA).count(), 0, 'the event was dropped');
+  await createAt(pb, 20, 20, 'The next one shows the gap');
+  await until(async () => (await markers(pageA).count()) === 2, 3000);
+  assert.ok(subscribes.length >= 2 && /"seq":\d+/.test(subscribes[subscribes.length - 1]), 'resubscribed from its seq');
+
+  freezeCurrent = true;
+  await sleep(100);
+  await createAt(pb, 30, 30, 'Sent into a frozen socket');
+  await until(async () => (await markers(pb).count()) === 3);
+  const t0 = Date.now();
+  await until(async () => (await state(pageA)) !== 'live', 27000, 200);
+  const noticed = Date.now() - t0;
+  console.log(`frozen socket noticed after ${noticed} ms`);
+  freezeCurrent = false;
+  await until(async () => (await state(pageA)) === 'live', 10000);
+  await until(async () => (await markers(pageA).count()) === 3, 3000);
+  assert.ok(connections >= 2, 'a new connection was made');
+  await a.close();
+  await b.close();
+});
