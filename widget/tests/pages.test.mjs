@@ -96,3 +96,26 @@ test('the dark class on body switches an auto-themed widget; Japanese text when 
   assert.equal(await page.locator('[data-imagechat-composer]').count(), 0);
   await ctx.close();
 });
+
+test('the default urlId is the page URL + # + image src, shortened with a hash past 1024 bytes', async () => {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  const long = 'ü'.repeat(700); // 1400 bytes once percent-encoded… and more
+  const href = site.add(
+    '/default-url-id',
+    `<!doctype html><html lang="en"><head><title>ids</title></head><body>
+<img id="short" src="${srv.url}/static/demo.svg" alt="Short" width="300">
+<img id="long" src="${srv.url}/static/demo.svg?v=${long}" alt="Long" width="300">
+<script src="${srv.url}/imagechat.js"></script>
+<script>window.s = ImageChat.attach(document.getElementById('short'), { tenantId: 'demo' });
+window.l = ImageChat.attach(document.getElementById('long'), { tenantId: 'demo' });</script></body></html>`,
+  );
+  await page.goto(`${href}#some-hash`);
+  await until(async () => (await page.locator('[data-imagechat-status][data-state=live]').count()) === 2);
+  const [short, longId] = await page.evaluate(() => [/** @type {any} */ (window).s.urlId, /** @type {any} */ (window).l.urlId]);
+  assert.equal(short, `${href}#${srv.url}/static/demo.svg`);
+  assert.ok(new TextEncoder().encode(longId).length <= 1024, `${longId.length} chars`);
+  assert.ok(longId.startsWith(`${href}#${srv.url}/static/demo.svg?v=`));
+  assert.match(longId, /~[0-9a-f]{16}$/);
+  await ctx.close();
+});
