@@ -4,12 +4,13 @@
 # Each test file starts its own server from $IMAGECHAT_BIN (the files it
 # serves are the ones embedded in that binary) and drives Debian's Chromium.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 : "${IMAGECHAT_BIN:?set IMAGECHAT_BIN to the imagechat server binary}"
+# Resolve it before leaving the caller's directory, so a relative path works.
 IMAGECHAT_BIN="$(cd "$(dirname "$IMAGECHAT_BIN")" && pwd)/$(basename "$IMAGECHAT_BIN")"
 export IMAGECHAT_BIN
 [ -x "$IMAGECHAT_BIN" ] || { echo "not executable: $IMAGECHAT_BIN" >&2; exit 1; }
+cd "$(dirname "$0")/.."
 
 if [ ! -x /usr/bin/chromium ]; then
   echo "--- installing Chromium (Debian package)"

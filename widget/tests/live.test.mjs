@@ -175,8 +175,11 @@ describe('two viewers of one image', () => {
     await pa.locator('[data-imagechat-thread] [data-imagechat-action=confirm]').click();
     await pb.locator(`[data-imagechat-marker][data-chat-id="${last}"]`).waitFor({ state: 'detached', timeout: 1500 });
     assert.equal((await ids(pa)).length, spots.length - 2);
-    await a.close();
+
+    // B leaves: A's viewer count follows.
     await b.close();
+    await until(async () => (await pa.locator('[data-imagechat-viewers]').textContent()) === '1', 3000);
+    await a.close();
   });
 
   test('two tabs of one browser stay in sync and share one identity', async () => {
