@@ -580,7 +580,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT i.url_id, i.seq, i.last_activity, \
              (SELECT COUNT(*) FROM chats c WHERE c.tenant_id = i.tenant_id AND c.url_id = i.url_id) AS chat_count \
-             FROM images i WHERE i.tenant_id = ? ORDER BY i.last_activity DESC LIMIT ?",
+             FROM images i WHERE i.tenant_id = ? ORDER BY i.last_activity DESC, i.url_id LIMIT ?",
         )
         .bind(tenant)
         .bind(limit as i64)
