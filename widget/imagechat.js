@@ -917,9 +917,10 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     render(ev) {
       const t = this.t;
       const state = this.state();
-      this.statusEl.setAttribute('data-state', state);
       const label = t[state];
-      this.statusEl.replaceChildren(h('i', { class: 'dot', 'aria-hidden': 'true' }), label);
+      // A live region: touch it only when the state really changes.
+      if (this.statusEl.textContent !== label) this.statusEl.replaceChildren(h('i', { class: 'dot', 'aria-hidden': 'true' }), label);
+      this.statusEl.setAttribute('data-state', state);
       const v = this.room.viewers;
       this.viewersEl.textContent = v == null ? '' : String(v);
       this.viewersWrap.hidden = v == null;
@@ -1053,7 +1054,9 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         return;
       }
       if (!this.ready()) return;
-      this.openComposer(this.point(e));
+      // A click elsewhere while writing moves the new marker and keeps the text.
+      const ta = this.composer && this.composer.querySelector('textarea');
+      this.openComposer(this.point(e), ta ? ta.value : '');
     }
 
     /** @param {KeyboardEvent} e */

@@ -121,7 +121,8 @@ test('a refused session token is replaced by a fresh one without the user notici
   const ctx = await browser.newContext();
   const page = await openImage(ctx, site, srv.url, 'token');
   await createAt(page, 50, 50, 'Before the token went bad');
-  await markers(page).first().waitFor();
+  // Stored, not just shown: a reload must not cut the request short.
+  await until(async () => !((await markers(page).first().getAttribute('data-chat-id')) || 'pending-').startsWith('pending-'));
   // Replace the stored token with one the server never issued, then reload.
   const changed = await page.evaluate(() => {
     for (let i = 0; i < localStorage.length; i++) {
