@@ -97,8 +97,9 @@ test('keyboard only: place a marker, write, open its thread, reply, Esc returns 
 
   // Arrow keys move one's own marker; Enter saves.
   await page.keyboard.press('Shift+ArrowLeft');
+  const patched = page.waitForResponse((r) => r.request().method() === 'PATCH' && r.url().includes('/api/v1/chats/'));
   await page.keyboard.press('Enter');
-  await sleep(500);
+  assert.equal((await patched).status(), 200);
   const moved = await markerPercent(page);
   assert.ok(Math.abs(moved.x - 42) < 1, `moved to ${JSON.stringify(moved)}`);
   await page.reload();

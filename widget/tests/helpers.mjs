@@ -27,6 +27,12 @@ export function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Servers still running: killed when this process exits, whatever the reason. @type {Set<import('node:child_process').ChildProcess>} */
+const running = new Set();
+process.on('exit', () => {
+  for (const p of running) p.kill('SIGKILL');
+});
+
 /**
  * Starts `$IMAGECHAT_BIN serve` on a free port with a fresh SQLite database.
  * `restart()` kills it and starts it again on the same port and database.
@@ -51,6 +57,9 @@ export async function startServer(opts = {}) {
     // The server reads IMAGECHAT_* variables too: none of the caller's may change what is tested.
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('IMAGECHAT_')));
     proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, RUST_LOG: process.env.RUST_LOG || 'warn' } });
+    const child = proc;
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     proc.stdout?.on('data', (d) => (logs += d));
     proc.stderr?.on('data', (d) => (logs += d));
     const deadline = Date.now() + 20000;
