@@ -204,3 +204,35 @@ test('axe finds no serious or critical problem with a thread open, light and dar
     await ctx.close();
   }
 });
+
+test('an image that loads late (lazy) gets its markers in the right place', async () => {
+  const s = await (await fetch(`${srv.url}/api/v1/sessions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ tenantId: 'demo' }) })).json();
+  const res = await fetch(`${srv.url}/api/v1/chats`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${s.token}` },
+    body: JSON.stringify({ urlId: 'lazy', x: 25, y: 75, text: 'Placed before the image loaded' }),
+  });
+  assert.equal(res.status, 201);
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  const href = site.add(
+    '/lazy',
+    `<!doctype html><html lang="en"><head><title>lazy</title></head><body><main>
+<img id="img" alt="Loaded late" style="display:block;width:640px;height:auto">
+<script src="${srv.url}/imagechat.js"></script>
+<script>ImageChat.attach(document.getElementById('img'), { tenantId: 'demo', urlId: 'lazy' });
+setTimeout(() => { document.getElementById('img').src = ${JSON.stringify(`${srv.url}/static/demo.svg`)}; }, 700);</script></main></body></html>`,
+  );
+  await page.goto(href);
+  await page.locator('[data-imagechat-status][data-state=live]').waitFor();
+  await markers(page).first().waitFor({ state: 'attached' });
+  await until(async () => {
+    const layer = await page.locator('[data-imagechat-layer]').boundingBox();
+    return !!layer && layer.height > 300;
+  }, 5000);
+  await until(async () => {
+    const p = await markerPercent(page);
+    return Math.abs(p.x - 25) < 0.8 && Math.abs(p.y - 75) < 0.8;
+  }, 2000);
+  await ctx.close();
+});

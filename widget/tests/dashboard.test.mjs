@@ -1,10 +1,13 @@
 // The tenant dashboard: sign in, see one's own usage, moderate a chat and
 // watch it vanish from a viewer's page.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { createAt, launch, markers, openImage, shotsDir, startServer, startSite, until } from './helpers.mjs';
 
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const ADMIN_KEY = 'admin-key-for-dashboard-tests';
 const TENANT = 'acme-shop';
 const SECRET = 'a-long-tenant-secret-for-tests';
@@ -83,6 +86,13 @@ test('sign in, see usage of our own activity, delete a chat and see it vanish fo
   await img.waitFor();
   assert.equal(await img.locator('td').nth(1).textContent(), '2');
   await page.screenshot({ path: join(shotsDir(), 'dashboard.png'), fullPage: true });
+  await page.addScriptTag({ content: AXE });
+  const audit = await page.evaluate(() => /** @type {any} */ (window).axe.run(document, { resultTypes: ['violations'] }));
+  assert.deepEqual(
+    audit.violations.filter((/** @type {{impact: string}} */ v) => v.impact === 'serious' || v.impact === 'critical').map((/** @type {{id: string}} */ v) => v.id),
+    [],
+    'axe on the dashboard',
+  );
 
   // Moderate: open the image's chats and delete one; the viewer sees it vanish.
   await img.getByRole('button').click();
