@@ -1,0 +1,3 @@
+//! Load generator for imagechat.
+
+fn main() {}
