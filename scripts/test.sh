@@ -25,13 +25,13 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
-cargo test --locked
+cargo test --workspace --locked
 
 step "release build"
-cargo build --release --locked
+cargo build --release --workspace --locked
 BIN="$PWD/target/release/imagechat"
 
 step "protocol conformance suite against the release binary"
