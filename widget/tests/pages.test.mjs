@@ -65,8 +65,13 @@ test('demo page: live at once, embed snippet names this server; screenshots ligh
     await until(async () => (await markers(page).count()) === 2);
     const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
     assert.equal(bg === 'rgb(248, 250, 252)', colorScheme === 'light', `${colorScheme} background ${bg}`);
-    const theme = await page.locator('#demo + div').getAttribute('data-theme');
-    assert.equal(theme, colorScheme, 'the widget follows the page');
+    const host = page.locator('#demo + div');
+    assert.equal(await host.getAttribute('data-theme'), colorScheme, 'the widget follows the page');
+    // The page's theme switch takes the widget along, both ways.
+    await page.locator('#theme').click();
+    assert.equal(await host.getAttribute('data-theme'), colorScheme === 'light' ? 'dark' : 'light');
+    await page.locator('#theme').click();
+    assert.equal(await host.getAttribute('data-theme'), colorScheme);
     await sleep(200);
     await page.screenshot({ path: join(shotsDir(), `demo-${colorScheme}.png`), fullPage: true });
     await markers(page).first().click();
