@@ -1163,6 +1163,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       this.composer = form;
       this.root.append(form);
       this.render(null);
+      if (innerWidth >= 768) form.scrollIntoView({ block: 'nearest', inline: 'nearest' });
       ta.focus();
     }
 
@@ -1179,6 +1180,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     /** Positions a card beside a point, on the side with more room. @param {HTMLElement} el @param {{x: number, y: number}} at */
     place(el, at) {
       const gap = `calc(var(--s) / 2 + 6px)`;
+      Object.assign(el.style, { left: '', right: '', top: '', bottom: '' });
       if (at.x > 55) el.style.right = `calc(${100 - at.x}% + ${gap})`;
       else el.style.left = `calc(${at.x}% + ${gap})`;
       if (at.y > 60) el.style.bottom = `calc(${100 - at.y}% - 20px)`;
@@ -1283,9 +1285,9 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         el.append(form);
       }
       this.thread = { id, el, list, head, form, items: new Map(), confirm: false };
-      this.place(el, chat);
       this.root.append(el);
       this.render(null);
+      if (el.isConnected && innerWidth >= 768) el.scrollIntoView({ block: 'nearest', inline: 'nearest' });
       if (focus) {
         const target = form ? form.querySelector('textarea') : head.querySelector('button');
         if (target) target.focus();
@@ -1317,6 +1319,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         return;
       }
       th.el.setAttribute('aria-label', t.thread(chats.indexOf(chat) + 1));
+      this.place(th.el, chat); // follows its marker when someone moves it
       const title = h('h2', { text: t.thread(chats.indexOf(chat) + 1) + (chat.resolved ? ` · ${t.resolved}` : '') });
       /** @type {HTMLElement[]} */
       const kids = [title];
