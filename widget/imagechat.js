@@ -674,7 +674,7 @@ display:flex;align-items:center;justify-content:center;cursor:pointer;box-shadow
 .m[data-resolved=true]{background:var(--ok)}
 .m.pending{opacity:.6;cursor:progress}
 .m.drag{transition:none;cursor:grabbing}
-.m.draft{background:transparent;border:2px dashed var(--acc);box-shadow:0 0 0 2px #fff;pointer-events:none}
+.m.draft{background:rgba(29,78,216,.28);border:2px dashed var(--acc);box-shadow:0 0 0 2px #fff;pointer-events:none}
 .card{position:absolute;width:300px;max-width:calc(100vw - 16px);background:var(--bg);color:var(--fg);border:1px solid var(--line);border-radius:10px;box-shadow:var(--shadow);padding:10px;cursor:auto;animation:pop .14s ease-out}
 @keyframes pop{from{opacity:0;transform:translateY(4px)}}
 .thread{display:flex;flex-direction:column;max-height:min(70vh,480px)}

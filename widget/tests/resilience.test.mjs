@@ -194,7 +194,7 @@ test('a missed event is recovered by seq, and a frozen socket is noticed by the 
   await createAt(pb, 30, 30, 'Sent into a frozen socket');
   await until(async () => (await markers(pb).count()) === 3);
   const t0 = Date.now();
-  await until(async () => (await state(pageA)) !== 'live', 27000, 200);
+  await until(async () => (await state(pageA)) !== 'live', 35000, 200); // ping every 15 s + 10 s for the pong
   const noticed = Date.now() - t0;
   console.log(`frozen socket noticed after ${noticed} ms`);
   freezeCurrent = false;
