@@ -850,6 +850,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       if (Math.abs(nt - px(s.top)) > 0.1) s.top = nt + 'px';
       if (Math.abs(w - hr.width) > 0.1) s.width = w + 'px';
       if (Math.abs(ht - hr.height) > 0.1) s.height = ht + 'px';
+      // A hidden or not yet sized image shows no markers piled up in a corner.
+      s.visibility = w && ht ? '' : 'hidden';
     }
 
     me() {
