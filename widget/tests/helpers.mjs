@@ -36,7 +36,7 @@ process.on('exit', () => {
 /**
  * Starts `$IMAGECHAT_BIN serve` on a free port with a fresh SQLite database.
  * `restart()` kills it and starts it again on the same port and database.
- * @param {{adminKey?: string, args?: string[]}} [opts]
+ * @param {{adminKey?: string, writeRate?: number, args?: string[]}} [opts]
  */
 export async function startServer(opts = {}) {
   const bin = process.env.IMAGECHAT_BIN;
@@ -44,7 +44,7 @@ export async function startServer(opts = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'imagechat-widget-'));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--database', `sqlite://${join(dir, 'x.db')}`, '--write-rate-per-minute', '0'];
+  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--database', `sqlite://${join(dir, 'x.db')}`, '--write-rate-per-minute', String(opts.writeRate ?? 0)];
   if (opts.adminKey) args.push('--admin-key', opts.adminKey);
   // Only while iterating by hand: the real runs test the files embedded in the binary.
   if (process.env.WIDGET_ASSETS_FROM_DISK === '1') args.push('--assets-dir', WIDGET_DIR);
