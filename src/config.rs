@@ -9,13 +9,16 @@ pub struct Config {
     /// Address and port to listen on (port 0 picks a free one and logs it).
     #[arg(long, env = "IMAGECHAT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// `sqlite://PATH`.
+    /// `sqlite://PATH` (one node) or `postgres://…` (shared by many nodes).
     #[arg(
         long,
         env = "IMAGECHAT_DATABASE",
         default_value = "sqlite://imagechat.db"
     )]
     pub database: String,
+    /// Most database connections this node opens.
+    #[arg(long, env = "IMAGECHAT_DATABASE_POOL", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool: u32,
     /// `memory` (one node).
     #[arg(long, env = "IMAGECHAT_BROKER", default_value = "memory")]
     pub broker: String,
@@ -60,6 +63,7 @@ impl Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database: database.into(),
+            database_pool: 8,
             broker: "memory".into(),
             admin_key: None,
             write_rate_per_minute: 60,
@@ -80,6 +84,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("database", &redact_url(&self.database))
+            .field("database_pool", &self.database_pool)
             .field("broker", &redact_url(&self.broker))
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .field("write_rate_per_minute", &self.write_rate_per_minute)

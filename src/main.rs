@@ -111,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
         }) => {
             init_logging(false);
             validate::tenant_id(&id).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let store = imagechat::store::open(&database).await?;
+            let store = imagechat::store::open(&database, 2).await?;
             let tenant = Tenant {
                 id,
                 secret: secret.unwrap_or_else(|| random_id(24)),

@@ -35,7 +35,7 @@ pub async fn run(
         (Some(c), Some(k)) => Some(tls_acceptor(c, k)?),
         _ => None,
     };
-    let store = crate::store::open(&config.database)
+    let store = crate::store::open(&config.database, config.database_pool)
         .await
         .with_context(|| {
             format!(

@@ -7,7 +7,7 @@
 //! the log in the same transaction, so seqs are gap-free and a refused
 //! mutation writes nothing.
 
-pub mod sqlite;
+pub mod sql;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -134,11 +134,8 @@ pub trait Store: Send + Sync + 'static {
     async fn images(&self, tenant: &str, limit: u32) -> Result<Vec<ImageSummary>>;
 }
 
-/// Opens the store named by a database URL.
-pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path).await?))
-    } else {
-        anyhow::bail!("unsupported database URL {url:?}: expected sqlite://PATH")
-    }
+/// Opens the store named by a database URL (`sqlite://PATH` or
+/// `postgres://…`); `pool` bounds its connections.
+pub async fn open(url: &str, pool: u32) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    Ok(std::sync::Arc::new(sql::SqlStore::open(url, pool).await?))
 }

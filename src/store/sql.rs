@@ -1,98 +1,156 @@
-//! The embedded default: one SQLite file in WAL mode.
+//! The SQL store: SQLite (the embedded default) and PostgreSQL (shared by
+//! many nodes), through one implementation on sqlx's `Any` driver. Each
+//! backend has its own migrations; the queries are written in the SQL both
+//! understand (`$n` parameters, `ON CONFLICT`, `RETURNING`).
 //!
-//! Writes go through a pool of exactly one connection, so SQLite never has to
-//! arbitrate between writers (no `SQLITE_BUSY` on upgrade) and seqs are taken
-//! in commit order. Reads use their own small pool and see consistent
+//! Seqs: a write first locks its image's row (`UPDATE … RETURNING seq`, a row
+//! lock in PostgreSQL; SQLite has one writer at a time), then reads the chat,
+//! plans, and writes the new seq, so two writes never take the same seq and
+//! each plans against the state the other committed.
+//!
+//! SQLite writes go through a pool of exactly one connection, so it never has
+//! to arbitrate between writers; reads use their own pool and see consistent
 //! snapshots thanks to WAL.
 
 use std::collections::HashMap;
-use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::{
     Committed, ImageSummary, LoggedEvent, Result, Store, StoreError, UsageCounts, UsageDelta,
 };
 use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
-use crate::domain::{fold, now_ms, plan, AnonymousPolicy, Mutation, Tenant};
+use crate::domain::{fold, now_ms, plan, AnonymousPolicy, DomainError, Mutation, Tenant};
 use crate::protocol::{Change, Chat, Comment, Event, EventKind, User};
 
-/// Versioned schema files, applied in order, each once.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
 
-pub struct SqliteStore {
-    reader: SqlitePool,
-    writer: SqlitePool,
+impl Backend {
+    /// Versioned schema files, applied in order, each once.
+    fn migrations(self) -> &'static [(i64, &'static str)] {
+        match self {
+            Backend::Sqlite => &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))],
+            Backend::Postgres => &[(1, include_str!("../../migrations/postgres/0001_init.sql"))],
+        }
+    }
+}
+
+pub struct SqlStore {
+    backend: Backend,
+    reader: AnyPool,
+    writer: AnyPool,
     epoch: String,
     token_key: TokenKey,
 }
 
-impl SqliteStore {
-    pub async fn open(path: &str) -> anyhow::Result<Self> {
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts.clone())
-            .await?;
-        migrate(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
+impl SqlStore {
+    /// Opens `sqlite://PATH` or `postgres://…`; `pool` bounds PostgreSQL
+    /// connections (SQLite uses one writer and `pool` readers).
+    pub async fn open(url: &str, pool: u32) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            anyhow::bail!("unsupported database URL: expected sqlite://PATH or postgres://…");
+        };
+        let opts: AnyConnectOptions = url.parse()?;
+        let pool = pool.max(1);
+        let (reader, writer) = match backend {
+            Backend::Sqlite => {
+                let connect = |n: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(n)
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                for pragma in [
+                                    "PRAGMA journal_mode = WAL",
+                                    "PRAGMA synchronous = NORMAL",
+                                    "PRAGMA busy_timeout = 5000",
+                                    "PRAGMA foreign_keys = ON",
+                                ] {
+                                    sqlx::query(pragma).execute(&mut *conn).await?;
+                                }
+                                Ok(())
+                            })
+                        })
+                        .connect_with(opts.clone())
+                };
+                let writer = connect(1).await?;
+                migrate(&writer, backend).await?;
+                (connect(pool.min(8)).await?, writer)
+            }
+            Backend::Postgres => {
+                let p = AnyPoolOptions::new()
+                    .max_connections(pool)
+                    .acquire_timeout(std::time::Duration::from_secs(3))
+                    .connect_with(opts)
+                    .await?;
+                migrate(&p, backend).await?;
+                (p.clone(), p)
+            }
+        };
         let (epoch, key) = meta(&writer).await?;
-        Ok(SqliteStore {
+        Ok(SqlStore {
+            backend,
             reader,
             writer,
             epoch,
             token_key: TokenKey::new(key),
         })
     }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
 }
 
-async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-        .execute(pool)
+async fn migrate(pool: &AnyPool, backend: Backend) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    if backend == Backend::Postgres {
+        // Nodes starting together take turns.
+        sqlx::query("SELECT pg_advisory_xact_lock(7263547)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        .execute(&mut *tx)
         .await?;
-    for &(version, sql) in MIGRATIONS {
-        let mut tx = pool.begin().await?;
+    for &(version, sql) in backend.migrations() {
         let done: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
                 .bind(version)
                 .fetch_optional(&mut *tx)
                 .await?;
         if done.is_none() {
-            // Migration files hold plain DDL: no `;` inside statements.
+            // Migration files hold plain DDL: no `;` inside statements or comments.
             for stmt in sql.split(';').map(str::trim).filter(|s| {
                 !s.lines()
                     .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
             }) {
                 sqlx::query(stmt).execute(&mut *tx).await?;
             }
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(version)
                 .bind(now_ms())
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
     }
+    tx.commit().await?;
     Ok(())
 }
 
-/// Reads (or, on a new database, makes) the epoch and the token key.
-async fn meta(pool: &SqlitePool) -> anyhow::Result<(String, Vec<u8>)> {
+async fn meta(pool: &AnyPool) -> anyhow::Result<(String, Vec<u8>)> {
     let mut key = [0u8; 32];
     crate::domain::fill_random(&mut key);
     let fresh = [
@@ -100,7 +158,7 @@ async fn meta(pool: &SqlitePool) -> anyhow::Result<(String, Vec<u8>)> {
         ("token_key", hex::encode(key)),
     ];
     for (k, v) in fresh {
-        sqlx::query("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)")
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(k.to_owned())
             .bind(v)
             .execute(pool)
@@ -111,8 +169,8 @@ async fn meta(pool: &SqlitePool) -> anyhow::Result<(String, Vec<u8>)> {
     Ok((epoch, key))
 }
 
-async fn meta_value(pool: &SqlitePool, key: &str) -> sqlx::Result<String> {
-    sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = ?")
+async fn meta_value(pool: &AnyPool, key: &str) -> sqlx::Result<String> {
+    sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = $1")
         .bind(key)
         .fetch_one(pool)
         .await
@@ -127,7 +185,7 @@ fn user_json(u: &User) -> String {
     serde_json::to_string(u).unwrap_or_default()
 }
 
-fn chat_of(row: &SqliteRow) -> Result<Chat> {
+fn chat_of(row: &AnyRow) -> Result<Chat> {
     Ok(Chat {
         id: row.try_get("id")?,
         x: row.try_get("x")?,
@@ -140,7 +198,7 @@ fn chat_of(row: &SqliteRow) -> Result<Chat> {
     })
 }
 
-fn comment_of(row: &SqliteRow) -> Result<Comment> {
+fn comment_of(row: &AnyRow) -> Result<Comment> {
     Ok(Comment {
         id: row.try_get("id")?,
         user: user_of(row.try_get("user_json")?)?,
@@ -155,12 +213,12 @@ const COMMENT_COLUMNS: &str = "id, chat_id, user_json, text, created_at, edited_
 
 /// Loads one chat with its comments, and its urlId.
 async fn load_chat(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     tenant: &str,
     chat_id: &str,
 ) -> Result<Option<(String, Chat)>> {
     let Some(row) = sqlx::query(&format!(
-        "SELECT {CHAT_COLUMNS} FROM chats WHERE tenant_id = ? AND id = ?"
+        "SELECT {CHAT_COLUMNS} FROM chats WHERE tenant_id = $1 AND id = $2"
     ))
     .bind(tenant)
     .bind(chat_id)
@@ -172,7 +230,7 @@ async fn load_chat(
     let url_id: String = row.try_get("url_id")?;
     let mut chat = chat_of(&row)?;
     let rows = sqlx::query(&format!(
-        "SELECT {COMMENT_COLUMNS} FROM comments WHERE tenant_id = ? AND chat_id = ? ORDER BY ord, created_at"
+        "SELECT {COMMENT_COLUMNS} FROM comments WHERE tenant_id = $1 AND chat_id = $2 ORDER BY ord, created_at"
     ))
     .bind(tenant)
     .bind(chat_id)
@@ -182,9 +240,9 @@ async fn load_chat(
     Ok(Some((url_id, chat)))
 }
 
-async fn image_seq(c: &mut SqliteConnection, tenant: &str, url_id: &str) -> Result<u64> {
+async fn image_seq(c: &mut AnyConnection, tenant: &str, url_id: &str) -> Result<u64> {
     let seq: Option<i64> =
-        sqlx::query_scalar("SELECT seq FROM images WHERE tenant_id = ? AND url_id = ?")
+        sqlx::query_scalar("SELECT seq FROM images WHERE tenant_id = $1 AND url_id = $2")
             .bind(tenant)
             .bind(url_id)
             .fetch_optional(&mut *c)
@@ -192,8 +250,30 @@ async fn image_seq(c: &mut SqliteConnection, tenant: &str, url_id: &str) -> Resu
     Ok(seq.unwrap_or(0) as u64)
 }
 
+/// Makes sure the image has a row, locks it for this transaction and
+/// returns its seq.
+async fn lock_image(c: &mut AnyConnection, tenant: &str, url_id: &str, now: i64) -> Result<u64> {
+    sqlx::query(
+        "INSERT INTO images (tenant_id, url_id, seq, last_activity) VALUES ($1, $2, 0, $3) \
+         ON CONFLICT (tenant_id, url_id) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(url_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await?;
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE images SET seq = seq WHERE tenant_id = $1 AND url_id = $2 RETURNING seq",
+    )
+    .bind(tenant)
+    .bind(url_id)
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(seq.max(0) as u64)
+}
+
 async fn insert_comment(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     tenant: &str,
     chat_id: &str,
     url_id: &str,
@@ -202,7 +282,7 @@ async fn insert_comment(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO comments (tenant_id, id, chat_id, url_id, ord, user_id, user_json, text, created_at, edited_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(tenant)
     .bind(&k.id)
@@ -221,7 +301,7 @@ async fn insert_comment(
 
 /// Writes the table changes one event stands for.
 async fn write_event(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     tenant: &str,
     url_id: &str,
     seq: u64,
@@ -232,7 +312,7 @@ async fn write_event(
         EventKind::NewImageChat { chat } => {
             sqlx::query(
                 "INSERT INTO chats (tenant_id, id, url_id, ord, x, y, resolved, user_id, user_json, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(tenant)
             .bind(&chat.id)
@@ -252,12 +332,12 @@ async fn write_event(
             }
         }
         EventKind::DeletedImageChat { chat_id } => {
-            sqlx::query("DELETE FROM comments WHERE tenant_id = ? AND chat_id = ?")
+            sqlx::query("DELETE FROM comments WHERE tenant_id = $1 AND chat_id = $2")
                 .bind(tenant)
                 .bind(chat_id)
                 .execute(&mut *c)
                 .await?;
-            sqlx::query("DELETE FROM chats WHERE tenant_id = ? AND id = ?")
+            sqlx::query("DELETE FROM chats WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant)
                 .bind(chat_id)
                 .execute(&mut *c)
@@ -270,7 +350,7 @@ async fn write_event(
                 }
                 Change::CommentEdited { comment } => {
                     sqlx::query(
-                        "UPDATE comments SET text = ?, edited_at = ? WHERE tenant_id = ? AND chat_id = ? AND id = ?",
+                        "UPDATE comments SET text = $1, edited_at = $2 WHERE tenant_id = $3 AND chat_id = $4 AND id = $5",
                     )
                     .bind(&comment.text)
                     .bind(comment.edited_at)
@@ -282,7 +362,7 @@ async fn write_event(
                 }
                 Change::CommentDeleted { comment_id } => {
                     sqlx::query(
-                        "DELETE FROM comments WHERE tenant_id = ? AND chat_id = ? AND id = ?",
+                        "DELETE FROM comments WHERE tenant_id = $1 AND chat_id = $2 AND id = $3",
                     )
                     .bind(tenant)
                     .bind(chat_id)
@@ -291,7 +371,7 @@ async fn write_event(
                     .await?;
                 }
                 Change::Moved { x, y } => {
-                    sqlx::query("UPDATE chats SET x = ?, y = ? WHERE tenant_id = ? AND id = ?")
+                    sqlx::query("UPDATE chats SET x = $1, y = $2 WHERE tenant_id = $3 AND id = $4")
                         .bind(x)
                         .bind(y)
                         .bind(tenant)
@@ -300,7 +380,7 @@ async fn write_event(
                         .await?;
                 }
                 Change::Resolved { resolved } => {
-                    sqlx::query("UPDATE chats SET resolved = ? WHERE tenant_id = ? AND id = ?")
+                    sqlx::query("UPDATE chats SET resolved = $1 WHERE tenant_id = $2 AND id = $3")
                         .bind(*resolved as i64)
                         .bind(tenant)
                         .bind(chat_id)
@@ -308,7 +388,7 @@ async fn write_event(
                         .await?;
                 }
             }
-            sqlx::query("UPDATE chats SET updated_at = ? WHERE tenant_id = ? AND id = ?")
+            sqlx::query("UPDATE chats SET updated_at = $1 WHERE tenant_id = $2 AND id = $3")
                 .bind(at)
                 .bind(tenant)
                 .bind(chat_id)
@@ -320,7 +400,7 @@ async fn write_event(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     fn epoch(&self) -> &str {
         &self.epoch
     }
@@ -336,7 +416,7 @@ impl Store for SqliteStore {
 
     async fn create_tenant(&self, t: &Tenant) -> Result<()> {
         let done = sqlx::query(
-            "INSERT INTO tenants (id, secret, origins, anonymous, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO tenants (id, secret, origins, anonymous, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&t.id)
         .bind(&t.secret)
@@ -353,7 +433,7 @@ impl Store for SqliteStore {
 
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
         let Some(row) =
-            sqlx::query("SELECT id, secret, origins, anonymous FROM tenants WHERE id = ?")
+            sqlx::query("SELECT id, secret, origins, anonymous FROM tenants WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.reader)
                 .await?
@@ -375,7 +455,7 @@ impl Store for SqliteStore {
         let mut tx = self.reader.begin().await?;
         let seq = image_seq(&mut tx, tenant, url_id).await?;
         let rows = sqlx::query(&format!(
-            "SELECT {CHAT_COLUMNS} FROM chats WHERE tenant_id = ? AND url_id = ? ORDER BY ord"
+            "SELECT {CHAT_COLUMNS} FROM chats WHERE tenant_id = $1 AND url_id = $2 ORDER BY ord"
         ))
         .bind(tenant)
         .bind(url_id)
@@ -388,7 +468,7 @@ impl Store for SqliteStore {
             .map(|(i, c)| (c.id.clone(), i))
             .collect();
         let rows = sqlx::query(&format!(
-            "SELECT {COMMENT_COLUMNS} FROM comments WHERE tenant_id = ? AND url_id = ? ORDER BY ord, created_at"
+            "SELECT {COMMENT_COLUMNS} FROM comments WHERE tenant_id = $1 AND url_id = $2 ORDER BY ord, created_at"
         ))
         .bind(tenant)
         .bind(url_id)
@@ -417,7 +497,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<LoggedEvent>> {
         let rows = sqlx::query(
-            "SELECT seq, body FROM events WHERE tenant_id = ? AND url_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, body FROM events WHERE tenant_id = $1 AND url_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
         )
         .bind(tenant)
         .bind(url_id)
@@ -443,16 +523,31 @@ impl Store for SqliteStore {
         broadcast_id: Option<&str>,
     ) -> Result<Committed> {
         let mut tx = self.writer.begin().await?;
-        let (url_id, mut chat) = match (m, m.chat_id()) {
-            (Mutation::CreateChat { url_id, .. }, _) => (url_id.clone(), None),
-            (_, Some(id)) => match load_chat(&mut tx, tenant, id).await? {
-                Some((u, c)) => (u, Some(c)),
-                None => return Err(crate::domain::DomainError::NotFound.into()),
-            },
-            (_, None) => return Err(crate::domain::DomainError::NotFound.into()),
+        let url_id = match (m, m.chat_id()) {
+            (Mutation::CreateChat { url_id, .. }, _) => url_id.clone(),
+            (_, Some(id)) => sqlx::query_scalar::<_, String>(
+                "SELECT url_id FROM chats WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(DomainError::NotFound)?,
+            (_, None) => return Err(DomainError::NotFound.into()),
         };
         let now = now_ms();
-        let mut seq = image_seq(&mut tx, tenant, &url_id).await?;
+        // Lock the image first: every write to its chats passes here, so what
+        // is read next is what the previous writer committed.
+        let mut seq = lock_image(&mut tx, tenant, &url_id, now).await?;
+        let mut chat = match m.chat_id() {
+            None => None,
+            Some(id) => Some(
+                load_chat(&mut tx, tenant, id)
+                    .await?
+                    .map(|(_, c)| c)
+                    .ok_or(DomainError::NotFound)?,
+            ),
+        };
         let kinds = plan(m, chat.as_ref(), by, now, seq + 1)?;
         let mut events = Vec::with_capacity(kinds.len());
         let mut comment = None;
@@ -483,7 +578,7 @@ impl Store for SqliteStore {
             let body =
                 serde_json::to_string(&ev).map_err(|e| StoreError::Unavailable(e.to_string()))?;
             sqlx::query(
-                "INSERT INTO events (tenant_id, url_id, seq, at, body) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO events (tenant_id, url_id, seq, at, body) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(tenant)
             .bind(&url_id)
@@ -499,7 +594,7 @@ impl Store for SqliteStore {
         }
         if !events.is_empty() {
             sqlx::query(
-                "INSERT INTO images (tenant_id, url_id, seq, last_activity) VALUES (?, ?, ?, ?) \
+                "INSERT INTO images (tenant_id, url_id, seq, last_activity) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (tenant_id, url_id) DO UPDATE SET seq = excluded.seq, last_activity = excluded.last_activity",
             )
             .bind(tenant)
@@ -525,10 +620,13 @@ impl Store for SqliteStore {
             let c = &d.counts;
             sqlx::query(
                 "INSERT INTO usage_days (tenant_id, day, messages, bandwidth, conversations, comments, peak_connections) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, day) DO UPDATE SET \
-                 messages = messages + excluded.messages, bandwidth = bandwidth + excluded.bandwidth, \
-                 conversations = conversations + excluded.conversations, comments = comments + excluded.comments, \
-                 peak_connections = MAX(peak_connections, excluded.peak_connections)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, day) DO UPDATE SET \
+                 messages = usage_days.messages + excluded.messages, \
+                 bandwidth = usage_days.bandwidth + excluded.bandwidth, \
+                 conversations = usage_days.conversations + excluded.conversations, \
+                 comments = usage_days.comments + excluded.comments, \
+                 peak_connections = CASE WHEN excluded.peak_connections > usage_days.peak_connections \
+                 THEN excluded.peak_connections ELSE usage_days.peak_connections END",
             )
             .bind(&d.tenant_id)
             .bind(&d.day)
@@ -552,7 +650,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<(String, UsageCounts)>> {
         let rows = sqlx::query(
             "SELECT day, messages, bandwidth, conversations, comments, peak_connections FROM usage_days \
-             WHERE tenant_id = ? AND day >= ? AND day <= ? ORDER BY day",
+             WHERE tenant_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",
         )
         .bind(tenant)
         .bind(from)
@@ -580,7 +678,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             "SELECT i.url_id, i.seq, i.last_activity, \
              (SELECT COUNT(*) FROM chats c WHERE c.tenant_id = i.tenant_id AND c.url_id = i.url_id) AS chat_count \
-             FROM images i WHERE i.tenant_id = ? ORDER BY i.last_activity DESC, i.url_id LIMIT ?",
+             FROM images i WHERE i.tenant_id = $1 ORDER BY i.last_activity DESC, i.url_id LIMIT $2",
         )
         .bind(tenant)
         .bind(limit as i64)
@@ -602,9 +700,9 @@ impl Store for SqliteStore {
 /// Compile-time check: start-up futures must be `Send` so callers can spawn
 /// `run`. (Some sqlx calls are not, for any lifetime; this catches them here.)
 #[allow(dead_code)]
-fn send_checks(pool: &'static SqlitePool) {
+fn send_checks(pool: &'static AnyPool) {
     fn is_send<T: Send>(_: T) {}
-    is_send(migrate(pool));
+    is_send(migrate(pool, Backend::Sqlite));
     is_send(meta(pool));
     is_send(meta_value(pool, "x"));
 }

@@ -26,6 +26,41 @@ pub fn temp_dir() -> PathBuf {
     d
 }
 
+/// Set to a PostgreSQL URL to run every test against PostgreSQL: each server
+/// then gets a database of its own on that server.
+pub const POSTGRES_ENV: &str = "IMAGECHAT_TEST_POSTGRES";
+
+/// A fresh, empty database URL: SQLite in a temporary folder, or a new
+/// PostgreSQL database when `IMAGECHAT_TEST_POSTGRES` is set. A requested
+/// PostgreSQL that cannot be reached fails the test: it never falls back.
+pub async fn fresh_database() -> String {
+    match std::env::var(POSTGRES_ENV) {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            use sqlx::Connection;
+            let name = format!(
+                "imagechat_test_{}",
+                imagechat::domain::random_id(9)
+                    .to_lowercase()
+                    .replace(['-', '_'], "x")
+            );
+            let mut admin = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("{POSTGRES_ENV} is set but PostgreSQL is unreachable: {e}")
+                });
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
+            let (base, _) = admin_url
+                .rsplit_once('/')
+                .expect("a database URL with a path");
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}/test.db", temp_dir().display()),
+    }
+}
+
 pub struct Server {
     pub addr: SocketAddr,
     pub db: String,
@@ -40,7 +75,7 @@ impl Server {
     }
 
     pub async fn start_with(f: impl FnOnce(&mut imagechat::Config)) -> Server {
-        let db = format!("sqlite://{}/test.db", temp_dir().display());
+        let db = fresh_database().await;
         Self::start_on(&db, f).await
     }
 
