@@ -852,6 +852,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       if (Math.abs(ht - hr.height) > 0.1) s.height = ht + 'px';
       // A hidden or not yet sized image shows no markers piled up in a corner.
       s.visibility = w && ht ? '' : 'hidden';
+      this.hintEl.hidden = w < 480; // small images keep the status line short
     }
 
     me() {

@@ -124,3 +124,13 @@ window.l = ImageChat.attach(document.getElementById('long'), { tenantId: 'demo' 
   assert.match(longId, /~[0-9a-f]{16}$/);
   await ctx.close();
 });
+
+test('the demo page fits a phone without sideways scrolling', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 375, height: 667 }, isMobile: true, hasTouch: true });
+  const page = await ctx.newPage();
+  await page.goto(`${srv.url}/`);
+  await page.locator('[data-imagechat-status][data-state=live]').waitFor();
+  assert.ok((await page.evaluate(() => document.documentElement.scrollWidth)) <= 375);
+  await page.screenshot({ path: join(shotsDir(), 'demo-phone.png'), fullPage: true });
+  await ctx.close();
+});
