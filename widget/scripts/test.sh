@@ -27,7 +27,7 @@ echo "--- tsc --noEmit --checkJs --strict"
 npx tsc --noEmit -p tsconfig.json
 
 echo "--- no focused tests"
-if grep -rnE '\b(test|it|describe|suite)\.only\(|[{,] *only: *true' tests/; then
+if grep -rnE '\.only\(|[{,] *only: *true' tests/; then
   echo "a focused test (.only) would skip the others: remove it" >&2
   exit 1
 fi
