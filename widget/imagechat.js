@@ -651,7 +651,9 @@
         }
         return data;
       } catch (e) {
-        if (!own.applied) this.own.delete(bid);
+        // The answer was lost but the echo proves the change was stored: that is a success.
+        if (own.applied) return null;
+        this.own.delete(bid);
         throw e;
       }
     }

@@ -43,3 +43,25 @@ test('a refused create rolls its marker back, keeps the text and says why', asyn
   assert.equal(await page.locator('[data-imagechat-composer] textarea').inputValue(), 'Third is one too many');
   await ctx.close();
 });
+
+test('an answer lost on the way back is no failure when the echo shows the change was stored', async () => {
+  const ctx = await browser.newContext();
+  const page = await openImage(ctx, site, srv.url, 'lost-answer');
+  await page.route('**/api/v1/chats', async (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    const res = await route.fetch(); // the server stores it and broadcasts the event…
+    await sleep(300); // …which reaches the page first…
+    assert.equal(res.status(), 201);
+    await route.abort('connectionreset'); // …and the answer never arrives.
+  });
+  await createAt(page, 50, 50, 'Stored although the answer was lost');
+  await until(async () => {
+    const ids = await markers(page).evaluateAll((els) => els.map((e) => e.getAttribute('data-chat-id') || ''));
+    return ids.length === 1 && !ids[0].startsWith('pending-');
+  }, 3000);
+  await sleep(500);
+  assert.equal(await markers(page).count(), 1);
+  assert.equal(await page.locator('[data-imagechat-error]').count(), 0);
+  assert.equal(await page.locator('[data-imagechat-composer]').count(), 0, 'nothing to post again');
+  await ctx.close();
+});
