@@ -207,8 +207,12 @@ describe('two viewers of one image', () => {
   test('several images on one page share one WebSocket', async () => {
     const ctx = await browser.newContext();
     let sockets = 0;
+    let closed = 0;
     const page = await ctx.newPage();
-    page.on('websocket', () => sockets++);
+    page.on('websocket', (ws) => {
+      sockets++;
+      ws.on('close', () => closed++);
+    });
     const href = site.add(
       '/three-images',
       `<!doctype html><html lang="en"><head><title>three</title></head><body>
@@ -224,6 +228,12 @@ window.same = ImageChat.attach(document.getElementById('i1'), { tenantId: 'demo'
     // destroy() removes every trace.
     await page.evaluate(() => /** @type {any} */ (window).c2.destroy());
     assert.equal(await page.locator('[data-imagechat-layer]').count(), 2);
+    assert.equal(closed, 0, 'the others still use the socket');
+    // The last one gone, the socket goes too.
+    await page.evaluate(() => ['c1', 'c3'].forEach((c) => /** @type {any} */ (window)[c].destroy()));
+    assert.equal(await page.locator('[data-imagechat-layer]').count(), 0);
+    await until(async () => closed === 1, 2000);
+    assert.equal(sockets, 1);
     await ctx.close();
   });
 });
