@@ -1,3 +1,405 @@
-//! Load generator for imagechat.
+//! imagechat-bench: the load generator for imagechat and for the Socket.IO
+//! peer in `bench/socketio`, and the side-by-side comparison of the two.
+//!
+//! Every client verifies what it receives (seq continuity per image), so a
+//! run that loses, repeats or reorders an event fails with a non-zero exit.
 
-fn main() {}
+mod compare;
+mod http;
+mod report;
+mod scenario;
+mod stats;
+mod sub;
+mod util;
+mod ws;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use sub::Target;
+use util::{parse_url, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "imagechat-bench",
+    version,
+    about = "Load generator and side-by-side benchmark for imagechat and a Socket.IO 4 peer"
+)]
+struct Cli {
+    /// Worker threads of the generator (default: one per CPU)
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// N subscribers on one image, W writes per second for T seconds
+    Fanout(FanoutArgs),
+    /// C connections spread over I images, writes at random images
+    Rooms(RoomsArgs),
+    /// K idle subscribed connections: server memory per connection, idle CPU
+    Idle(IdleArgs),
+    /// K subscribers drop at once while writes continue, then resume by (epoch, seq) (imagechat)
+    ReconnectStorm(StormArgs),
+    /// Fan-out with subscribers spread over several nodes, writes through the last --url (imagechat)
+    Cluster(ClusterArgs),
+    /// Start both servers and run every scenario against each, one after the other
+    Compare(compare::CompareArgs),
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Server base URL, http://127.0.0.x:PORT
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Which server speaks at --url
+    #[arg(long, value_enum, default_value_t = Target::Imagechat)]
+    target: Target,
+    /// Server process id, to read its CPU time (and memory, for idle) from /proc
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// imagechat tenant to create sessions on
+    #[arg(long, default_value = "demo")]
+    tenant: String,
+    /// Connections being opened at the same time
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+struct WriteArgs {
+    /// Writes per second
+    #[arg(long, short = 'w', default_value_t = 200.0)]
+    rate: f64,
+    /// Seconds of measured writes
+    #[arg(long, short = 't', default_value_t = 20.0)]
+    duration: f64,
+    /// Seconds of writes before measuring (not counted)
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Keep-alive HTTP connections used for writes
+    #[arg(long, default_value_t = 8)]
+    pool: usize,
+    /// Seconds to wait after the last write for every event to arrive
+    #[arg(long, default_value_t = 15.0)]
+    drain: f64,
+}
+
+#[derive(Args, Clone)]
+struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Subscribers
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    subscribers: usize,
+    #[command(flatten)]
+    writes: WriteArgs,
+}
+
+#[derive(Args, Clone)]
+struct RoomsArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Connections
+    #[arg(long, short = 'c', default_value_t = 2000)]
+    connections: usize,
+    /// Images the connections are spread over
+    #[arg(long, short = 'i', default_value_t = 100)]
+    images: usize,
+    #[command(flatten)]
+    writes: WriteArgs,
+}
+
+#[derive(Args, Clone)]
+struct IdleArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Idle connections measured
+    #[arg(long, short = 'k', default_value_t = 10_000)]
+    connections: usize,
+    /// Images the connections subscribe to (round robin)
+    #[arg(long, default_value_t = 50)]
+    images: usize,
+    /// Connections opened (and kept) before the first memory reading
+    #[arg(long, default_value_t = 200)]
+    warmup_connections: usize,
+    /// Seconds to wait after opening before reading memory
+    #[arg(long, default_value_t = 3.0)]
+    settle: f64,
+    /// Seconds over which idle CPU is measured
+    #[arg(long, default_value_t = 10.0)]
+    window: f64,
+}
+
+#[derive(Args, Clone)]
+struct StormArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Subscribers that drop and come back
+    #[arg(long, short = 'k', default_value_t = 2000)]
+    subscribers: usize,
+    /// Writes per second, before, during and after the storm
+    #[arg(long, short = 'w', default_value_t = 100.0)]
+    rate: f64,
+    /// Seconds of writes
+    #[arg(long, short = 't', default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds after the first write at which every subscriber drops
+    #[arg(long, default_value_t = 4.0)]
+    drop_after: f64,
+    /// Keep-alive HTTP connections used for writes
+    #[arg(long, default_value_t = 8)]
+    pool: usize,
+    /// Seconds to wait after the last write for every client to catch up
+    #[arg(long, default_value_t = 15.0)]
+    drain: f64,
+}
+
+#[derive(Args, Clone)]
+struct ClusterArgs {
+    /// Node URLs (repeat --url); subscribers are spread over all but the
+    /// last, writes go through the last (with one URL, all on it)
+    #[arg(long = "url", required = true)]
+    urls: Vec<String>,
+    /// Process ids of the nodes (repeatable), for CPU per delivery
+    #[arg(long)]
+    server_pid: Vec<u32>,
+    #[arg(long, default_value = "demo")]
+    tenant: String,
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+    #[arg(long)]
+    json: bool,
+    /// Subscribers
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    subscribers: usize,
+    #[command(flatten)]
+    writes: WriteArgs,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fanout_like(
+    scenario: &'static str,
+    target: Target,
+    sub_urls: &[String],
+    write_url: &str,
+    common: (&str, usize, Vec<u32>),
+    connections: usize,
+    images: usize,
+    w: &WriteArgs,
+) -> Result<scenario::LoadReport> {
+    let sub_addrs = sub_urls
+        .iter()
+        .map(|u| parse_url(u))
+        .collect::<Result<Vec<_>>>()?;
+    scenario::load(scenario::LoadCfg {
+        scenario,
+        target,
+        sub_addrs,
+        write_addr: parse_url(write_url)?,
+        tenant: common.0.into(),
+        connections,
+        images,
+        rate: w.rate,
+        warmup: secs(w.warmup),
+        duration: secs(w.duration),
+        pool: w.pool,
+        drain: secs(w.drain),
+        pids: common.2,
+        concurrency: common.1,
+    })
+    .await
+}
+
+async fn run(cmd: Cmd) -> Result<bool> {
+    match cmd {
+        Cmd::Fanout(a) => {
+            let c = &a.common;
+            let urls = [c.url.clone()];
+            let r = fanout_like(
+                "fanout",
+                c.target,
+                &urls,
+                &c.url,
+                (
+                    &c.tenant,
+                    c.connect_concurrency,
+                    c.server_pid.into_iter().collect(),
+                ),
+                a.subscribers,
+                1,
+                &a.writes,
+            )
+            .await?;
+            if c.json {
+                print_json(&r)?
+            } else {
+                report::load(&r)
+            }
+            Ok(r.ok)
+        }
+        Cmd::Rooms(a) => {
+            let c = &a.common;
+            let urls = [c.url.clone()];
+            let r = fanout_like(
+                "rooms",
+                c.target,
+                &urls,
+                &c.url,
+                (
+                    &c.tenant,
+                    c.connect_concurrency,
+                    c.server_pid.into_iter().collect(),
+                ),
+                a.connections,
+                a.images,
+                &a.writes,
+            )
+            .await?;
+            if c.json {
+                print_json(&r)?
+            } else {
+                report::load(&r)
+            }
+            Ok(r.ok)
+        }
+        Cmd::Cluster(a) => {
+            let (subs, write) = match a.urls.split_last() {
+                Some((last, rest)) if !rest.is_empty() => (rest.to_vec(), last.clone()),
+                Some((last, _)) => (vec![last.clone()], last.clone()),
+                None => return util::err("cluster needs at least one --url"),
+            };
+            let r = fanout_like(
+                "cluster",
+                Target::Imagechat,
+                &subs,
+                &write,
+                (&a.tenant, a.connect_concurrency, a.server_pid.clone()),
+                a.subscribers,
+                1,
+                &a.writes,
+            )
+            .await?;
+            if a.json {
+                print_json(&r)?
+            } else {
+                report::load(&r)
+            }
+            Ok(r.ok)
+        }
+        Cmd::Idle(a) => {
+            let c = &a.common;
+            let Some(pid) = c.server_pid else {
+                return util::err("idle needs --server-pid to read the server's memory");
+            };
+            let r = scenario::idle(scenario::IdleCfg {
+                target: c.target,
+                addr: parse_url(&c.url)?,
+                tenant: c.tenant.clone(),
+                connections: a.connections,
+                images: a.images,
+                warmup_connections: a.warmup_connections,
+                settle: secs(a.settle),
+                window: secs(a.window),
+                pid,
+                concurrency: c.connect_concurrency,
+            })
+            .await?;
+            if c.json {
+                print_json(&r)?
+            } else {
+                report::idle(&r)
+            }
+            Ok(r.ok)
+        }
+        Cmd::ReconnectStorm(a) => {
+            let c = &a.common;
+            if c.target != Target::Imagechat {
+                return util::err("reconnect-storm needs resume by (epoch, seq): imagechat only");
+            }
+            let r = scenario::storm(scenario::StormCfg {
+                addr: parse_url(&c.url)?,
+                tenant: c.tenant.clone(),
+                subscribers: a.subscribers,
+                rate: a.rate,
+                duration: secs(a.duration),
+                drop_after: secs(a.drop_after),
+                pool: a.pool,
+                drain: secs(a.drain),
+                pid: c.server_pid,
+                concurrency: c.connect_concurrency,
+            })
+            .await?;
+            if c.json {
+                print_json(&r)?
+            } else {
+                report::storm(&r)
+            }
+            Ok(r.ok)
+        }
+        Cmd::Compare(a) => compare::run(a).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    util::start();
+    util::raise_nofile();
+    let threads = cli
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imagechat-bench: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let r = rt.block_on(async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => return util::err(format!("cannot watch SIGTERM: {e}")),
+            };
+        // Dropping `run` on a signal drops every server process guard, which
+        // stops the servers `compare` started.
+        tokio::select! {
+            r = run(cli.cmd) => r,
+            _ = tokio::signal::ctrl_c() => util::err("interrupted"),
+            _ = term.recv() => util::err("terminated"),
+        }
+    });
+    // Subscriber tasks may still be parked; do not wait for them.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("imagechat-bench: verification failed (see above)");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("imagechat-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,737 @@
+//! `compare`: starts imagechat and the Socket.IO peer (a fresh process for
+//! every run), drives both with the same client one after the other, and
+//! prints one table per scenario with both systems, their ratio and the
+//! medians of the repeated runs. Every server started here is stopped when
+//! its run ends, also on error or interruption (see `ServerProc`'s Drop).
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::report::Table;
+use crate::scenario::{self, IdleReport, LoadReport, StormReport};
+use crate::stats::median;
+use crate::sub::Target;
+use crate::util::{self, err, Result};
+
+#[derive(Args, Clone)]
+pub struct CompareArgs {
+    /// The imagechat server binary (build it with cargo build --release)
+    #[arg(long, default_value = "target/release/imagechat")]
+    imagechat_bin: PathBuf,
+    /// The Socket.IO peer's folder (after npm ci)
+    #[arg(long, default_value = "bench/socketio")]
+    socketio_dir: PathBuf,
+    /// Node.js executable
+    #[arg(long, default_value = "node")]
+    node: String,
+    /// Runs of each scenario per system; tables show medians
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Seconds of measured writes in each load run
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Seconds of writes before measuring
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Scenarios, comma-separated: fanout-high, fanout-light, rooms, idle, reconnect-storm
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fanout-high,fanout-light,rooms,idle,reconnect-storm"
+    )]
+    scenarios: Vec<String>,
+    /// Subscribers in the fan-out scenarios
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Writes per second in fanout-high and rooms
+    #[arg(long, default_value_t = 200.0)]
+    high_rate: f64,
+    /// Writes per second in fanout-light
+    #[arg(long, default_value_t = 10.0)]
+    light_rate: f64,
+    /// Connections and images in rooms
+    #[arg(long, default_value_t = 2000)]
+    rooms_connections: usize,
+    #[arg(long, default_value_t = 100)]
+    rooms_images: usize,
+    /// Idle connections
+    #[arg(long, default_value_t = 10_000)]
+    idle_connections: usize,
+    /// Subscribers in the reconnect storm
+    #[arg(long, default_value_t = 2000)]
+    storm_subscribers: usize,
+    /// Run only this system
+    #[arg(long, value_enum)]
+    only: Option<Target>,
+    /// Also write every run and the medians to this JSON file
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Connections being opened at the same time
+    #[arg(long, default_value_t = 200)]
+    connect_concurrency: usize,
+}
+
+/// A server process; stopped (SIGTERM, then SIGKILL) and its files removed
+/// when dropped.
+struct ServerProc {
+    child: Child,
+    pid: u32,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: signalling our own child by its pid.
+            unsafe {
+                libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
+            }
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(3) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+            }
+        }
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn log_tail(dir: &std::path::Path) -> String {
+    let s = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+async fn start(target: Target, a: &CompareArgs, n: usize) -> Result<ServerProc> {
+    let dir = std::env::temp_dir().join(format!(
+        "imagechat-bench-{}-{}-{n}",
+        std::process::id(),
+        target.name()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let log = File::create(dir.join("server.log"))?;
+    let mut cmd = match target {
+        Target::Imagechat => {
+            let mut c = Command::new(&a.imagechat_bin);
+            c.arg("serve")
+                .arg("--listen")
+                .arg(addr.to_string())
+                .arg("--database")
+                .arg(format!("sqlite://{}/bench.db", dir.display()))
+                .arg("--write-rate-per-minute")
+                .arg("0");
+            // The server reads IMAGECHAT_* settings; only the flags above count.
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with("IMAGECHAT_") {
+                    c.env_remove(k);
+                }
+            }
+            c
+        }
+        Target::Socketio => {
+            let mut c = Command::new(&a.node);
+            c.arg("server.js")
+                .arg("--port")
+                .arg(port.to_string())
+                .current_dir(&a.socketio_dir)
+                .env_remove("PORT")
+                .env_remove("HOST");
+            c
+        }
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log));
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", target.name()))?;
+    let pid = child.id();
+    let mut srv = ServerProc {
+        child,
+        pid,
+        addr,
+        dir,
+    };
+    for _ in 0..200 {
+        if let Ok(Some(st)) = srv.child.try_wait() {
+            return err(format!(
+                "{} exited at start-up ({st}):\n{}",
+                target.name(),
+                log_tail(&srv.dir)
+            ));
+        }
+        if let Ok(Ok(r)) = tokio::time::timeout(
+            Duration::from_secs(1),
+            crate::http::once(addr, "GET", "/healthz", None, None),
+        )
+        .await
+        {
+            if r.status == 200 {
+                return Ok(srv);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    err(format!(
+        "{} did not become healthy:\n{}",
+        target.name(),
+        log_tail(&srv.dir)
+    ))
+}
+
+#[derive(Serialize, Default)]
+struct Runs<T> {
+    imagechat: Vec<T>,
+    socketio: Vec<T>,
+    failures: Vec<String>,
+}
+
+impl<T> Runs<T> {
+    fn of(&self, t: Target) -> &Vec<T> {
+        match t {
+            Target::Imagechat => &self.imagechat,
+            Target::Socketio => &self.socketio,
+        }
+    }
+    fn push(&mut self, t: Target, v: T) {
+        match t {
+            Target::Imagechat => self.imagechat.push(v),
+            Target::Socketio => self.socketio.push(v),
+        }
+    }
+    fn med(&self, t: Target, f: impl Fn(&T) -> Option<f64>) -> Option<f64> {
+        let v: Vec<f64> = self.of(t).iter().filter_map(f).collect();
+        if v.is_empty() {
+            None
+        } else {
+            Some(median(&v))
+        }
+    }
+}
+
+fn targets(a: &CompareArgs, both: bool) -> Vec<Target> {
+    let all = if both {
+        vec![Target::Imagechat, Target::Socketio]
+    } else {
+        vec![Target::Imagechat]
+    };
+    all.into_iter()
+        .filter(|t| a.only.is_none_or(|o| o == *t))
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Check {
+    scenario: String,
+    target: String,
+    measured: String,
+    pass: bool,
+}
+
+struct Ctx {
+    tables: Vec<String>,
+    checks: Vec<Check>,
+    json: serde_json::Map<String, serde_json::Value>,
+    all_ok: bool,
+    counter: usize,
+}
+
+impl Ctx {
+    fn check(&mut self, scenario: &str, target: &str, measured: String, pass: bool) {
+        self.checks.push(Check {
+            scenario: scenario.into(),
+            target: target.into(),
+            measured,
+            pass,
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn load_cmp(
+    a: &CompareArgs,
+    ctx: &mut Ctx,
+    name: &'static str,
+    connections: usize,
+    images: usize,
+    rate: f64,
+) -> Result<Runs<LoadReport>> {
+    let mut runs: Runs<LoadReport> = Runs::default();
+    for t in targets(a, true) {
+        for r in 0..a.repeat {
+            eprintln!("-- {name} {} run {}/{}", t.name(), r + 1, a.repeat);
+            ctx.counter += 1;
+            let srv = match start(t, a, ctx.counter).await {
+                Ok(s) => s,
+                Err(e) => {
+                    runs.failures
+                        .push(format!("{} run {}: {e}", t.name(), r + 1));
+                    continue;
+                }
+            };
+            let rep = scenario::load(scenario::LoadCfg {
+                scenario: name,
+                target: t,
+                sub_addrs: vec![srv.addr],
+                write_addr: srv.addr,
+                tenant: "demo".into(),
+                connections,
+                images,
+                rate,
+                warmup: Duration::from_secs_f64(a.warmup),
+                duration: Duration::from_secs_f64(a.duration),
+                pool: 8,
+                drain: Duration::from_secs(15),
+                pids: vec![srv.pid],
+                concurrency: a.connect_concurrency,
+            })
+            .await;
+            drop(srv);
+            match rep {
+                Ok(rep) => {
+                    eprintln!(
+                        "   p99 {:.2} ms, {} µs CPU/delivery, {} lost, ok={}",
+                        rep.latency.p99_ms,
+                        crate::report::opt(rep.server_cpu_us_per_delivery, 3),
+                        rep.lost,
+                        rep.ok
+                    );
+                    runs.push(t, rep)
+                }
+                Err(e) => runs
+                    .failures
+                    .push(format!("{} run {}: {e}", t.name(), r + 1)),
+            }
+        }
+    }
+    let m = |t: Target, f: &dyn Fn(&LoadReport) -> Option<f64>| runs.med(t, f);
+    let (i, s) = (Target::Imagechat, Target::Socketio);
+    let mut tb = Table::new(format!(
+        "### {name}: {connections} connections over {images} image(s), {rate} writes/s for {} s (median of {} runs)",
+        a.duration, a.repeat
+    ));
+    type F = fn(&LoadReport) -> Option<f64>;
+    let rows: [(&str, F, usize); 11] = [
+        ("deliveries per second", |r| Some(r.deliveries_per_sec), 0),
+        ("latency p50 (ms)", |r| Some(r.latency.p50_ms), 2),
+        ("latency p99 (ms)", |r| Some(r.latency.p99_ms), 2),
+        ("latency p99.9 (ms)", |r| Some(r.latency.p999_ms), 2),
+        ("latency max (ms)", |r| Some(r.latency.max_ms), 2),
+        (
+            "server CPU per delivery (µs)",
+            |r| r.server_cpu_us_per_delivery,
+            3,
+        ),
+        ("server CPU (cores)", |r| r.server_cpu_cores, 3),
+        ("wire bytes per delivery", |r| Some(r.bytes_per_delivery), 1),
+        ("frames per delivery", |r| Some(r.frames_per_delivery), 3),
+        ("write answer p50 (ms)", |r| Some(r.write_answer_p50_ms), 2),
+        ("write answer p99 (ms)", |r| Some(r.write_answer_p99_ms), 2),
+    ];
+    for (label, f, p) in rows {
+        tb.row(label, m(i, &f), m(s, &f), p);
+    }
+    let sum = |t: Target| -> String {
+        let v = runs.of(t);
+        if v.is_empty() {
+            return "-".into();
+        }
+        let l: u64 = v.iter().map(|r| r.lost).sum();
+        let d: u64 = v.iter().map(|r| r.duplicated).sum();
+        let o: u64 = v.iter().map(|r| r.reordered).sum();
+        format!("{l} / {d} / {o}")
+    };
+    tb.text_row("lost / duplicated / reordered (all runs)", sum(i), sum(s));
+    let okc = |t: Target| -> String {
+        let v = runs.of(t);
+        format!("{}/{}", v.iter().filter(|r| r.ok).count(), a.repeat)
+    };
+    tb.text_row("runs verified", okc(i), okc(s));
+    for t in [i, s] {
+        if runs.of(t).iter().any(|r| !r.ok) {
+            ctx.all_ok = false;
+        }
+    }
+    if !runs.failures.is_empty() {
+        ctx.all_ok = false;
+    }
+    let mut text = tb.render();
+    for f in &runs.failures {
+        text += &format!("\nrun failed: {f}\n");
+    }
+    ctx.tables.push(text);
+    Ok(runs)
+}
+
+async fn idle_cmp(a: &CompareArgs, ctx: &mut Ctx) -> Result<Runs<IdleReport>> {
+    let mut runs: Runs<IdleReport> = Runs::default();
+    for t in targets(a, true) {
+        for r in 0..a.repeat {
+            eprintln!("-- idle {} run {}/{}", t.name(), r + 1, a.repeat);
+            ctx.counter += 1;
+            let srv = match start(t, a, ctx.counter).await {
+                Ok(s) => s,
+                Err(e) => {
+                    runs.failures
+                        .push(format!("{} run {}: {e}", t.name(), r + 1));
+                    continue;
+                }
+            };
+            let rep = scenario::idle(scenario::IdleCfg {
+                target: t,
+                addr: srv.addr,
+                tenant: "demo".into(),
+                connections: a.idle_connections,
+                images: 50,
+                warmup_connections: 200,
+                settle: Duration::from_secs(3),
+                window: Duration::from_secs(10),
+                pid: srv.pid,
+                concurrency: a.connect_concurrency,
+            })
+            .await;
+            drop(srv);
+            match rep {
+                Ok(rep) => {
+                    eprintln!(
+                        "   {:.2} KiB/connection, idle CPU {:.3} % of a core",
+                        rep.kib_per_connection,
+                        rep.idle_cpu_cores * 100.0
+                    );
+                    runs.push(t, rep)
+                }
+                Err(e) => runs
+                    .failures
+                    .push(format!("{} run {}: {e}", t.name(), r + 1)),
+            }
+        }
+    }
+    let (i, s) = (Target::Imagechat, Target::Socketio);
+    let mut tb = Table::new(format!(
+        "### idle: {} subscribed connections over 50 images (median of {} runs)",
+        a.idle_connections, a.repeat
+    ));
+    type F = fn(&IdleReport) -> Option<f64>;
+    let rows: [(&str, F, usize); 5] = [
+        (
+            "RSS per connection (KiB)",
+            |r| Some(r.kib_per_connection),
+            2,
+        ),
+        (
+            "RSS before (MiB)",
+            |r| Some(r.rss_before_kib as f64 / 1024.0),
+            1,
+        ),
+        (
+            "RSS after (MiB)",
+            |r| Some(r.rss_after_kib as f64 / 1024.0),
+            1,
+        ),
+        (
+            "idle CPU (% of a core)",
+            |r| Some(r.idle_cpu_cores * 100.0),
+            3,
+        ),
+        (
+            "connections opened per second",
+            |r| Some(r.connections_per_sec),
+            0,
+        ),
+    ];
+    for (label, f, p) in rows {
+        tb.row(label, runs.med(i, f), runs.med(s, f), p);
+    }
+    for t in [i, s] {
+        if runs.of(t).iter().any(|r| !r.ok) {
+            ctx.all_ok = false;
+        }
+    }
+    if !runs.failures.is_empty() {
+        ctx.all_ok = false;
+    }
+    let mut text = tb.render();
+    for f in &runs.failures {
+        text += &format!("\nrun failed: {f}\n");
+    }
+    ctx.tables.push(text);
+    Ok(runs)
+}
+
+async fn storm_cmp(a: &CompareArgs, ctx: &mut Ctx) -> Result<Runs<StormReport>> {
+    let mut runs: Runs<StormReport> = Runs::default();
+    if a.only == Some(Target::Socketio) {
+        return Ok(runs);
+    }
+    for r in 0..a.repeat {
+        eprintln!("-- reconnect-storm imagechat run {}/{}", r + 1, a.repeat);
+        ctx.counter += 1;
+        let srv = match start(Target::Imagechat, a, ctx.counter).await {
+            Ok(s) => s,
+            Err(e) => {
+                runs.failures.push(format!("run {}: {e}", r + 1));
+                continue;
+            }
+        };
+        let rep = scenario::storm(scenario::StormCfg {
+            addr: srv.addr,
+            tenant: "demo".into(),
+            subscribers: a.storm_subscribers,
+            rate: 100.0,
+            duration: Duration::from_secs(10),
+            drop_after: Duration::from_secs(4),
+            pool: 8,
+            drain: Duration::from_secs(15),
+            pid: Some(srv.pid),
+            concurrency: a.connect_concurrency,
+        })
+        .await;
+        drop(srv);
+        match rep {
+            Ok(rep) => {
+                eprintln!(
+                    "   all caught up after {:.1} ms, {} lost, ok={}",
+                    rep.all_caught_up_ms, rep.lost, rep.ok
+                );
+                runs.imagechat.push(rep)
+            }
+            Err(e) => runs.failures.push(format!("run {}: {e}", r + 1)),
+        }
+    }
+    let mut tb = Table::new(format!(
+        "### reconnect-storm: {} subscribers of one image drop at once during 100 writes/s and resume by (epoch, seq) (imagechat only; the Socket.IO peer has no resume) (median of {} runs)",
+        a.storm_subscribers, a.repeat
+    ));
+    type F = fn(&StormReport) -> Option<f64>;
+    let rows: [(&str, F, usize); 4] = [
+        ("catch-up p50 (ms)", |r| Some(r.catch_up_p50_ms), 1),
+        ("catch-up p99 (ms)", |r| Some(r.catch_up_p99_ms), 1),
+        ("all caught up after (ms)", |r| Some(r.all_caught_up_ms), 1),
+        ("server CPU for the run (s)", |r| r.server_cpu_s, 2),
+    ];
+    for (label, f, p) in rows {
+        tb.row(label, runs.med(Target::Imagechat, f), None, p);
+    }
+    let v = &runs.imagechat;
+    tb.text_row(
+        "lost / duplicated / reordered / not recovered (all runs)",
+        format!(
+            "{} / {} / {} / {}",
+            v.iter().map(|r| r.lost).sum::<u64>(),
+            v.iter().map(|r| r.duplicated).sum::<u64>(),
+            v.iter().map(|r| r.reordered).sum::<u64>(),
+            v.iter().map(|r| r.not_recovered).sum::<u64>()
+        ),
+        "n/a".into(),
+    );
+    tb.text_row(
+        "runs verified",
+        format!("{}/{}", v.iter().filter(|r| r.ok).count(), a.repeat),
+        "n/a".into(),
+    );
+    if v.iter().any(|r| !r.ok) || !runs.failures.is_empty() {
+        ctx.all_ok = false;
+    }
+    let mut text = tb.render();
+    for f in &runs.failures {
+        text += &format!("\nrun failed: {f}\n");
+    }
+    ctx.tables.push(text);
+    Ok(runs)
+}
+
+fn zero_loss(v: &[LoadReport]) -> bool {
+    !v.is_empty() && v.iter().all(|r| r.ok)
+}
+
+pub async fn run(a: CompareArgs) -> Result<bool> {
+    if a.repeat == 0 {
+        return err("--repeat must be at least 1");
+    }
+    if a.only != Some(Target::Socketio) && !a.imagechat_bin.exists() {
+        return err(format!(
+            "{} not found: build it first (cargo build --release -p imagechat) or pass --imagechat-bin",
+            a.imagechat_bin.display()
+        ));
+    }
+    if a.only != Some(Target::Imagechat) && !a.socketio_dir.join("node_modules").exists() {
+        return err(format!(
+            "{}/node_modules is missing: run npm ci there first",
+            a.socketio_dir.display()
+        ));
+    }
+    let mut ctx = Ctx {
+        tables: Vec::new(),
+        checks: Vec::new(),
+        json: serde_json::Map::new(),
+        all_ok: true,
+        counter: 0,
+    };
+    let (i, s) = (Target::Imagechat, Target::Socketio);
+    for sc in a.scenarios.clone() {
+        match sc.as_str() {
+            "fanout-high" => {
+                let runs =
+                    load_cmp(&a, &mut ctx, "fanout-high", a.subscribers, 1, a.high_rate).await?;
+                let cpu_i = runs.med(i, |r| r.server_cpu_us_per_delivery);
+                let cpu_s = runs.med(s, |r| r.server_cpu_us_per_delivery);
+                let p99 = runs.med(i, |r| Some(r.latency.p99_ms));
+                if let Some(c) = cpu_i {
+                    ctx.check(
+                        &sc,
+                        "server CPU per delivery ≤ 1 µs",
+                        format!("{c:.3} µs"),
+                        c <= 1.0,
+                    );
+                }
+                if let (Some(c), Some(o)) = (cpu_i, cpu_s) {
+                    ctx.check(
+                        &sc,
+                        "≥ 10× less CPU per delivery than Socket.IO",
+                        format!("{:.1}×", o / c),
+                        o / c >= 10.0,
+                    );
+                }
+                if let Some(p) = p99 {
+                    ctx.check(&sc, "p99 ≤ 25 ms", format!("{p:.2} ms"), p <= 25.0);
+                }
+                ctx.check(
+                    &sc,
+                    "zero loss",
+                    format!(
+                        "{} of {} runs verified",
+                        runs.imagechat.iter().filter(|r| r.ok).count(),
+                        a.repeat
+                    ),
+                    zero_loss(&runs.imagechat),
+                );
+                ctx.json.insert(sc.clone(), serde_json::to_value(&runs)?);
+            }
+            "fanout-light" => {
+                let runs =
+                    load_cmp(&a, &mut ctx, "fanout-light", a.subscribers, 1, a.light_rate).await?;
+                if let Some(p) = runs.med(i, |r| Some(r.latency.p99_ms)) {
+                    ctx.check(&sc, "p99 ≤ 5 ms", format!("{p:.2} ms"), p <= 5.0);
+                }
+                if let Some(c) = runs.med(i, |r| r.server_cpu_us_per_delivery) {
+                    ctx.check(
+                        &sc,
+                        "server CPU per delivery ≤ 4 µs",
+                        format!("{c:.3} µs"),
+                        c <= 4.0,
+                    );
+                }
+                ctx.json.insert(sc.clone(), serde_json::to_value(&runs)?);
+            }
+            "rooms" => {
+                let runs = load_cmp(
+                    &a,
+                    &mut ctx,
+                    "rooms",
+                    a.rooms_connections,
+                    a.rooms_images,
+                    a.high_rate,
+                )
+                .await?;
+                ctx.json.insert(sc.clone(), serde_json::to_value(&runs)?);
+            }
+            "idle" => {
+                let runs = idle_cmp(&a, &mut ctx).await?;
+                if let Some(k) = runs.med(i, |r| Some(r.kib_per_connection)) {
+                    ctx.check(
+                        &sc,
+                        "≤ 4 KiB RSS per connection",
+                        format!("{k:.2} KiB"),
+                        k <= 4.0,
+                    );
+                }
+                if let Some(c) = runs.med(i, |r| Some(r.idle_cpu_cores)) {
+                    ctx.check(
+                        &sc,
+                        "idle CPU near zero (< 1 % of a core)",
+                        format!("{:.3} %", c * 100.0),
+                        c < 0.01,
+                    );
+                }
+                ctx.json.insert(sc.clone(), serde_json::to_value(&runs)?);
+            }
+            "reconnect-storm" => {
+                let runs = storm_cmp(&a, &mut ctx).await?;
+                if let Some(t) = runs.med(i, |r| Some(r.all_caught_up_ms)) {
+                    ctx.check(
+                        &sc,
+                        "all caught up within 2 s",
+                        format!("{t:.0} ms"),
+                        t <= 2000.0,
+                    );
+                }
+                let ok = !runs.imagechat.is_empty() && runs.imagechat.iter().all(|r| r.ok);
+                ctx.check(
+                    &sc,
+                    "zero loss",
+                    format!(
+                        "{} of {} runs verified",
+                        runs.imagechat.iter().filter(|r| r.ok).count(),
+                        a.repeat
+                    ),
+                    ok,
+                );
+                ctx.json.insert(sc.clone(), serde_json::to_value(&runs)?);
+            }
+            other => return err(format!("unknown scenario {other}")),
+        }
+    }
+    println!();
+    for t in &ctx.tables {
+        println!("{t}");
+    }
+    if !ctx.checks.is_empty() {
+        println!("### targets (imagechat)\n");
+        println!("| scenario | target | measured (median) | |");
+        println!("|---|---|---:|---|");
+        for c in &ctx.checks {
+            println!(
+                "| {} | {} | {} | {} |",
+                c.scenario,
+                c.target,
+                c.measured,
+                if c.pass { "met" } else { "MISSED" }
+            );
+        }
+        println!();
+    }
+    if let Some(p) = &a.out {
+        let mut doc = ctx.json.clone();
+        doc.insert("targets".into(), serde_json::to_value(&ctx.checks)?);
+        doc.insert(
+            "machine".into(),
+            serde_json::json!({
+                "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+                "nofile": util::raise_nofile(),
+            }),
+        );
+        std::fs::write(p, serde_json::to_string_pretty(&doc)?)?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(ctx.all_ok)
+}

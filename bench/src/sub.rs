@@ -1,0 +1,487 @@
+//! One subscribed client for either target: connects, subscribes to one
+//! image, then reads and verifies every event (seq continuity per image,
+//! end-to-end latency from the timestamp in the broadcastId) until told to
+//! stop or until it has seen the final seq of its image.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::stats::ConnStats;
+use crate::util::{dial, now_us, us_at};
+use crate::ws::{WsConn, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+
+/// Events received by every subscriber of this process (for progress lines).
+pub static DELIVERED: AtomicU64 = AtomicU64::new(0);
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const MAX_MISSING: usize = 100_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// imagechat: REST writes, /api/v1/ws with hello/subscribe
+    Imagechat,
+    /// the Socket.IO 4 peer in bench/socketio
+    Socketio,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Imagechat => "imagechat",
+            Target::Socketio => "socketio",
+        }
+    }
+}
+
+/// Sent to every subscriber: the last seq of each image once the writes are
+/// over (a subscriber stops when it has it), or a plain stop.
+#[derive(Clone, Default)]
+pub struct Control {
+    pub finals: Option<Arc<HashMap<String, u64>>>,
+    pub stop: bool,
+}
+
+#[derive(Clone)]
+pub struct Spec {
+    pub target: Target,
+    pub addr: SocketAddr,
+    /// Session token (imagechat).
+    pub token: Arc<str>,
+    pub url_id: String,
+    pub idx: usize,
+    pub total: usize,
+}
+
+#[derive(Deserialize)]
+struct Msg<'a> {
+    #[serde(rename = "type", default, borrow)]
+    ty: Option<&'a str>,
+    #[serde(rename = "urlId", default, borrow)]
+    url_id: Option<&'a str>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(rename = "broadcastId", default, borrow)]
+    broadcast_id: Option<&'a str>,
+    #[serde(default)]
+    epoch: Option<String>,
+    #[serde(default)]
+    recovered: Option<bool>,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+enum Out {
+    Text(Vec<u8>),
+    Pong(Vec<u8>),
+}
+
+/// Everything but the socket, so frames can be handled while the socket's
+/// buffer is borrowed.
+struct State {
+    target: Target,
+    url_id: String,
+    subscribed: bool,
+    /// (epoch, seq) sent with the pending subscribe, when resuming.
+    resuming: bool,
+    epoch: Option<String>,
+    last: u64,
+    missing: BTreeSet<u64>,
+    catch_up_to: Option<u64>,
+    out: Vec<Out>,
+    stats: ConnStats,
+}
+
+pub struct Subscriber {
+    spec: Spec,
+    ws: Option<WsConn>,
+    st: State,
+}
+
+fn sent_at(bid: &str) -> Option<(bool, u64)> {
+    let measured = match bid.as_bytes().first() {
+        Some(b'm') => true,
+        Some(b'w') => false,
+        _ => return None,
+    };
+    let us = bid[1..].split('-').next()?.parse().ok()?;
+    Some((measured, us))
+}
+
+impl State {
+    fn on_event(&mut self, url: Option<&str>, seq: Option<u64>, bid: Option<&str>, now: u64) {
+        let (Some(url), Some(seq)) = (url, seq) else {
+            self.stats.unexpected += 1;
+            return;
+        };
+        if url != self.url_id || !self.subscribed {
+            self.stats.unexpected += 1;
+            return;
+        }
+        self.stats.events += 1;
+        if seq == self.last + 1 {
+            self.last = seq;
+        } else if seq > self.last + 1 {
+            self.stats.lost += seq - self.last - 1;
+            let mut s = self.last + 1;
+            while s < seq && self.missing.len() < MAX_MISSING {
+                self.missing.insert(s);
+                s += 1;
+            }
+            self.last = seq;
+        } else if self.missing.remove(&seq) {
+            self.stats.lost -= 1;
+            self.stats.reordered += 1;
+        } else {
+            self.stats.duplicated += 1;
+        }
+        if let Some((true, t)) = bid.and_then(sent_at) {
+            self.stats.measured += 1;
+            self.stats.hist.record(now.saturating_sub(t));
+        }
+        if let Some(t) = self.catch_up_to {
+            if self.last >= t {
+                self.stats.caught_up_us = Some(now);
+                self.catch_up_to = None;
+            }
+        }
+    }
+
+    fn on_subscribed(
+        &mut self,
+        url: Option<&str>,
+        seq: Option<u64>,
+        epoch: Option<String>,
+        recovered: Option<bool>,
+        now: u64,
+    ) -> Result<(), String> {
+        if url != Some(self.url_id.as_str()) {
+            return Err(format!("subscribed answer for another image: {url:?}"));
+        }
+        let seq = seq.ok_or("subscribed without seq")?;
+        if self.resuming {
+            if recovered != Some(true) {
+                self.stats.not_recovered += 1;
+                return Err("resubscribe was not recovered from (epoch, seq)".into());
+            }
+            if epoch.is_some() && epoch != self.epoch {
+                return Err("the epoch changed on resubscribe".into());
+            }
+            if self.last >= seq {
+                self.stats.caught_up_us = Some(now);
+            } else {
+                self.catch_up_to = Some(seq);
+            }
+            self.resuming = false;
+        } else {
+            self.last = seq;
+            self.epoch = epoch;
+        }
+        self.subscribed = true;
+        Ok(())
+    }
+
+    fn on_imagechat(&mut self, m: Msg<'_>, now: u64) -> Result<(), String> {
+        match m.ty {
+            Some("new-image-chat" | "image-chat-updated" | "deleted-image-chat") => {
+                self.on_event(m.url_id, m.seq, m.broadcast_id, now)
+            }
+            Some("subscribed") => self.on_subscribed(m.url_id, m.seq, m.epoch, m.recovered, now)?,
+            Some("welcome" | "presence" | "pong" | "unsubscribed") => {}
+            Some("error") => {
+                let code = m.code.unwrap_or_default();
+                if code == "unauthorized" || code == "forbidden" || !self.subscribed {
+                    return Err(format!("server error {code}"));
+                }
+                self.stats.error(format!("server error {code}"));
+            }
+            _ => self.stats.unexpected += 1,
+        }
+        Ok(())
+    }
+
+    fn subscribe_message(&self) -> Vec<u8> {
+        match self.target {
+            Target::Imagechat => {
+                let mut m = serde_json::json!({"type": "subscribe", "id": 1, "urlId": self.url_id});
+                if self.resuming {
+                    m["epoch"] = serde_json::json!(self.epoch);
+                    m["seq"] = serde_json::json!(self.last);
+                }
+                m.to_string().into_bytes()
+            }
+            Target::Socketio => {
+                let arr = serde_json::json!(["subscribe", self.url_id]);
+                format!("42{arr}").into_bytes()
+            }
+        }
+    }
+
+    fn on_socketio(&mut self, p: &[u8], now: u64) -> Result<(), String> {
+        match p {
+            b"2" => self.out.push(Out::Text(b"3".to_vec())),
+            [b'0', ..] => self.out.push(Out::Text(b"40".to_vec())),
+            [b'4', b'0', ..] => {
+                let m = self.subscribe_message();
+                self.out.push(Out::Text(m));
+            }
+            [b'4', b'2', rest @ ..] => {
+                let (name, m): (&str, Msg<'_>) = serde_json::from_slice(rest)
+                    .map_err(|e| format!("bad Socket.IO event: {e}"))?;
+                match name {
+                    "new-image-chat" | "image-chat-updated" | "deleted-image-chat" => {
+                        self.on_event(m.url_id, m.seq, m.broadcast_id, now)
+                    }
+                    "subscribed" => self.on_subscribed(m.url_id, m.seq, None, Some(true), now)?,
+                    _ => self.stats.unexpected += 1,
+                }
+            }
+            [b'4', b'1', ..] | [b'1', ..] => return Err("Socket.IO server disconnected us".into()),
+            [b'4', b'4', ..] => {
+                return Err(format!(
+                    "Socket.IO connect error: {}",
+                    String::from_utf8_lossy(p)
+                ))
+            }
+            _ => self.stats.unexpected += 1,
+        }
+        Ok(())
+    }
+
+    fn on_text(&mut self, p: &[u8], wire: usize, now: u64) -> Result<(), String> {
+        let ev0 = self.stats.events;
+        let m0 = self.stats.measured;
+        match self.target {
+            Target::Imagechat => {
+                let first = p.iter().find(|b| !b.is_ascii_whitespace());
+                if first == Some(&b'[') {
+                    let v: Vec<Msg<'_>> =
+                        serde_json::from_slice(p).map_err(|e| format!("bad frame: {e}"))?;
+                    for m in v {
+                        self.on_imagechat(m, now)?;
+                    }
+                } else {
+                    let m: Msg<'_> =
+                        serde_json::from_slice(p).map_err(|e| format!("bad frame: {e}"))?;
+                    self.on_imagechat(m, now)?;
+                }
+            }
+            Target::Socketio => self.on_socketio(p, now)?,
+        }
+        if self.stats.events > ev0 {
+            self.stats.event_frames += 1;
+            self.stats.event_bytes += wire as u64;
+            DELIVERED.fetch_add(self.stats.events - ev0, Ordering::Relaxed);
+        } else {
+            self.stats.other_frames += 1;
+        }
+        if self.stats.measured > m0 {
+            self.stats.measured_frames += 1;
+            self.stats.measured_bytes += wire as u64;
+        }
+        Ok(())
+    }
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Control(bool),
+    Drop,
+    Deadline,
+}
+
+impl Subscriber {
+    /// Connects and subscribes; returns once `subscribed` has arrived.
+    pub async fn connect(spec: Spec) -> Result<Subscriber, String> {
+        let st = State {
+            target: spec.target,
+            url_id: spec.url_id.clone(),
+            subscribed: false,
+            resuming: false,
+            epoch: None,
+            last: 0,
+            missing: BTreeSet::new(),
+            catch_up_to: None,
+            out: Vec::new(),
+            stats: ConnStats::default(),
+        };
+        let mut s = Subscriber { spec, ws: None, st };
+        s.open().await?;
+        Ok(s)
+    }
+
+    async fn open(&mut self) -> Result<(), String> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.open_inner()).await {
+            Ok(r) => r,
+            Err(_) => Err("timed out connecting and subscribing".into()),
+        }
+    }
+
+    async fn open_inner(&mut self) -> Result<(), String> {
+        self.st.subscribed = false;
+        let tcp = dial(self.spec.addr, self.spec.idx, self.spec.total)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let path = match self.spec.target {
+            Target::Imagechat => "/api/v1/ws",
+            Target::Socketio => "/socket.io/?EIO=4&transport=websocket",
+        };
+        let mut ws = WsConn::handshake(tcp, self.spec.addr, path, self.spec.idx as u64)
+            .await
+            .map_err(|e| format!("upgrade: {e}"))?;
+        if self.spec.target == Target::Imagechat {
+            let hello = serde_json::json!({"type": "hello", "token": &*self.spec.token});
+            ws.send_text(hello.to_string().as_bytes())
+                .await
+                .map_err(|e| format!("send hello: {e}"))?;
+            ws.send_text(&self.st.subscribe_message())
+                .await
+                .map_err(|e| format!("send subscribe: {e}"))?;
+        }
+        self.ws = Some(ws);
+        while !self.st.subscribed {
+            self.drain().await?;
+            if self.st.subscribed {
+                break;
+            }
+            let ws = self.ws.as_mut().ok_or("not connected")?;
+            match ws.fill().await {
+                Ok(0) => return Err("closed before subscribed".into()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles every complete frame in the buffer, then sends any answers.
+    async fn drain(&mut self) -> Result<(), String> {
+        let ws = self.ws.as_mut().ok_or("not connected")?;
+        let now = now_us();
+        loop {
+            let f = match ws.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => return Err(e.to_string()),
+            };
+            match f.opcode {
+                OP_TEXT => self.st.on_text(ws.payload(&f), f.wire, now)?,
+                OP_PING => self.st.out.push(Out::Pong(ws.payload(&f).to_vec())),
+                OP_PONG => {}
+                OP_CLOSE => {
+                    let p = ws.payload(&f);
+                    let code = if p.len() >= 2 {
+                        u16::from_be_bytes([p[0], p[1]])
+                    } else {
+                        1005
+                    };
+                    return Err(format!("server closed the WebSocket with {code}"));
+                }
+                OP_BINARY => self.st.stats.unexpected += 1,
+                _ => return Err(format!("unknown opcode {}", f.opcode)),
+            }
+            ws.consume(&f);
+        }
+        for o in self.st.out.drain(..) {
+            let r = match o {
+                Out::Text(t) => ws.send_text(&t).await,
+                Out::Pong(p) => ws.send(crate::ws::OP_PONG, &p).await,
+            };
+            r.map_err(|e| format!("send: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn done(&self, c: &Control) -> bool {
+        if c.stop {
+            return true;
+        }
+        match &c.finals {
+            Some(f) => self.st.last >= f.get(&self.st.url_id).copied().unwrap_or(0),
+            None => false,
+        }
+    }
+
+    /// Reads until `ctl` says stop, or the image's final seq is reached, or
+    /// `deadline`. With `drop_at`, the connection is dropped at that instant
+    /// and resumed from (epoch, seq) on a new one.
+    pub async fn run(
+        mut self,
+        mut ctl: watch::Receiver<Control>,
+        mut drop_at: Option<Instant>,
+        deadline: Instant,
+    ) -> ConnStats {
+        loop {
+            if let Err(e) = self.drain().await {
+                self.st.stats.error(e);
+                break;
+            }
+            if self.done(&ctl.borrow()) {
+                break;
+            }
+            let Some(ws) = self.ws.as_mut() else { break };
+            let wake = tokio::select! {
+                r = ws.fill() => Wake::Read(r),
+                c = ctl.changed() => Wake::Control(c.is_ok()),
+                _ = tokio::time::sleep_until(drop_at.unwrap_or(deadline).into()), if drop_at.is_some() => Wake::Drop,
+                _ = tokio::time::sleep_until(deadline.into()) => Wake::Deadline,
+            };
+            match wake {
+                Wake::Read(Ok(0)) => {
+                    self.st.stats.error("the server closed the connection");
+                    break;
+                }
+                Wake::Read(Ok(_)) => {}
+                Wake::Read(Err(e)) => {
+                    self.st.stats.error(format!("read: {e}"));
+                    break;
+                }
+                Wake::Control(true) => {}
+                Wake::Control(false) => break,
+                Wake::Drop => {
+                    drop_at = None;
+                    // An abrupt drop: no close frame, the socket just goes away.
+                    self.ws = None;
+                    self.st.stats.reconnects += 1;
+                    self.st.resuming = true;
+                    self.st.catch_up_to = None;
+                    if let Err(e) = self.open().await {
+                        self.st.stats.error(format!("reconnect: {e}"));
+                        break;
+                    }
+                }
+                Wake::Deadline => break,
+            }
+        }
+        let c = ctl.borrow().clone();
+        if let Some(f) = &c.finals {
+            let fin = f.get(&self.st.url_id).copied().unwrap_or(0);
+            if self.st.last < fin {
+                self.st.stats.lost += fin - self.st.last;
+            }
+        }
+        if let Some(t) = self.st.catch_up_to {
+            self.st
+                .stats
+                .error(format!("never caught up to seq {t} (at {})", self.st.last));
+        }
+        if let Some(mut ws) = self.ws.take() {
+            if !c.stop {
+                ws.close().await;
+            }
+        }
+        self.st.stats
+    }
+}
+
+/// For callers that time things against the same origin as the subscribers.
+pub fn instant_us(t: Instant) -> u64 {
+    us_at(t)
+}
