@@ -73,7 +73,7 @@ pub struct CompareArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Connections being opened at the same time
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     connect_concurrency: usize,
 }
 

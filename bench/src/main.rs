@@ -66,7 +66,7 @@ struct Common {
     #[arg(long, default_value = "demo")]
     tenant: String,
     /// Connections being opened at the same time
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     connect_concurrency: usize,
     /// Print JSON instead of a table
     #[arg(long)]
@@ -173,7 +173,7 @@ struct ClusterArgs {
     server_pid: Vec<u32>,
     #[arg(long, default_value = "demo")]
     tenant: String,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     connect_concurrency: usize,
     #[arg(long)]
     json: bool,

@@ -326,9 +326,11 @@ impl Subscriber {
 
     async fn open_inner(&mut self) -> Result<(), String> {
         self.st.subscribed = false;
+        let t0 = Instant::now();
         let tcp = dial(self.spec.addr, self.spec.idx, self.spec.total)
             .await
             .map_err(|e| format!("connect: {e}"))?;
+        let t_tcp = t0.elapsed();
         let path = match self.spec.target {
             Target::Imagechat => "/api/v1/ws",
             Target::Socketio => "/socket.io/?EIO=4&transport=websocket",
@@ -336,6 +338,7 @@ impl Subscriber {
         let mut ws = WsConn::handshake(tcp, self.spec.addr, path, self.spec.idx as u64)
             .await
             .map_err(|e| format!("upgrade: {e}"))?;
+        let t_up = t0.elapsed();
         if self.spec.target == Target::Imagechat {
             let hello = serde_json::json!({"type": "hello", "token": &*self.spec.token});
             ws.send_text(hello.to_string().as_bytes())
@@ -357,6 +360,17 @@ impl Subscriber {
                 Ok(_) => {}
                 Err(e) => return Err(format!("read: {e}")),
             }
+        }
+        if std::env::var_os("IMAGECHAT_BENCH_SLOW_CONNECTS").is_some()
+            && t0.elapsed() > Duration::from_millis(200)
+        {
+            eprintln!(
+                "slow connect #{}: tcp {:?}, upgraded {:?}, subscribed {:?}",
+                self.spec.idx,
+                t_tcp,
+                t_up,
+                t0.elapsed()
+            );
         }
         Ok(())
     }

@@ -1,0 +1,25 @@
+#!/bin/sh
+# The whole side-by-side benchmark in one command:
+#
+#   bench/run.sh [compare flags...]        e.g. bench/run.sh --repeat 3 --out bench-results.json
+#
+# Builds the imagechat server and the load generator (release), installs the
+# Socket.IO peer's dependencies when they are missing, then runs
+# `imagechat-bench compare`, which starts a fresh server for every run, drives
+# it, stops it, and prints one table per scenario (median of the runs) plus
+# the targets met or missed. Every server it starts is stopped at the end,
+# also on error or Ctrl-C. See bench/README.md and BENCHMARKS.md.
+set -eu
+cd "$(dirname "$0")/.."
+
+# Cargo shares the machine with other work: take the same lock as everyone else.
+flock /tmp/imagechat-cargo.lock cargo build --release -p imagechat -p imagechat-bench
+
+if [ ! -d bench/socketio/node_modules ]; then
+    (cd bench/socketio && npm ci --no-audit --no-fund)
+fi
+
+exec target/release/imagechat-bench compare \
+    --imagechat-bin target/release/imagechat \
+    --socketio-dir bench/socketio \
+    "$@"
