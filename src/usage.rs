@@ -44,6 +44,11 @@ impl TenantLive {
         self.peak.fetch_max(now, Relaxed);
     }
 
+    /// A connection count seen across all nodes.
+    pub fn observe_connections(&self, global: u64) {
+        self.peak.fetch_max(global, Relaxed);
+    }
+
     pub fn disconnected(&self) {
         self.connections.fetch_sub(1, Relaxed);
     }

@@ -7,16 +7,16 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{Broker, BrokerError, BrokerMessage, TopicKey};
+use super::{Broker, BrokerError, BrokerMessage, Inbound, TopicKey};
 
 pub struct MemoryBroker {
-    inbox: mpsc::Sender<BrokerMessage>,
+    inbox: mpsc::Sender<Inbound>,
     /// Topics with local subscribers: others are not worth a channel hop.
     topics: Mutex<HashSet<TopicKey>>,
 }
 
 impl MemoryBroker {
-    pub fn new(inbox: mpsc::Sender<BrokerMessage>) -> Self {
+    pub fn new(inbox: mpsc::Sender<Inbound>) -> Self {
         MemoryBroker {
             inbox,
             topics: Mutex::new(HashSet::new()),
@@ -36,7 +36,7 @@ impl Broker for MemoryBroker {
             // The inbox is bounded: a writer waits here rather than the node
             // buffering without limit when the hub falls behind.
             self.inbox
-                .send(msg)
+                .send(Inbound::Event(msg))
                 .await
                 .map_err(|_| BrokerError::Unavailable("the hub has stopped".into()))?;
         }
@@ -62,5 +62,29 @@ impl Broker for MemoryBroker {
             return Err(BrokerError::Unavailable("the hub has stopped".into()));
         }
         Ok(())
+    }
+
+    // One node: its own counts are the global ones, and its local limiter
+    // is the only one.
+
+    async fn announce_viewers(&self, _topic: &TopicKey, _local: usize) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    async fn viewers(&self, _topic: &TopicKey, local: usize) -> Result<usize, BrokerError> {
+        Ok(local)
+    }
+
+    async fn connections(&self, _tenant: &str, local: u64) -> Result<u64, BrokerError> {
+        Ok(local)
+    }
+
+    async fn take_write(
+        &self,
+        _key: &str,
+        _per_minute: u32,
+        _burst: u32,
+    ) -> Result<Option<Result<(), u64>>, BrokerError> {
+        Ok(None)
     }
 }

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 pub use outbox::Outbox;
 
-use crate::broker::{Broker, BrokerMessage, TopicKey};
+use crate::broker::{Broker, Inbound, TopicKey};
 use crate::protocol::ServerMessage;
 use crate::store::{Store, StoreError};
 
@@ -50,6 +50,8 @@ struct TopicState {
     subs: Vec<Sub>,
     pending: BTreeMap<u64, Bytes>,
     gap_fill_running: bool,
+    /// The viewer count last sent to this node's subscribers.
+    last_viewers: Option<usize>,
 }
 
 struct Topic {
@@ -69,8 +71,10 @@ pub struct Subscribed {
 
 pub struct Hub {
     topics: Mutex<HashMap<TopicKey, Arc<Topic>>>,
-    /// Topics whose viewer count changed since the last presence tick.
+    /// Topics whose viewer count on this node changed since the last tick.
     presence_dirty: Mutex<HashSet<TopicKey>>,
+    /// Topics whose count changed on some node: recount at the next tick.
+    presence_recount: Mutex<HashSet<TopicKey>>,
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
     gap_wait: Duration,
@@ -85,6 +89,7 @@ impl Hub {
         Arc::new(Hub {
             topics: Mutex::new(HashMap::new()),
             presence_dirty: Mutex::new(HashSet::new()),
+            presence_recount: Mutex::new(HashSet::new()),
             store,
             broker,
             gap_wait,
@@ -97,10 +102,60 @@ impl Hub {
     }
 
     /// Consumes the broker's inbox until it closes.
-    pub async fn run_inbox(self: Arc<Self>, mut inbox: tokio::sync::mpsc::Receiver<BrokerMessage>) {
+    pub async fn run_inbox(self: Arc<Self>, mut inbox: tokio::sync::mpsc::Receiver<Inbound>) {
         while let Some(m) = inbox.recv().await {
-            self.on_event(m.topic, m.seq, m.body);
+            match m {
+                Inbound::Event(m) => self.on_event(m.topic, m.seq, m.body),
+                Inbound::Presence(key) => {
+                    tracing::debug!(url_id = key.url_id(), "presence changed elsewhere");
+                    lock(&self.presence_recount).insert(key);
+                }
+                Inbound::Resync => self.resync_all(),
+            }
         }
+    }
+
+    /// Checks every subscribed image against the store and delivers what
+    /// the broker lost.
+    pub fn resync_all(self: &Arc<Self>) {
+        let topics: Vec<Arc<Topic>> = lock(&self.topics).values().cloned().collect();
+        for topic in topics {
+            let hub = Arc::clone(self);
+            tokio::spawn(async move { hub.catch_up(topic).await });
+        }
+    }
+
+    async fn catch_up(self: Arc<Self>, topic: Arc<Topic>) {
+        {
+            let mut st = topic.state.lock().await;
+            if !st.ready || st.dead {
+                return;
+            }
+            let (tenant, url_id) = (topic.key.tenant(), topic.key.url_id());
+            let latest = match self.store.latest_seq(tenant, url_id).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "resync could not read the store");
+                    return;
+                }
+            };
+            if latest > st.delivered {
+                let want = (latest - st.delivered).min(u32::MAX as u64) as u32;
+                match self
+                    .store
+                    .events_since(tenant, url_id, st.delivered, want)
+                    .await
+                {
+                    Ok(events) => {
+                        for e in events {
+                            self.accept(&topic, &mut st, e.seq, e.body);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "resync could not read the log"),
+                }
+            }
+        }
+        self.pump(&topic);
     }
 
     /// Takes one event from the broker.
@@ -345,18 +400,50 @@ impl Hub {
         }
     }
 
-    /// Sends the current viewer count of every image whose count changed since
-    /// the last call. Called once a second, which is what coalesces presence.
-    pub async fn presence_tick(self: &Arc<Self>) {
+    /// Presence, once a second: announces this node's changed viewer counts,
+    /// then sends the global count of every image whose count may have
+    /// changed (here or on another node) to this node's subscribers, when it
+    /// differs from what they last got. With `sweep`, every image is
+    /// recounted, which is how the viewers of a dead node disappear.
+    pub async fn presence_tick(self: &Arc<Self>, sweep: bool) {
         let dirty: Vec<TopicKey> = lock(&self.presence_dirty).drain().collect();
+        let mut recount: HashSet<TopicKey> = lock(&self.presence_recount).drain().collect();
+        if sweep {
+            recount.extend(lock(&self.topics).keys().cloned());
+        }
         for key in dirty {
+            // An image this node no longer holds has no viewers here.
+            let topic = lock(&self.topics).get(&key).cloned();
+            let local = match topic {
+                Some(t) => t.state.lock().await.subs.len(),
+                None => 0,
+            };
+            if let Err(e) = self.broker.announce_viewers(&key, local).await {
+                tracing::debug!(error = %e, "could not announce viewers");
+            }
+            recount.insert(key);
+        }
+        for key in recount {
             let Some(topic) = lock(&self.topics).get(&key).cloned() else {
                 continue;
             };
-            let st = topic.state.lock().await;
+            let local = topic.state.lock().await.subs.len();
+            let viewers = match self.broker.viewers(&key, local).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not count viewers across nodes");
+                    local
+                }
+            };
+            tracing::debug!(url_id = key.url_id(), local, viewers, "presence recount");
+            let mut st = topic.state.lock().await;
+            if st.dead || st.last_viewers == Some(viewers) {
+                continue;
+            }
+            st.last_viewers = Some(viewers);
             let msg = ServerMessage::Presence {
                 url_id: key.url_id(),
-                viewers: st.subs.len(),
+                viewers,
             }
             .to_bytes();
             deliver(&st, &msg);

@@ -143,7 +143,7 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, AppError> {
     let a = authenticate(&app, &headers, &grant).await?;
-    a.may_write(&app)?;
+    a.may_write(&app).await?;
     let obj = json_object(&headers, body).await?;
     let f = Fields(&obj);
     let url_id = f.str("urlId")?;
@@ -173,7 +173,7 @@ pub async fn update(
     body: Body,
 ) -> Result<Response, AppError> {
     let a = authenticate(&app, &headers, &grant).await?;
-    a.may_write(&app)?;
+    a.may_write(&app).await?;
     let obj = json_object(&headers, body).await?;
     let f = Fields(&obj);
     let position = match (f.has("x"), f.has("y")) {
@@ -212,7 +212,7 @@ pub async fn remove(
     q: Result<Query<QueryMap>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let a = authenticate(&app, &headers, &grant).await?;
-    a.may_write(&app)?;
+    a.may_write(&app).await?;
     let q = query(q)?;
     let bid = broadcast_id(q.get("broadcastId").map(String::as_str))?;
     let c = commit(&app, &a, Mutation::DeleteChat { chat_id }, bid).await?;
@@ -230,7 +230,7 @@ pub async fn add_comment(
     body: Body,
 ) -> Result<Response, AppError> {
     let a = authenticate(&app, &headers, &grant).await?;
-    a.may_write(&app)?;
+    a.may_write(&app).await?;
     let obj = json_object(&headers, body).await?;
     let f = Fields(&obj);
     let text = validate::text("text", f.str("text")?)?;
@@ -250,7 +250,7 @@ pub async fn edit_comment(
     body: Body,
 ) -> Result<Response, AppError> {
     let a = authenticate(&app, &headers, &grant).await?;
-    a.may_write(&app)?;
+    a.may_write(&app).await?;
     let obj = json_object(&headers, body).await?;
     let f = Fields(&obj);
     let text = validate::text("text", f.str("text")?)?;
@@ -275,7 +275,7 @@ pub async fn delete_comment(
     q: Result<Query<QueryMap>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let a = authenticate(&app, &headers, &grant).await?;
-    a.may_write(&app)?;
+    a.may_write(&app).await?;
     let q = query(q)?;
     let bid = broadcast_id(q.get("broadcastId").map(String::as_str))?;
     let c = commit(

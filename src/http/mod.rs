@@ -190,17 +190,32 @@ pub fn check_origin(
 
 impl Authed {
     /// Write permission, then the write rate. Every mutation request that
-    /// gets this far counts against the rate, accepted or not.
-    pub fn may_write(&self, app: &App) -> Result<(), AppError> {
+    /// gets this far counts against the rate, accepted or not. The bucket is
+    /// shared by all nodes when the broker keeps one; if the broker cannot
+    /// answer, this node's own bucket decides.
+    pub async fn may_write(&self, app: &App) -> Result<(), AppError> {
         if !self.actor.can_write(&self.tenant) {
             return Err(AppError::Forbidden(
                 "this tenant lets anonymous users read only",
             ));
         }
+        let (per_minute, burst) = (app.config.write_rate_per_minute, app.config.write_burst);
+        if per_minute == 0 {
+            return Ok(());
+        }
         let key = format!("{}\n{}", self.tenant.id, self.actor.user.id);
-        app.limiter
-            .check(&key)
-            .map_err(|retry_after| AppError::RateLimited { retry_after })
+        let verdict = match app.broker.take_write(&key, per_minute, burst).await {
+            Ok(Some(v)) => v,
+            Ok(None) => app.limiter.check(&key),
+            Err(e) => {
+                app.metrics
+                    .broker_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e, "shared rate limit unavailable; using this node's");
+                app.limiter.check(&key)
+            }
+        };
+        verdict.map_err(|retry_after| AppError::RateLimited { retry_after })
     }
 }
 

@@ -130,6 +130,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
     ));
     let live = app.usage.tenant(&tenant.id);
     live.connected();
+    report_connections(&app, &tenant.id, &live);
     app.conns.add(id, Arc::clone(&out));
     let state = Arc::new(ConnState::default());
     let read_task = tokio::spawn(read_loop(
@@ -155,7 +156,20 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
     }
     live.subscriptions.fetch_sub(subs.len() as u64, Relaxed);
     live.disconnected();
+    report_connections(&app, &tenant.id, &live);
     app.conns.remove(id);
+}
+
+/// Shares this node's connection count of a tenant, so the tenant's peak
+/// counts every node. Off the connection's path: it only feeds metering.
+fn report_connections(app: &Arc<App>, tenant: &str, live: &Arc<TenantLive>) {
+    let (app, tenant, live) = (Arc::clone(app), tenant.to_owned(), Arc::clone(live));
+    tokio::spawn(async move {
+        let local = live.connections.load(Relaxed);
+        if let Ok(global) = app.broker.connections(&tenant, local).await {
+            live.observe_connections(global);
+        }
+    });
 }
 
 /// Waits for `hello` and checks it; on refusal the connection is closed here.

@@ -5,5 +5,6 @@ mod common;
 
 mod api;
 mod binary;
+mod cluster;
 mod lifecycle;
 mod realtime;

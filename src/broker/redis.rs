@@ -1,0 +1,393 @@
+//! Redis as the broker between nodes: pub/sub for events (one channel per
+//! image, subscribed only while this node has viewers of it), hashes for
+//! viewer and connection counts per node, and a Lua token bucket for write
+//! rates.
+//!
+//! Redis pub/sub is at-most-once. What this module adds to make delivery
+//! whole: after its subscriber connection comes back it tells the hub to
+//! resync every image from the store, and it republishes the last event of
+//! each image whose publish failed meanwhile, so the other nodes see the gap
+//! and fill it. Counts of a node that stops refreshing its liveness key
+//! (30 s) are ignored and then removed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, PubSubSink};
+use tokio::sync::mpsc;
+
+use super::{Broker, BrokerError, BrokerMessage, Inbound, TopicKey};
+
+const EVENTS: &str = "imagechat:ev:";
+const VIEWERS: &str = "imagechat:viewers:";
+const CONNECTIONS: &str = "imagechat:conns:";
+const NODE: &str = "imagechat:node:";
+const BUCKET: &str = "imagechat:rate:";
+/// A node is alive while its key exists; it refreshes it every third of this.
+const NODE_TTL_SECS: u64 = 30;
+/// Most images remembered for republishing after a failed publish.
+const UNPUBLISHED_MAX: usize = 10_000;
+/// The payload that says "a viewer count changed" rather than an event.
+const PRESENCE_MARK: &[u8] = b"p";
+
+/// Token bucket in Redis time: returns {allowed, seconds to wait}.
+const TAKE_WRITE: &str = r#"
+local rate = tonumber(ARGV[1]) / 60000.0
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(b[1]) or burst
+local at = tonumber(b[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local ok, wait = 0, 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  ok = 1
+else
+  wait = math.ceil((1 - tokens) / rate / 1000)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
+return {ok, wait}
+"#;
+
+fn unavailable(e: redis::RedisError) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub struct RedisBroker {
+    /// This node's name in shared counts.
+    node: String,
+    client: redis::Client,
+    /// Commands and publishes; reconnects by itself.
+    cmd: ConnectionManager,
+    /// The subscriber connection's command half, while it is up.
+    sink: tokio::sync::Mutex<Option<PubSubSink>>,
+    /// Images this node wants events of: restored after a reconnect.
+    topics: Mutex<HashSet<TopicKey>>,
+    /// The last event of each image whose publish failed.
+    unpublished: Mutex<HashMap<TopicKey, (u64, Bytes)>>,
+    subscribed: AtomicBool,
+    inbox: mpsc::Sender<Inbound>,
+    take_write: redis::Script,
+}
+
+impl RedisBroker {
+    pub async fn open(url: &str, inbox: mpsc::Sender<Inbound>) -> anyhow::Result<Arc<Self>> {
+        let client = redis::Client::open(url)?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let cmd = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get_connection_manager_with_config(cfg),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out connecting to Redis"))??;
+        let broker = Arc::new(RedisBroker {
+            node: crate::domain::random_id(9),
+            client,
+            cmd,
+            sink: tokio::sync::Mutex::new(None),
+            topics: Mutex::new(HashSet::new()),
+            unpublished: Mutex::new(HashMap::new()),
+            subscribed: AtomicBool::new(false),
+            inbox,
+            take_write: redis::Script::new(TAKE_WRITE),
+        });
+        broker.refresh_liveness().await;
+        tokio::spawn(subscriber_loop(Arc::downgrade(&broker)));
+        tokio::spawn(liveness_loop(Arc::downgrade(&broker)));
+        Ok(broker)
+    }
+
+    fn channel(topic: &TopicKey) -> String {
+        format!("{EVENTS}{}", topic.as_str())
+    }
+
+    async fn refresh_liveness(&self) {
+        let r: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(format!("{NODE}{}", self.node))
+            .arg(1)
+            .arg("EX")
+            .arg(NODE_TTL_SECS)
+            .query_async(&mut self.cmd.clone())
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not refresh this node's liveness in Redis");
+        }
+    }
+
+    /// Sets this node's field in a count hash and sums the fields of live
+    /// nodes, dropping those of dead ones.
+    async fn shared_count(&self, key: &str, local: u64) -> Result<u64, BrokerError> {
+        let mut c = self.cmd.clone();
+        let fields: HashMap<String, u64> = redis::pipe()
+            .cmd("HSET")
+            .arg(key)
+            .arg(&self.node)
+            .arg(local)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(key)
+            .arg(24 * 3600)
+            .ignore()
+            .cmd("HGETALL")
+            .arg(key)
+            .query_async::<(HashMap<String, u64>,)>(&mut c)
+            .await
+            .map_err(unavailable)?
+            .0;
+        let others: Vec<&String> = fields.keys().filter(|n| **n != self.node).collect();
+        if others.is_empty() {
+            return Ok(local);
+        }
+        let alive: Vec<Option<u8>> = redis::cmd("MGET")
+            .arg(
+                others
+                    .iter()
+                    .map(|n| format!("{NODE}{n}"))
+                    .collect::<Vec<_>>(),
+            )
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        let mut total = local;
+        let mut dead = Vec::new();
+        for (n, a) in others.iter().zip(alive) {
+            match a {
+                Some(_) => total += fields.get(*n).copied().unwrap_or(0),
+                None => dead.push((*n).clone()),
+            }
+        }
+        if !dead.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("HDEL")
+                .arg(key)
+                .arg(dead)
+                .query_async(&mut c)
+                .await;
+        }
+        Ok(total)
+    }
+
+    async fn republish(&self) {
+        let pending: Vec<(TopicKey, (u64, Bytes))> = lock(&self.unpublished).drain().collect();
+        for (topic, (seq, body)) in pending {
+            let _ = self.publish(BrokerMessage { topic, seq, body }).await;
+        }
+    }
+}
+
+fn payload(seq: u64, body: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(body.len() + 21);
+    p.extend_from_slice(seq.to_string().as_bytes());
+    p.push(b'\n');
+    p.extend_from_slice(body);
+    p
+}
+
+fn parse(channel: &str, data: &[u8]) -> Option<Inbound> {
+    let key = channel.strip_prefix(EVENTS)?;
+    let (tenant, url_id) = key.split_once('\n')?;
+    let topic = TopicKey::new(tenant, url_id);
+    if data == PRESENCE_MARK {
+        return Some(Inbound::Presence(topic));
+    }
+    let nl = data.iter().position(|b| *b == b'\n')?;
+    let seq = std::str::from_utf8(&data[..nl]).ok()?.parse().ok()?;
+    Some(Inbound::Event(BrokerMessage {
+        topic,
+        seq,
+        body: Bytes::copy_from_slice(&data[nl + 1..]),
+    }))
+}
+
+/// Keeps one subscriber connection up; after every (re)connect it restores
+/// the subscriptions and asks the hub to check every image against the store.
+async fn subscriber_loop(weak: Weak<RedisBroker>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(b) = weak.upgrade() else { return };
+        let inbox = b.inbox.clone();
+        match b.client.get_async_pubsub().await {
+            Ok(ps) => {
+                let (mut sink, mut stream) = ps.split();
+                let topics: Vec<TopicKey> = lock(&b.topics).iter().cloned().collect();
+                let mut ok = true;
+                for t in &topics {
+                    if sink.subscribe(RedisBroker::channel(t)).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                if ok {
+                    *b.sink.lock().await = Some(sink);
+                    b.subscribed.store(true, Ordering::Relaxed);
+                    tracing::info!(images = topics.len(), "subscribed at Redis");
+                    b.republish().await;
+                    let _ = inbox.send(Inbound::Resync).await;
+                    backoff = Duration::from_millis(100);
+                    drop(b);
+                    while let Some(msg) = stream.next().await {
+                        if let Some(m) = parse(msg.get_channel_name(), msg.get_payload_bytes()) {
+                            if inbox.send(m).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    let Some(b) = weak.upgrade() else { return };
+                    b.subscribed.store(false, Ordering::Relaxed);
+                    *b.sink.lock().await = None;
+                    tracing::warn!("lost the Redis subscriber connection; reconnecting");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot reach Redis; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn liveness_loop(weak: Weak<RedisBroker>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(NODE_TTL_SECS / 3)).await;
+        let Some(b) = weak.upgrade() else { return };
+        b.refresh_liveness().await;
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    async fn publish(&self, msg: BrokerMessage) -> Result<(), BrokerError> {
+        let r: redis::RedisResult<()> = redis::cmd("PUBLISH")
+            .arg(Self::channel(&msg.topic))
+            .arg(payload(msg.seq, &msg.body))
+            .query_async(&mut self.cmd.clone())
+            .await;
+        if let Err(e) = r {
+            let mut u = lock(&self.unpublished);
+            if u.len() < UNPUBLISHED_MAX || u.contains_key(&msg.topic) {
+                let newer = u.get(&msg.topic).is_none_or(|(s, _)| *s < msg.seq);
+                if newer {
+                    u.insert(msg.topic, (msg.seq, msg.body));
+                }
+            }
+            return Err(unavailable(e));
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
+        lock(&self.topics).insert(topic.clone());
+        // While disconnected the subscriber loop subscribes on reconnect.
+        if let Some(sink) = self.sink.lock().await.as_mut() {
+            sink.subscribe(Self::channel(topic))
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
+        lock(&self.topics).remove(topic);
+        if let Some(sink) = self.sink.lock().await.as_mut() {
+            sink.unsubscribe(Self::channel(topic))
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), BrokerError> {
+        let _: String = redis::cmd("PING")
+            .query_async(&mut self.cmd.clone())
+            .await
+            .map_err(unavailable)?;
+        if !self.subscribed.load(Ordering::Relaxed) {
+            return Err(BrokerError::Unavailable(
+                "the subscriber connection is down".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn announce_viewers(&self, topic: &TopicKey, local: usize) -> Result<(), BrokerError> {
+        let key = format!("{VIEWERS}{}", topic.as_str());
+        let mut p = redis::pipe();
+        if local > 0 {
+            p.cmd("HSET").arg(&key).arg(&self.node).arg(local).ignore();
+            p.cmd("EXPIRE").arg(&key).arg(24 * 3600).ignore();
+        } else {
+            p.cmd("HDEL").arg(&key).arg(&self.node).ignore();
+        }
+        p.cmd("PUBLISH")
+            .arg(Self::channel(topic))
+            .arg(PRESENCE_MARK)
+            .ignore();
+        p.query_async::<()>(&mut self.cmd.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn viewers(&self, topic: &TopicKey, local: usize) -> Result<usize, BrokerError> {
+        let key = format!("{VIEWERS}{}", topic.as_str());
+        Ok(self.shared_count(&key, local as u64).await? as usize)
+    }
+
+    async fn connections(&self, tenant: &str, local: u64) -> Result<u64, BrokerError> {
+        self.shared_count(&format!("{CONNECTIONS}{tenant}"), local)
+            .await
+    }
+
+    async fn take_write(
+        &self,
+        key: &str,
+        per_minute: u32,
+        burst: u32,
+    ) -> Result<Option<Result<(), u64>>, BrokerError> {
+        let (ok, wait): (i64, i64) = self
+            .take_write
+            .key(format!("{BUCKET}{key}"))
+            .arg(per_minute)
+            .arg(burst.max(1))
+            .invoke_async(&mut self.cmd.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(Some(if ok == 1 {
+            Ok(())
+        } else {
+            Err(wait.max(1) as u64)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip() {
+        let t = TopicKey::new("acme", "https://x.example/#a.png");
+        let ch = RedisBroker::channel(&t);
+        let Some(Inbound::Event(m)) = parse(&ch, &payload(42, b"{\"a\":1}")) else {
+            panic!("an event");
+        };
+        assert_eq!(
+            (m.topic, m.seq, &m.body[..]),
+            (t.clone(), 42, &b"{\"a\":1}"[..])
+        );
+        assert!(matches!(parse(&ch, PRESENCE_MARK), Some(Inbound::Presence(k)) if k == t));
+        assert!(parse("other:channel", b"1\n{}").is_none());
+        assert!(parse(&ch, b"x\n{}").is_none());
+    }
+}

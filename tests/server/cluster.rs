@@ -1,0 +1,520 @@
+//! Several nodes sharing one PostgreSQL database and one Redis, run as real
+//! processes. They use the local services by default
+//! (`IMAGECHAT_TEST_POSTGRES`, `IMAGECHAT_TEST_REDIS` override) and fail
+//! when those are missing: they never skip.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::{http_on, Ws, POSTGRES_ENV};
+
+const BIN: &str = env!("CARGO_BIN_EXE_imagechat");
+const KEY: &str = "cluster-key";
+
+fn postgres_admin() -> String {
+    std::env::var(POSTGRES_ENV)
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("IMAGECHAT_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn fresh_postgres() -> String {
+    std::env::set_var(POSTGRES_ENV, postgres_admin());
+    crate::common::fresh_database().await
+}
+
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Node {
+    fn spawn(db: &str, broker: &str) -> Node {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database",
+                db,
+                "--broker",
+                broker,
+            ])
+            .args([
+                "--admin-key",
+                KEY,
+                "--write-rate-per-minute",
+                "0",
+                "--log-format",
+                "json",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start a node");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let echo = std::env::var_os("IMAGECHAT_TEST_NODE_LOGS").is_some();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("node: {line}");
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(15))
+                .expect("the node logs its address (is PostgreSQL/Redis up?)");
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if let Some(a) = v["fields"]["address"].as_str() {
+                break a.parse().expect("address");
+            }
+        };
+        Node { child, addr }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> crate::common::Resp {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        http_on(
+            tcp,
+            "node",
+            method,
+            path,
+            body.map(|b| b.to_string().into_bytes()),
+            &headers,
+        )
+        .await
+        .expect("request")
+    }
+
+    async fn ws(&self, token: &str) -> Ws {
+        let mut ws = Ws::connect(self.addr, None).await;
+        ws.send(json!({"type": "hello", "token": token})).await;
+        assert_eq!(ws.recv().await["type"], "welcome");
+        ws
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn setup(nodes: usize) -> (String, Vec<Node>, String, String) {
+    let db = fresh_postgres().await;
+    let redis = redis_url();
+    let nodes: Vec<Node> = (0..nodes).map(|_| Node::spawn(&db, &redis)).collect();
+    let tenant = format!(
+        "c-{}",
+        imagechat::domain::short_id(8)
+            .to_lowercase()
+            .replace('_', "x")
+    );
+    let r = nodes[0]
+        .http(
+            "POST",
+            "/api/v1/admin/tenants",
+            Some(json!({"tenantId": tenant, "anonymous": "write"})),
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let token = nodes[1]
+        .http(
+            "POST",
+            "/api/v1/sessions",
+            Some(json!({"tenantId": tenant})),
+            None,
+        )
+        .await
+        .json()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    (db, nodes, tenant, token)
+}
+
+async fn create(node: &Node, token: &str, url_id: &str, i: usize) -> u16 {
+    node.http(
+        "POST",
+        "/api/v1/chats",
+        Some(json!({"urlId": url_id, "x": 1, "y": 1, "text": format!("w{i}")})),
+        Some(token),
+    )
+    .await
+    .status
+}
+
+/// Reads events of `url_id` until `last`; asserts they are `from..=last`, in order, once each.
+async fn expect_run(ws: &mut Ws, url_id: &str, from: u64, last: u64) {
+    for want in from..=last {
+        let e = ws.event(url_id).await;
+        assert_eq!(e["seq"], want, "events arrive once each, in seq order");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_every_node_reach_every_subscriber_in_order() {
+    let (_db, nodes, _tenant, token) = setup(3).await;
+    let u = "shared-image";
+    let mut subs = Vec::new();
+    for n in &nodes {
+        for _ in 0..2 {
+            let mut w = n.ws(&token).await;
+            assert_eq!(w.subscribe(u, None).await["type"], "subscribed");
+            subs.push(w);
+        }
+    }
+    let nodes = Arc::new(nodes);
+    let per_node = 30;
+    let writers: Vec<_> = (0..3)
+        .map(|k| {
+            let nodes = Arc::clone(&nodes);
+            let token = token.clone();
+            tokio::spawn(async move {
+                for i in 0..per_node {
+                    assert_eq!(create(&nodes[k], &token, u, i).await, 201);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let total = 3 * per_node as u64;
+    for w in &mut subs {
+        expect_run(w, u, 1, total).await;
+        w.quiet(u, Duration::from_millis(200)).await;
+    }
+    // A late subscriber on the third node recovers by seq.
+    let epoch = nodes[0]
+        .http(
+            "GET",
+            &format!("/api/v1/chats?urlId={u}"),
+            None,
+            Some(&token),
+        )
+        .await
+        .json()["epoch"]
+        .as_str()
+        .expect("epoch")
+        .to_owned();
+    let mut late = nodes[2].ws(&token).await;
+    let sub = late.subscribe(u, Some((&epoch, 45))).await;
+    assert_eq!(
+        (sub["recovered"].clone(), sub["seq"].clone()),
+        (json!(true), json!(total))
+    );
+    expect_run(&mut late, u, 46, total).await;
+    assert_eq!(create(&nodes[1], &token, u, 999).await, 201);
+    expect_run(&mut late, u, total + 1, total + 1).await;
+}
+
+#[tokio::test]
+async fn presence_counts_viewers_on_every_node() {
+    let (_db, nodes, _tenant, token) = setup(3).await;
+    let u = "watched";
+    let mut socks = Vec::new();
+    for n in &nodes {
+        let mut w = n.ws(&token).await;
+        w.subscribe(u, None).await;
+        socks.push(w);
+    }
+    let mut watcher = socks.remove(0);
+    let m = watcher
+        .try_recv_where(
+            &|m: &Value| m["type"] == "presence" && m["viewers"] == 3,
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(
+        m.is_some(),
+        "viewers on all three nodes are counted: {:?}",
+        watcher.inbox
+    );
+    drop(socks.pop());
+    let m = watcher
+        .try_recv_where(
+            &|m: &Value| m["type"] == "presence" && m["viewers"] == 2,
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(m.is_some(), "a viewer leaving another node is seen");
+}
+
+#[tokio::test]
+async fn no_event_is_lost_when_redis_connections_are_killed() {
+    let (_db, nodes, _tenant, token) = setup(2).await;
+    let u = "redis-kill";
+    let mut sub = nodes[1].ws(&token).await;
+    sub.subscribe(u, None).await;
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    let mut admin = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis is required for cluster tests");
+    for i in 0..40 {
+        if i == 10 || i == 25 {
+            let _: redis::RedisResult<Value> = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query_async(&mut admin)
+                .await
+                .map(|_: i64| Value::Null);
+            let _: redis::RedisResult<Value> = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("normal")
+                .arg("SKIPME")
+                .arg("yes")
+                .query_async(&mut admin)
+                .await
+                .map(|_: i64| Value::Null);
+        }
+        assert_eq!(
+            create(&nodes[0], &token, u, i).await,
+            201,
+            "writes are stored while Redis reconnects"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    expect_run(&mut sub, u, 1, 40).await;
+}
+
+/// A TCP proxy that can cut every connection and refuse new ones.
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let up = Arc::new(AtomicBool::new(true));
+        let conns: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (up2, conns2) = (Arc::clone(&up), Arc::clone(&conns));
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: refused
+                }
+                let h = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                conns2.lock().expect("lock").push(h);
+            }
+        });
+        Proxy { addr, up, conns }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for h in self.conns.lock().expect("lock").drain(..) {
+            h.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_from_redis_keeps_writing_and_everyone_catches_up() {
+    let db = fresh_postgres().await;
+    let redis_addr: SocketAddr = redis_url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("redis://HOST:PORT");
+    let proxy = Proxy::start(redis_addr).await;
+    let cut_node = Node::spawn(&db, &format!("redis://{}", proxy.addr));
+    let other = Node::spawn(&db, &redis_url());
+    let tenant = format!(
+        "r-{}",
+        imagechat::domain::short_id(8)
+            .to_lowercase()
+            .replace('_', "x")
+    );
+    let r = other
+        .http(
+            "POST",
+            "/api/v1/admin/tenants",
+            Some(json!({"tenantId": tenant, "anonymous": "write"})),
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let token = other
+        .http(
+            "POST",
+            "/api/v1/sessions",
+            Some(json!({"tenantId": tenant})),
+            None,
+        )
+        .await
+        .json()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let u = "cut";
+    let mut far = other.ws(&token).await;
+    far.subscribe(u, None).await;
+    let mut near = cut_node.ws(&token).await;
+    near.subscribe(u, None).await;
+    assert_eq!(create(&cut_node, &token, u, 0).await, 201);
+    expect_run(&mut far, u, 1, 1).await;
+    expect_run(&mut near, u, 1, 1).await;
+    proxy.cut();
+    for i in 1..=5 {
+        assert_eq!(
+            create(&cut_node, &token, u, i).await,
+            201,
+            "writes are stored without Redis"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.restore();
+    expect_run(&mut far, u, 2, 6).await;
+    expect_run(&mut near, u, 2, 6).await;
+}
+
+#[tokio::test]
+async fn clients_of_a_dead_node_resume_on_another() {
+    let (_db, mut nodes, _tenant, token) = setup(3).await;
+    let u = "failover";
+    let mut ws = nodes[2].ws(&token).await;
+    ws.subscribe(u, None).await;
+    for i in 0..5 {
+        assert_eq!(create(&nodes[0], &token, u, i).await, 201);
+    }
+    expect_run(&mut ws, u, 1, 5).await;
+    let epoch = nodes[0]
+        .http(
+            "GET",
+            &format!("/api/v1/chats?urlId={u}"),
+            None,
+            Some(&token),
+        )
+        .await
+        .json()["epoch"]
+        .as_str()
+        .expect("epoch")
+        .to_owned();
+    nodes[2].kill();
+    assert!(
+        ws.close_code(Duration::from_secs(5)).await.is_some(),
+        "the dead node's socket ends"
+    );
+    for i in 5..10 {
+        assert_eq!(create(&nodes[1], &token, u, i).await, 201);
+    }
+    let mut again = nodes[0].ws(&token).await;
+    let sub = again.subscribe(u, Some((&epoch, 5))).await;
+    assert_eq!(sub["recovered"], true);
+    expect_run(&mut again, u, 6, 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_loses_postgres_answers_503_keeps_sockets_and_recovers() {
+    let db = fresh_postgres().await;
+    // Route this node's database traffic through a proxy we can cut.
+    let (prefix, rest) = db.split_once("@").expect("postgres://user@host:port/db");
+    let (hostport, dbname) = rest.split_once('/').expect("a database name");
+    let pg_addr: SocketAddr = hostport.parse().expect("HOST:PORT");
+    let proxy = Proxy::start(pg_addr).await;
+    let node = Node::spawn(&format!("{prefix}@{}/{dbname}", proxy.addr), &redis_url());
+    let tenant = format!(
+        "p-{}",
+        imagechat::domain::short_id(8)
+            .to_lowercase()
+            .replace('_', "x")
+    );
+    let r = node
+        .http(
+            "POST",
+            "/api/v1/admin/tenants",
+            Some(json!({"tenantId": tenant, "anonymous": "write"})),
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let token = node
+        .http(
+            "POST",
+            "/api/v1/sessions",
+            Some(json!({"tenantId": tenant})),
+            None,
+        )
+        .await
+        .json()["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let u = "pg";
+    let mut ws = node.ws(&token).await;
+    ws.subscribe(u, None).await;
+    assert_eq!(create(&node, &token, u, 0).await, 201);
+    expect_run(&mut ws, u, 1, 1).await;
+    proxy.cut();
+    let r = node
+        .http(
+            "POST",
+            "/api/v1/chats",
+            Some(json!({"urlId": u, "x": 1, "y": 1, "text": "down"})),
+            Some(&token),
+        )
+        .await;
+    assert_eq!((r.status, r.error_code()), (503, "unavailable".to_owned()));
+    assert_eq!(node.http("GET", "/readyz", None, None).await.status, 503);
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(
+        ws.recv_where(|m| m["type"] == "pong").await["type"],
+        "pong",
+        "sockets stay open"
+    );
+    proxy.restore();
+    let mut status = 0;
+    for i in 0..50 {
+        status = create(&node, &token, u, 100 + i).await;
+        if status == 201 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 201, "the node recovers by itself");
+    expect_run(&mut ws, u, 2, 2).await;
+}
