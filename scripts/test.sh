@@ -21,14 +21,45 @@ command -v curl >/dev/null || apt_install curl
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then apt_install nodejs npm; fi
 cargo --version; python3 --version; node --version
 
+step "PostgreSQL and Redis"
+# The cluster tests and the PostgreSQL run of the suite need both. Use the
+# ones running here, start installed ones, or install them; never skip.
+PG_URL="${IMAGECHAT_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
+REDIS_URL="${IMAGECHAT_TEST_REDIS:-redis://127.0.0.1:6379}"
+command -v psql >/dev/null || apt_install postgresql-client
+pg_up() { command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; }
+if ! pg_up; then
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    apt_install postgresql
+    # Local test clusters trust loopback connections, as the URL above assumes.
+    for f in /etc/postgresql/*/main/pg_hba.conf; do
+      $SUDO sed -i -E 's/(host.*127\.0\.0\.1\/32\s+)(scram-sha-256|md5|peer)/\1trust/; s/(host.*::1\/128\s+)(scram-sha-256|md5|peer)/\1trust/' "$f"
+    done
+  fi
+  for v in $(ls /etc/postgresql); do $SUDO pg_ctlcluster --skip-systemctl-redirect "$v" main start || true; done
+  for _ in $(seq 1 50); do pg_up && break; sleep 0.2; done
+fi
+pg_up || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+redis_up() { command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
+if ! redis_up; then
+  command -v redis-server >/dev/null || apt_install redis-server
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  for _ in $(seq 1 50); do redis_up && break; sleep 0.1; done
+fi
+redis_up || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
+export IMAGECHAT_TEST_REDIS="$REDIS_URL" IMAGECHAT_CLUSTER_POSTGRES="$PG_URL"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test"
-cargo test --workspace --locked
+step "cargo test (SQLite; cluster tests on PostgreSQL and Redis)"
+env -u IMAGECHAT_TEST_POSTGRES cargo test --workspace --locked
+
+step "the same integration tests on PostgreSQL"
+IMAGECHAT_TEST_POSTGRES="$PG_URL" cargo test --locked --test server -- --skip cluster:: --skip binary::
 
 step "release build"
 cargo build --release --workspace --locked
@@ -55,6 +86,29 @@ if ! python3 "$suite" --base "http://127.0.0.1:$port" --admin-key conformance-ke
   exit 1
 fi
 kill $server; wait $server 2>/dev/null || true
+
+step "protocol conformance suite against one node of a three-node cluster"
+cluster_db="imagechat_conformance_$(date +%s)_$$"
+psql "$PG_URL" -q -c "CREATE DATABASE $cluster_db" >/dev/null
+nodes=()
+trap 'kill "${nodes[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+ports=()
+for n in 1 2 3; do
+  p=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  ports+=("$p")
+  "$BIN" serve --listen "127.0.0.1:$p" --database "${PG_URL%/*}/$cluster_db" --broker "$REDIS_URL" \
+    --admin-key conformance-key >"$work/node$n.log" 2>&1 &
+  nodes+=("$!")
+done
+for p in "${ports[@]}"; do
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$p/readyz" >/dev/null && break; sleep 0.1; done
+done
+if ! python3 "$suite" --base "http://127.0.0.1:${ports[1]}" --admin-key conformance-key; then
+  echo "--- node logs"; tail -30 "$work"/node*.log
+  exit 1
+fi
+kill "${nodes[@]}"; wait "${nodes[@]}" 2>/dev/null || true
+psql "$PG_URL" -q -c "DROP DATABASE $cluster_db" >/dev/null || true
 trap 'rm -rf "$work"' EXIT
 
 step "widget: type check and browser tests"

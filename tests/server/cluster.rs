@@ -1,6 +1,6 @@
 //! Several nodes sharing one PostgreSQL database and one Redis, run as real
 //! processes. They use the local services by default
-//! (`IMAGECHAT_TEST_POSTGRES`, `IMAGECHAT_TEST_REDIS` override) and fail
+//! (`IMAGECHAT_CLUSTER_POSTGRES`, `IMAGECHAT_TEST_REDIS` override) and fail
 //! when those are missing: they never skip.
 
 use std::io::{BufRead, BufReader};
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{http_on, Ws, POSTGRES_ENV};
+use crate::common::{http_on, Ws};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagechat");
 const KEY: &str = "cluster-key";
@@ -27,8 +27,7 @@ fn redis_url() -> String {
 }
 
 async fn fresh_postgres() -> String {
-    std::env::set_var(POSTGRES_ENV, postgres_admin());
-    crate::common::fresh_database().await
+    crate::common::fresh_postgres(&postgres_admin()).await
 }
 
 struct Node {

@@ -35,30 +35,31 @@ pub const POSTGRES_ENV: &str = "IMAGECHAT_TEST_POSTGRES";
 /// PostgreSQL that cannot be reached fails the test: it never falls back.
 pub async fn fresh_database() -> String {
     match std::env::var(POSTGRES_ENV) {
-        Ok(admin_url) if !admin_url.is_empty() => {
-            use sqlx::Connection;
-            let name = format!(
-                "imagechat_test_{}",
-                imagechat::domain::random_id(9)
-                    .to_lowercase()
-                    .replace(['-', '_'], "x")
-            );
-            let mut admin = sqlx::PgConnection::connect(&admin_url)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!("{POSTGRES_ENV} is set but PostgreSQL is unreachable: {e}")
-                });
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .expect("create test database");
-            let (base, _) = admin_url
-                .rsplit_once('/')
-                .expect("a database URL with a path");
-            format!("{base}/{name}")
-        }
+        Ok(admin_url) if !admin_url.is_empty() => fresh_postgres(&admin_url).await,
         _ => format!("sqlite://{}/test.db", temp_dir().display()),
     }
+}
+
+/// A new, empty database on the PostgreSQL server of `admin_url`.
+pub async fn fresh_postgres(admin_url: &str) -> String {
+    use sqlx::Connection;
+    let name = format!(
+        "imagechat_test_{}",
+        imagechat::domain::random_id(9)
+            .to_lowercase()
+            .replace(['-', '_'], "x")
+    );
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is unreachable: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("a database URL with a path");
+    format!("{base}/{name}")
 }
 
 pub struct Server {
