@@ -18,7 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_imagechat");
 const KEY: &str = "cluster-key";
 
 fn postgres_admin() -> String {
-    std::env::var(POSTGRES_ENV)
+    std::env::var("IMAGECHAT_CLUSTER_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
@@ -125,17 +125,15 @@ impl Drop for Node {
     }
 }
 
-async fn setup(nodes: usize) -> (String, Vec<Node>, String, String) {
-    let db = fresh_postgres().await;
-    let redis = redis_url();
-    let nodes: Vec<Node> = (0..nodes).map(|_| Node::spawn(&db, &redis)).collect();
+/// A new tenant (anonymous write) made through `node`, and a session token.
+async fn open_tenant(node: &Node) -> String {
     let tenant = format!(
         "c-{}",
         imagechat::domain::short_id(8)
             .to_lowercase()
             .replace('_', "x")
     );
-    let r = nodes[0]
+    let r = node
         .http(
             "POST",
             "/api/v1/admin/tenants",
@@ -144,19 +142,26 @@ async fn setup(nodes: usize) -> (String, Vec<Node>, String, String) {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
-    let token = nodes[1]
+    let r = node
         .http(
             "POST",
             "/api/v1/sessions",
             Some(json!({"tenantId": tenant})),
             None,
         )
-        .await
-        .json()["token"]
+        .await;
+    r.json()["token"]
         .as_str()
-        .expect("token")
-        .to_owned();
-    (db, nodes, tenant, token)
+        .expect("a session token")
+        .to_owned()
+}
+
+async fn setup(nodes: usize) -> (String, Vec<Node>, String) {
+    let db = fresh_postgres().await;
+    let redis = redis_url();
+    let nodes: Vec<Node> = (0..nodes).map(|_| Node::spawn(&db, &redis)).collect();
+    let token = open_tenant(&nodes[0]).await;
+    (db, nodes, token)
 }
 
 async fn create(node: &Node, token: &str, url_id: &str, i: usize) -> u16 {
@@ -180,7 +185,7 @@ async fn expect_run(ws: &mut Ws, url_id: &str, from: u64, last: u64) {
 
 #[tokio::test]
 async fn concurrent_writers_on_every_node_reach_every_subscriber_in_order() {
-    let (_db, nodes, _tenant, token) = setup(3).await;
+    let (_db, nodes, token) = setup(3).await;
     let u = "shared-image";
     let mut subs = Vec::new();
     for n in &nodes {
@@ -237,7 +242,7 @@ async fn concurrent_writers_on_every_node_reach_every_subscriber_in_order() {
 
 #[tokio::test]
 async fn presence_counts_viewers_on_every_node() {
-    let (_db, nodes, _tenant, token) = setup(3).await;
+    let (_db, nodes, token) = setup(3).await;
     let u = "watched";
     let mut socks = Vec::new();
     for n in &nodes {
@@ -269,7 +274,7 @@ async fn presence_counts_viewers_on_every_node() {
 
 #[tokio::test]
 async fn no_event_is_lost_when_redis_connections_are_killed() {
-    let (_db, nodes, _tenant, token) = setup(2).await;
+    let (_db, nodes, token) = setup(2).await;
     let u = "redis-kill";
     let mut sub = nodes[1].ws(&token).await;
     sub.subscribe(u, None).await;
@@ -362,33 +367,7 @@ async fn a_node_cut_from_redis_keeps_writing_and_everyone_catches_up() {
     let proxy = Proxy::start(redis_addr).await;
     let cut_node = Node::spawn(&db, &format!("redis://{}", proxy.addr));
     let other = Node::spawn(&db, &redis_url());
-    let tenant = format!(
-        "r-{}",
-        imagechat::domain::short_id(8)
-            .to_lowercase()
-            .replace('_', "x")
-    );
-    let r = other
-        .http(
-            "POST",
-            "/api/v1/admin/tenants",
-            Some(json!({"tenantId": tenant, "anonymous": "write"})),
-            Some(KEY),
-        )
-        .await;
-    assert_eq!(r.status, 201);
-    let token = other
-        .http(
-            "POST",
-            "/api/v1/sessions",
-            Some(json!({"tenantId": tenant})),
-            None,
-        )
-        .await
-        .json()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let token = open_tenant(&other).await;
     let u = "cut";
     let mut far = other.ws(&token).await;
     far.subscribe(u, None).await;
@@ -413,7 +392,7 @@ async fn a_node_cut_from_redis_keeps_writing_and_everyone_catches_up() {
 
 #[tokio::test]
 async fn clients_of_a_dead_node_resume_on_another() {
-    let (_db, mut nodes, _tenant, token) = setup(3).await;
+    let (_db, mut nodes, token) = setup(3).await;
     let u = "failover";
     let mut ws = nodes[2].ws(&token).await;
     ws.subscribe(u, None).await;
@@ -456,33 +435,7 @@ async fn a_node_that_loses_postgres_answers_503_keeps_sockets_and_recovers() {
     let pg_addr: SocketAddr = hostport.parse().expect("HOST:PORT");
     let proxy = Proxy::start(pg_addr).await;
     let node = Node::spawn(&format!("{prefix}@{}/{dbname}", proxy.addr), &redis_url());
-    let tenant = format!(
-        "p-{}",
-        imagechat::domain::short_id(8)
-            .to_lowercase()
-            .replace('_', "x")
-    );
-    let r = node
-        .http(
-            "POST",
-            "/api/v1/admin/tenants",
-            Some(json!({"tenantId": tenant, "anonymous": "write"})),
-            Some(KEY),
-        )
-        .await;
-    assert_eq!(r.status, 201);
-    let token = node
-        .http(
-            "POST",
-            "/api/v1/sessions",
-            Some(json!({"tenantId": tenant})),
-            None,
-        )
-        .await
-        .json()["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let token = open_tenant(&node).await;
     let u = "pg";
     let mut ws = node.ws(&token).await;
     ws.subscribe(u, None).await;
