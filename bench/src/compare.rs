@@ -331,7 +331,7 @@ async fn load_cmp(
         a.duration, a.repeat
     ));
     type F = fn(&LoadReport) -> Option<f64>;
-    let rows: [(&str, F, usize); 11] = [
+    let rows: [(&str, F, usize); 14] = [
         ("deliveries per second", |r| Some(r.deliveries_per_sec), 0),
         ("latency p50 (ms)", |r| Some(r.latency.p50_ms), 2),
         ("latency p99 (ms)", |r| Some(r.latency.p99_ms), 2),
@@ -343,6 +343,12 @@ async fn load_cmp(
             3,
         ),
         ("server CPU (cores)", |r| r.server_cpu_cores, 3),
+        ("generator CPU (cores)", |r| Some(r.generator_cpu_cores), 3),
+        (
+            "machine busy, all CPUs (%)",
+            |r| Some(r.machine_busy * 100.0),
+            0,
+        ),
         ("wire bytes per delivery", |r| Some(r.bytes_per_delivery), 1),
         ("frames per delivery", |r| Some(r.frames_per_delivery), 3),
         ("write answer p50 (ms)", |r| Some(r.write_answer_p50_ms), 2),

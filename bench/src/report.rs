@@ -73,6 +73,15 @@ pub fn load(r: &LoadReport) {
         ),
         ("server CPU (cores)".into(), opt(r.server_cpu_cores, 3)),
         (
+            "generator CPU (cores)".into(),
+            format!("{:.3}", r.generator_cpu_cores),
+        ),
+        (
+            "machine busy (all CPUs)".into(),
+            format!("{:.0} %", r.machine_busy * 100.0),
+        ),
+        ("other processes (cores)".into(), opt(r.other_cpu_cores, 3)),
+        (
             "lost / duplicated / reordered / unexpected".into(),
             format!(
                 "{} / {} / {} / {}",

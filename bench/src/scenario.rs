@@ -134,6 +134,7 @@ pub struct WriteResult {
     pub rtt: Hist,
     pub measure_start: Option<Instant>,
     pub cpu_at_start: Option<f64>,
+    pub usage_at_start: util::Usage,
     pub end: Option<Instant>,
 }
 
@@ -243,11 +244,13 @@ pub async fn run_writes(spec: WriteSpec) -> Result<WriteResult> {
     let t0 = Instant::now();
     let mut measure_start = None;
     let mut cpu_at_start = None;
+    let mut usage_at_start = util::Usage::now();
     for i in 0..total {
         let at = t0 + Duration::from_secs_f64(i as f64 / spec.rate);
         tokio::time::sleep_until(at.into()).await;
         if i == warm_n {
             cpu_at_start = cpu_sum(&spec.pids).ok();
+            usage_at_start = util::Usage::now();
             measure_start = Some(Instant::now());
         }
         let job = Job {
@@ -281,6 +284,7 @@ pub async fn run_writes(spec: WriteSpec) -> Result<WriteResult> {
     }
     res.measure_start = measure_start;
     res.cpu_at_start = cpu_at_start;
+    res.usage_at_start = usage_at_start;
     res.end = Some(Instant::now());
     Ok(res)
 }
@@ -347,6 +351,13 @@ pub struct LoadReport {
     pub server_cpu_s: Option<f64>,
     pub server_cpu_us_per_delivery: Option<f64>,
     pub server_cpu_cores: Option<f64>,
+    /// CPU used by this generator over the window, in cores.
+    pub generator_cpu_cores: f64,
+    /// Share of all the machine's CPU time that was busy over the window.
+    pub machine_busy: f64,
+    /// CPU used by everything else on the machine over the window, in
+    /// cores (busy share × CPUs − server − generator): the noise.
+    pub other_cpu_cores: Option<f64>,
     pub lost: u64,
     pub duplicated: u64,
     pub reordered: u64,
@@ -455,12 +466,14 @@ pub async fn load(cfg: LoadCfg) -> Result<LoadReport> {
     }
     let end = Instant::now();
     let cpu_end = cpu_sum(&cfg.pids).ok();
+    let usage_end = util::Usage::now();
     stopper.abort();
     prog.abort();
     progress_done();
 
     let start = w.measure_start.unwrap_or(end);
     let window = end.saturating_duration_since(start).as_secs_f64().max(1e-6);
+    let (generator_cores, machine_busy) = usage_end.since(&w.usage_at_start, window);
     let expected: u64 = w
         .measured_ok
         .iter()
@@ -514,6 +527,12 @@ pub async fn load(cfg: LoadCfg) -> Result<LoadReport> {
         server_cpu_s: server_cpu,
         server_cpu_us_per_delivery: server_cpu.filter(|_| d > 0).map(|c| c * 1e6 / d as f64),
         server_cpu_cores: server_cpu.map(|c| c / window),
+        generator_cpu_cores: generator_cores,
+        machine_busy,
+        other_cpu_cores: server_cpu.map(|c| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            (machine_busy * cpus - c / window - generator_cores).max(0.0)
+        }),
         lost: total.lost,
         duplicated: total.duplicated,
         reordered: total.reordered,

@@ -196,3 +196,57 @@ pub fn run_tag() -> String {
         .unwrap_or(0);
     format!("{}-{}", ms % 100_000_000, std::process::id() % 10_000)
 }
+
+/// CPU time (user + system, seconds) of this generator process.
+pub fn self_cpu_seconds() -> Result<f64> {
+    proc_cpu_seconds(std::process::id())
+}
+
+/// Busy and total time of the whole machine, in clock ticks, from the
+/// first line of `/proc/stat` (busy = everything but idle and iowait).
+pub fn machine_ticks() -> Result<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/stat")?;
+    let line = s.lines().next().ok_or("empty /proc/stat")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return err("short /proc/stat");
+    }
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v[3] + v[4];
+    Ok((total - idle, total))
+}
+
+/// Readings taken at the start and end of a measured window.
+#[derive(Clone, Copy, Default)]
+pub struct Usage {
+    pub own_cpu: f64,
+    pub busy: u64,
+    pub total: u64,
+}
+
+impl Usage {
+    pub fn now() -> Usage {
+        let (busy, total) = machine_ticks().unwrap_or((0, 0));
+        Usage {
+            own_cpu: self_cpu_seconds().unwrap_or(0.0),
+            busy,
+            total,
+        }
+    }
+
+    /// (generator CPU in cores, machine busy fraction) between two readings.
+    pub fn since(&self, start: &Usage, seconds: f64) -> (f64, f64) {
+        let own = (self.own_cpu - start.own_cpu) / seconds.max(1e-6);
+        let dt = self.total.saturating_sub(start.total);
+        let busy = if dt == 0 {
+            0.0
+        } else {
+            self.busy.saturating_sub(start.busy) as f64 / dt as f64
+        };
+        (own, busy)
+    }
+}
