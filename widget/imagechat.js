@@ -717,6 +717,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
 
   /** @type {WeakMap<HTMLImageElement, View>} */
   const attached = new WeakMap();
+  /** Images whose widget was destroyed: auto-attach leaves them alone. @type {WeakSet<HTMLImageElement>} */
+  const destroyed = new WeakSet();
 
   /** What one attached image shows. */
   class View {
@@ -806,6 +808,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     destroy() {
       if (!this.host.isConnected && !attached.has(this.img)) return;
       attached.delete(this.img);
+      destroyed.add(this.img);
       this.ro.disconnect();
       this.mo.disconnect();
       this.media.removeEventListener('change', this.onTheme);
@@ -1496,9 +1499,19 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
   function autoAttach() {
     for (const img of document.querySelectorAll('img[data-imagechat-tenant]')) {
       const i = /** @type {HTMLImageElement} */ (img);
-      attach(i, { tenantId: i.dataset.imagechatTenant || '', urlId: i.dataset.imagechatUrlId || undefined });
+      if (!attached.has(i) && !destroyed.has(i) && i.dataset.imagechatTenant) attach(i, { tenantId: i.dataset.imagechatTenant, urlId: i.dataset.imagechatUrlId || undefined });
     }
   }
+  // Pages that add images later (single-page apps) get them attached too.
+  let pending = false;
+  new MutationObserver(() => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      autoAttach();
+    });
+  }).observe(document.documentElement, { childList: true, subtree: true, attributes: true, attributeFilter: ['data-imagechat-tenant'] });
 
   /** @type {any} */ (window).ImageChat = { attach, version: '1' };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', autoAttach);

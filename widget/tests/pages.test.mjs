@@ -134,3 +134,27 @@ test('the demo page fits a phone without sideways scrolling', async () => {
   await page.screenshot({ path: join(shotsDir(), 'demo-phone.png'), fullPage: true });
   await ctx.close();
 });
+
+test('images added later with data-imagechat-tenant attach by themselves; a destroyed one stays gone', async () => {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  const href = site.add(
+    '/added-later',
+    `<!doctype html><html lang="en"><head><title>later</title></head><body><main id="app"></main>
+<script src="${srv.url}/imagechat.js"></script></body></html>`,
+  );
+  await page.goto(href);
+  await page.evaluate((src) => {
+    const img = document.createElement('img');
+    Object.assign(img, { src, alt: 'Added by the app', width: 400, id: 'late' });
+    img.dataset.imagechatTenant = 'demo';
+    img.dataset.imagechatUrlId = 'added-later';
+    document.getElementById('app')?.append(img);
+  }, `${srv.url}/static/demo.svg`);
+  await page.locator('[data-imagechat-status][data-state=live]').waitFor();
+  await page.evaluate(() => /** @type {any} */ (window).ImageChat.attach(document.getElementById('late'), { tenantId: 'demo' }).destroy());
+  await page.evaluate(() => document.getElementById('app')?.append(document.createElement('p')));
+  await sleep(300);
+  assert.equal(await page.locator('[data-imagechat-layer]').count(), 0);
+  await ctx.close();
+});
