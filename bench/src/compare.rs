@@ -349,6 +349,7 @@ async fn load_cmp(
             |r| Some(r.machine_busy * 100.0),
             0,
         ),
+        ("other processes' CPU (cores)", |r| r.other_cpu_cores, 3),
         ("wire bytes per delivery", |r| Some(r.bytes_per_delivery), 1),
         ("frames per delivery", |r| Some(r.frames_per_delivery), 3),
         ("write answer p50 (ms)", |r| Some(r.write_answer_p50_ms), 2),
