@@ -19,7 +19,14 @@ if [ ! -d bench/socketio/node_modules ]; then
     (cd bench/socketio && npm ci --no-audit --no-fund)
 fi
 
-exec target/release/imagechat-bench compare \
-    --imagechat-bin target/release/imagechat \
+# Measure a copy, so a rebuild in the same checkout during the runs cannot
+# swap the server under test (or the generator) halfway.
+snap=$(mktemp -d "${TMPDIR:-/tmp}/imagechat-bench-bin.XXXXXX")
+trap 'rm -rf "$snap"' EXIT
+cp target/release/imagechat target/release/imagechat-bench "$snap/"
+echo "imagechat $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (with local changes)'), node $(node --version)" >&2
+
+"$snap/imagechat-bench" compare \
+    --imagechat-bin "$snap/imagechat" \
     --socketio-dir bench/socketio \
     "$@"
