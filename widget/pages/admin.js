@@ -201,9 +201,12 @@
     const H = 240;
     const pad = { l: 64, r: 12, t: 12, b: 28 };
     const max = Math.max(1, ...data.map((d) => d[m] || 0));
-    // A round axis top: 1, 2 or 5 times a power of ten (of 1024 for bytes it still reads fine).
-    const pow = 10 ** Math.floor(Math.log10(max));
-    const top = [1, 2, 5, 10].map((f) => f * pow).find((v) => v >= max) || max;
+    // Four grid steps of a round size (1, 2 or 5 times a power of ten, at
+    // least 1: the counts are whole), so every grid line has an exact label.
+    const raw = max / 4;
+    const pow = 10 ** Math.floor(Math.log10(raw));
+    const step = Math.max(1, [1, 2, 5, 10].map((f) => f * pow).find((v) => v >= raw) || raw);
+    const top = step * 4;
     /** @param {string} tag @param {Record<string, string | number>} attrs @param {string} [text] */
     const s = (tag, attrs, text) => {
       const e = document.createElementNS(NS, tag);
@@ -218,7 +221,7 @@
     for (let i = 0; i <= 4; i++) {
       const y = pad.t + ih - (ih * i) / 4;
       svg.append(s('line', { class: 'grid', x1: pad.l, x2: W - pad.r, y1: y, y2: y }));
-      svg.append(s('text', { x: pad.l - 8, y: y + 4, 'text-anchor': 'end' }, fmt(m, Math.round((top * i) / 4))));
+      svg.append(s('text', { x: pad.l - 8, y: y + 4, 'text-anchor': 'end' }, fmt(m, step * i)));
     }
     const bw = iw / Math.max(1, data.length);
     const every = Math.ceil(data.length / 10);
