@@ -193,15 +193,15 @@ async fn ensure_demo_tenant(store: &dyn crate::store::Store) -> anyhow::Result<(
     Ok(())
 }
 
-/// Presence goes out at most once a second per image; every tenth tick
+/// Presence goes out at most once a second per image; every fifth tick
 /// recounts every image, so the viewers of a node that died disappear
-/// within the 30 s its liveness takes to expire plus this period.
+/// within the 20 s its liveness takes to expire plus this period.
 async fn presence_loop(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 0u64.. {
         tick.tick().await;
-        app.hub.presence_tick(n % 10 == 9).await;
+        app.hub.presence_tick(n % 5 == 4).await;
     }
 }
 

@@ -37,6 +37,10 @@ struct Node {
 
 impl Node {
     fn spawn(db: &str, broker: &str) -> Node {
+        Self::spawn_with(db, broker, &["--write-rate-per-minute", "0"])
+    }
+
+    fn spawn_with(db: &str, broker: &str, extra: &[&str]) -> Node {
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -47,14 +51,8 @@ impl Node {
                 "--broker",
                 broker,
             ])
-            .args([
-                "--admin-key",
-                KEY,
-                "--write-rate-per-minute",
-                "0",
-                "--log-format",
-                "json",
-            ])
+            .args(["--admin-key", KEY, "--log-format", "json"])
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .expect("start a node");
@@ -262,6 +260,7 @@ async fn presence_counts_viewers_on_every_node() {
         "viewers on all three nodes are counted: {:?}",
         watcher.inbox
     );
+    watcher.inbox.clear();
     drop(socks.pop());
     let m = watcher
         .try_recv_where(
@@ -469,4 +468,118 @@ async fn a_node_that_loses_postgres_answers_503_keeps_sockets_and_recovers() {
     }
     assert_eq!(status, 201, "the node recovers by itself");
     expect_run(&mut ws, u, 2, 2).await;
+}
+
+#[tokio::test]
+async fn write_rates_and_usage_are_counted_across_nodes() {
+    let db = fresh_postgres().await;
+    let redis = redis_url();
+    let limits = ["--write-rate-per-minute", "60", "--write-burst", "5"];
+    let nodes: Vec<Node> = (0..3)
+        .map(|_| Node::spawn_with(&db, &redis, &limits))
+        .collect();
+    let tenant = format!(
+        "u-{}",
+        imagechat::domain::short_id(8)
+            .to_lowercase()
+            .replace('_', "x")
+    );
+    let r = nodes[0]
+        .http(
+            "POST",
+            "/api/v1/admin/tenants",
+            Some(json!({"tenantId": tenant, "anonymous": "write", "secret": "s3cret"})),
+            Some(KEY),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let r = nodes[0]
+        .http(
+            "POST",
+            "/api/v1/sessions",
+            Some(json!({"tenantId": tenant})),
+            None,
+        )
+        .await;
+    let token = r.json()["token"].as_str().expect("token").to_owned();
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        statuses.push(create(&nodes[i % 3], &token, "limited", i).await);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        5,
+        "one bucket for all nodes: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 429),
+        "{statuses:?}"
+    );
+    // Every node's counters reach the shared usage rows.
+    let today = imagechat::usage::today();
+    let basic = {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{tenant}:s3cret"))
+        )
+    };
+    let mut conversations = Value::Null;
+    for _ in 0..40 {
+        let tcp = tokio::net::TcpStream::connect(nodes[2].addr)
+            .await
+            .expect("connect");
+        let r = http_on(
+            tcp,
+            "node",
+            "GET",
+            &format!("/api/v1/tenant/usage?from={today}&to={today}"),
+            None,
+            &[("authorization", &basic)],
+        )
+        .await
+        .expect("usage");
+        conversations = r.json()["days"][0]["conversationCreateCount"].clone();
+        if conversations == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        conversations, 5,
+        "creations through three nodes are all counted"
+    );
+}
+
+#[tokio::test]
+async fn viewers_of_a_dead_node_disappear_within_30_seconds() {
+    let (_db, mut nodes, token) = setup(2).await;
+    let u = "ghosts";
+    let mut watcher = nodes[0].ws(&token).await;
+    watcher.subscribe(u, None).await;
+    let mut doomed = nodes[1].ws(&token).await;
+    doomed.subscribe(u, None).await;
+    let m = watcher
+        .try_recv_where(
+            &|m: &Value| m["type"] == "presence" && m["viewers"] == 2,
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(m.is_some(), "both viewers are counted");
+    watcher.inbox.clear();
+    // SIGKILL: the node cannot say goodbye; its liveness key has to expire.
+    nodes[1].kill();
+    let t0 = std::time::Instant::now();
+    let m = watcher
+        .try_recv_where(
+            &|m: &Value| m["type"] == "presence" && m["viewers"] == 1,
+            Duration::from_secs(45),
+        )
+        .await;
+    assert!(m.is_some(), "the dead node's viewer is dropped");
+    assert!(
+        t0.elapsed() <= Duration::from_secs(30),
+        "dropped after {:?}",
+        t0.elapsed()
+    );
 }
