@@ -108,7 +108,16 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
 ) {
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut reader = frame::Reader::new(MAX_INBOUND);
-    let Some((actor, tenant)) = hello(&app, &mut reader, &mut rd, &mut wr, origin.as_deref()).await
+    // Boxed, like the other one-off steps below: a task is as large as its
+    // largest state, and an idle connection should not carry these.
+    let Some((actor, tenant)) = Box::pin(hello(
+        &app,
+        &mut reader,
+        &mut rd,
+        &mut wr,
+        origin.as_deref(),
+    ))
+    .await
     else {
         return;
     };
@@ -152,7 +161,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
         .map(|mut s| s.drain().collect())
         .unwrap_or_default();
     for key in &subs {
-        app.hub.unsubscribe(id, key).await;
+        Box::pin(app.hub.unsubscribe(id, key)).await;
     }
     live.subscriptions.fetch_sub(subs.len() as u64, Relaxed);
     live.disconnected();
@@ -362,7 +371,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     (Some(e), Some(s)) => Some((e.as_str(), s)),
                     _ => None,
                 };
-                if let Err(e) = app.hub.subscribe(id, &out, &key, &rid, resume).await {
+                // Boxed so the idle reader does not carry the subscribe state.
+                if let Err(e) = Box::pin(app.hub.subscribe(id, &out, &key, &rid, resume)).await {
                     app.metrics.store_error();
                     tracing::warn!(error = %e, "subscribe failed");
                     if let Ok(mut subs) = state.subs.lock() {
@@ -386,7 +396,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     .unwrap_or(false);
                 if removed {
                     live.subscriptions.fetch_sub(1, Relaxed);
-                    app.hub.unsubscribe(id, &key).await;
+                    Box::pin(app.hub.unsubscribe(id, &key)).await;
                 }
                 out.push(
                     ServerMessage::Unsubscribed {
@@ -407,7 +417,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(app: &App, out: &Outbox, live: &Tenan
     let mut frame_buf = Vec::new();
     loop {
         let d = out.next().await;
-        let res = tokio::time::timeout(stall, async {
+        // Boxed: the sending state is large (timer, write futures) and only
+        // lives while sending; the idle connection keeps the small one.
+        let res = Box::pin(tokio::time::timeout(stall, async {
             if let Some(p) = &d.pong {
                 frame::write_frame(wr, OP_PONG, p).await?;
             }
@@ -453,7 +465,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(app: &App, out: &Outbox, live: &Tenan
                 tokio::io::AsyncWriteExt::shutdown(wr).await?;
             }
             std::io::Result::Ok(())
-        })
+        }))
         .await;
         if !matches!(res, Ok(Ok(()))) || d.close.is_some() {
             return;
@@ -485,5 +497,50 @@ pub async fn heartbeat_loop(app: Arc<App>) {
 pub fn close_all(app: &App) {
     for out in app.conns.all() {
         out.close(CLOSE_GOING_AWAY, "server going away");
+    }
+}
+
+#[cfg(test)]
+mod idle_size {
+    use super::*;
+
+    /// An idle connection is these two tasks; their size is most of what it
+    /// costs. One-off steps are boxed to keep it so: this guards that.
+    #[tokio::test]
+    async fn connection_tasks_stay_small() {
+        let dir = std::env::temp_dir().join(format!("probe-{}", crate::domain::random_id(6)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = crate::store::open(&format!("sqlite://{}/p.db", dir.display()), 1)
+            .await
+            .unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let broker = crate::broker::open("memory", tx).await.unwrap();
+        let app = App::new(crate::Config::for_database("x"), store, broker);
+        let (a, _b) = tokio::io::duplex(64);
+        let f = serve(Arc::clone(&app), a, None);
+        let writer = std::mem::size_of_val(&f);
+        let out = Arc::new(Outbox::new(8, 0));
+        let actor = Actor {
+            tenant_id: "t".into(),
+            user: crate::domain::auth::anonymous_user(),
+            moderator: false,
+            expires_at: 0,
+        };
+        let (r, _w) = tokio::io::split(tokio::io::duplex(64).0);
+        let f = read_loop(
+            Arc::clone(&app),
+            1,
+            actor,
+            Arc::clone(&out),
+            Arc::default(),
+            app.usage.tenant("t"),
+            frame::Reader::new(16),
+            r,
+        );
+        let reader = std::mem::size_of_val(&f);
+        assert!(
+            writer <= 1024 && reader <= 1024,
+            "writer {writer} B, reader {reader} B"
+        );
     }
 }
