@@ -44,6 +44,11 @@ pub struct Config {
     /// Seconds between WebSocket pings; a connection silent for 2.5× this is closed.
     #[arg(long, env = "IMAGECHAT_HEARTBEAT", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub heartbeat: u64,
+    /// Under load, a connection sends at most one frame per this many
+    /// milliseconds, batching what arrives meanwhile; a quiet connection
+    /// sends at once. 0 sends every message as soon as it can.
+    #[arg(long, env = "IMAGECHAT_BATCH_WINDOW_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub batch_window_ms: u64,
     /// Messages a connection may have waiting before it is closed as a slow consumer.
     #[arg(long, env = "IMAGECHAT_OUTBOX_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub outbox_capacity: u64,
@@ -72,6 +77,7 @@ impl Config {
             tls_key: None,
             log_format: "text".into(),
             heartbeat: 25,
+            batch_window_ms: 20,
             outbox_capacity: 1024,
             session_hours: 24,
             assets_dir: None,
@@ -92,6 +98,7 @@ impl std::fmt::Debug for Config {
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("heartbeat", &self.heartbeat)
+            .field("batch_window_ms", &self.batch_window_ms)
             .field("outbox_capacity", &self.outbox_capacity)
             .field("session_hours", &self.session_hours)
             .field("assets_dir", &self.assets_dir)

@@ -107,18 +107,30 @@ impl Outbox {
 
     /// Waits until there is something to do, then takes all of it.
     pub async fn next(&self) -> Drained {
+        self.ready().await;
+        self.take()
+    }
+
+    /// Waits until there is something to do, without taking it.
+    pub async fn ready(&self) {
         loop {
-            let d = self.with(|s| Drained {
-                messages: std::mem::take(&mut s.queue),
-                pong: s.pong.take(),
-                ping: std::mem::take(&mut s.ping),
-                close: s.close,
-            });
-            if !d.messages.is_empty() || d.pong.is_some() || d.ping || d.close.is_some() {
-                return d;
+            let busy = self
+                .with(|s| !s.queue.is_empty() || s.pong.is_some() || s.ping || s.close.is_some());
+            if busy {
+                return;
             }
             self.notify.notified().await;
         }
+    }
+
+    /// Takes everything waiting now (possibly nothing).
+    pub fn take(&self) -> Drained {
+        self.with(|s| Drained {
+            messages: std::mem::take(&mut s.queue),
+            pong: s.pong.take(),
+            ping: std::mem::take(&mut s.ping),
+            close: s.close,
+        })
     }
 
     pub fn touch(&self, now_secs: u64) {

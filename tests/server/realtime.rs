@@ -311,6 +311,9 @@ async fn a_slow_consumer_is_closed_with_4408_and_slows_nobody() {
     let s = Server::start_with(|c| {
         c.outbox_capacity = 8;
         c.write_rate_per_minute = 0;
+        // A batch window lets messages wait in the outbox; with a capacity
+        // this small the fast subscriber must not batch.
+        c.batch_window_ms = 0;
     })
     .await;
     let (t, _) = s.tenant("write").await;
@@ -365,5 +368,33 @@ async fn a_slow_consumer_is_closed_with_4408_and_slows_nobody() {
     }
     writer.await.unwrap();
     assert_eq!(slow.close_code(Duration::from_secs(20)).await, Some(4408));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_busy_connection_gets_batched_frames_in_order() {
+    let s = Server::start_with(|c| {
+        c.write_rate_per_minute = 0;
+        c.batch_window_ms = 200;
+    })
+    .await;
+    let (t, _) = s.tenant("write").await;
+    let tok = s.token(&t).await;
+    let u = "busy";
+    let mut ws = s.ws(&tok).await;
+    ws.subscribe(u, None).await;
+    let before = ws.frames.len();
+    for i in 0..10 {
+        s.create(&tok, u, &format!("m{i}")).await;
+    }
+    for seq in 1..=10 {
+        assert_eq!(ws.event(u).await["seq"], seq);
+    }
+    let frames = &ws.frames[before..];
+    assert!(frames.len() < 10, "ten events in {} frames", frames.len());
+    assert!(
+        frames.iter().any(|f| f.starts_with(b"[")),
+        "some frames carry a batch"
+    );
     s.stop().await;
 }
