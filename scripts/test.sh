@@ -36,7 +36,11 @@ if ! pg_up; then
       $SUDO sed -i -E 's/(host.*127\.0\.0\.1\/32\s+)(scram-sha-256|md5|peer)/\1trust/; s/(host.*::1\/128\s+)(scram-sha-256|md5|peer)/\1trust/' "$f"
     done
   fi
-  for v in $(ls /etc/postgresql); do $SUDO pg_ctlcluster --skip-systemctl-redirect "$v" main start || true; done
+  # Restart, so a cluster the package just started reads the trust rules.
+  for v in $(ls /etc/postgresql); do
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$v" main stop >/dev/null 2>&1 || true
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+  done
   for _ in $(seq 1 50); do pg_up && break; sleep 0.2; done
 fi
 pg_up || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
