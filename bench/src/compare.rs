@@ -300,7 +300,7 @@ async fn load_cmp(
                 rate,
                 warmup: Duration::from_secs_f64(a.warmup),
                 duration: Duration::from_secs_f64(a.duration),
-                pool: 8,
+                pool: 32,
                 drain: Duration::from_secs(15),
                 pids: vec![srv.pid],
                 concurrency: a.connect_concurrency,
@@ -331,7 +331,7 @@ async fn load_cmp(
         a.duration, a.repeat
     ));
     type F = fn(&LoadReport) -> Option<f64>;
-    let rows: [(&str, F, usize); 14] = [
+    let rows: &[(&str, F, usize)] = &[
         ("deliveries per second", |r| Some(r.deliveries_per_sec), 0),
         ("latency p50 (ms)", |r| Some(r.latency.p50_ms), 2),
         ("latency p99 (ms)", |r| Some(r.latency.p99_ms), 2),
@@ -354,8 +354,14 @@ async fn load_cmp(
         ("frames per delivery", |r| Some(r.frames_per_delivery), 3),
         ("write answer p50 (ms)", |r| Some(r.write_answer_p50_ms), 2),
         ("write answer p99 (ms)", |r| Some(r.write_answer_p99_ms), 2),
+        ("write sent late, p99 (ms)", |r| Some(r.write_lag_p99_ms), 2),
+        (
+            "writes skipped (> 5 s late)",
+            |r| Some(r.writes_skipped as f64),
+            0,
+        ),
     ];
-    for (label, f, p) in rows {
+    for &(label, f, p) in rows {
         tb.row(label, m(i, &f), m(s, &f), p);
     }
     let sum = |t: Target| -> String {
@@ -439,7 +445,7 @@ async fn idle_cmp(a: &CompareArgs, ctx: &mut Ctx) -> Result<Runs<IdleReport>> {
         a.idle_connections, a.repeat
     ));
     type F = fn(&IdleReport) -> Option<f64>;
-    let rows: [(&str, F, usize); 5] = [
+    let rows: &[(&str, F, usize)] = &[
         (
             "RSS per connection (KiB)",
             |r| Some(r.kib_per_connection),
@@ -466,7 +472,7 @@ async fn idle_cmp(a: &CompareArgs, ctx: &mut Ctx) -> Result<Runs<IdleReport>> {
             0,
         ),
     ];
-    for (label, f, p) in rows {
+    for &(label, f, p) in rows {
         tb.row(label, runs.med(i, f), runs.med(s, f), p);
     }
     for t in [i, s] {
@@ -507,7 +513,7 @@ async fn storm_cmp(a: &CompareArgs, ctx: &mut Ctx) -> Result<Runs<StormReport>> 
             rate: 100.0,
             duration: Duration::from_secs(10),
             drop_after: Duration::from_secs(4),
-            pool: 8,
+            pool: 32,
             drain: Duration::from_secs(15),
             pid: Some(srv.pid),
             concurrency: a.connect_concurrency,
@@ -530,13 +536,13 @@ async fn storm_cmp(a: &CompareArgs, ctx: &mut Ctx) -> Result<Runs<StormReport>> 
         a.storm_subscribers, a.repeat
     ));
     type F = fn(&StormReport) -> Option<f64>;
-    let rows: [(&str, F, usize); 4] = [
+    let rows: &[(&str, F, usize)] = &[
         ("catch-up p50 (ms)", |r| Some(r.catch_up_p50_ms), 1),
         ("catch-up p99 (ms)", |r| Some(r.catch_up_p99_ms), 1),
         ("all caught up after (ms)", |r| Some(r.all_caught_up_ms), 1),
         ("server CPU for the run (s)", |r| r.server_cpu_s, 2),
     ];
-    for (label, f, p) in rows {
+    for &(label, f, p) in rows {
         tb.row(label, runs.med(Target::Imagechat, f), None, p);
     }
     let v = &runs.imagechat;

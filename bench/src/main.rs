@@ -85,7 +85,7 @@ struct WriteArgs {
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
     /// Keep-alive HTTP connections used for writes
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 32)]
     pool: usize,
     /// Seconds to wait after the last write for every event to arrive
     #[arg(long, default_value_t = 15.0)]
@@ -155,7 +155,7 @@ struct StormArgs {
     #[arg(long, default_value_t = 4.0)]
     drop_after: f64,
     /// Keep-alive HTTP connections used for writes
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 32)]
     pool: usize,
     /// Seconds to wait after the last write for every client to catch up
     #[arg(long, default_value_t = 15.0)]

@@ -32,9 +32,13 @@ pub fn load(r: &LoadReport) {
         (
             "writes".into(),
             format!(
-                "{} /s for {} s: {} ok, {} failed",
-                r.writes_per_sec, r.duration_s, r.writes_ok, r.writes_failed
+                "{} /s for {} s: {} ok, {} failed, {} skipped (> 5 s late)",
+                r.writes_per_sec, r.duration_s, r.writes_ok, r.writes_failed, r.writes_skipped
             ),
+        ),
+        (
+            "write sent late p99 / max".into(),
+            format!("{:.2} / {:.2} ms", r.write_lag_p99_ms, r.write_lag_max_ms),
         ),
         (
             "deliveries (measured)".into(),

@@ -132,6 +132,9 @@ pub struct WriteResult {
     pub finals: HashMap<String, u64>,
     pub errors: Vec<String>,
     pub rtt: Hist,
+    /// How late writes were sent after their scheduled time (µs).
+    pub lag: Hist,
+    pub skipped: u64,
     pub measure_start: Option<Instant>,
     pub cpu_at_start: Option<f64>,
     pub usage_at_start: util::Usage,
@@ -142,7 +145,15 @@ struct Job {
     n: u64,
     image: usize,
     measured: bool,
+    due: Instant,
 }
+
+/// A write that cannot be sent within this long after its scheduled time
+/// (every pooled connection busy with slow answers) is skipped and counted:
+/// the server is not taking the offered rate.
+const MAX_LATE: Duration = Duration::from_secs(5);
+/// A write whose answer takes longer than this fails.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn json_str(s: &str) -> String {
     serde_json::Value::from(s).to_string()
@@ -162,6 +173,12 @@ async fn write_worker(spec: WriteSpec, rx: Arc<Mutex<mpsc::Receiver<Job>>>) -> W
     loop {
         let job = { rx.lock().await.recv().await };
         let Some(job) = job else { break };
+        let late = Instant::now().saturating_duration_since(job.due);
+        res.lag.record(late.as_micros() as u64);
+        if late > MAX_LATE {
+            res.skipped += 1;
+            continue;
+        }
         if conn.is_none() {
             match HttpConn::connect(spec.addr).await {
                 Ok(c) => conn = Some(c),
@@ -187,7 +204,18 @@ async fn write_worker(spec: WriteSpec, rx: Arc<Mutex<mpsc::Receiver<Job>>>) -> W
             json_str(image)
         );
         let t = Instant::now();
-        match c.request("POST", path, auth, Some(body.as_bytes())).await {
+        let answer = tokio::time::timeout(
+            WRITE_TIMEOUT,
+            c.request("POST", path, auth, Some(body.as_bytes())),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer within 10 s",
+            ))
+        });
+        match answer {
             Ok(r) if r.status == 201 => match serde_json::from_slice::<Answer>(&r.body) {
                 Ok(a) => {
                     res.rtt.record(t.elapsed().as_micros() as u64);
@@ -257,6 +285,7 @@ pub async fn run_writes(spec: WriteSpec) -> Result<WriteResult> {
             n: i,
             image: rng.below(spec.images.len()),
             measured: i >= warm_n,
+            due: at,
         };
         if tx.send(job).await.is_err() {
             break;
@@ -281,6 +310,8 @@ pub async fn run_writes(spec: WriteSpec) -> Result<WriteResult> {
             }
         }
         res.rtt.merge(&r.rtt);
+        res.lag.merge(&r.lag);
+        res.skipped += r.skipped;
     }
     res.measure_start = measure_start;
     res.cpu_at_start = cpu_at_start;
@@ -340,6 +371,11 @@ pub struct LoadReport {
     pub duration_s: f64,
     pub writes_ok: u64,
     pub writes_failed: u64,
+    /// Writes never sent: more than 5 s behind schedule.
+    pub writes_skipped: u64,
+    /// How late writes left the generator after their scheduled time.
+    pub write_lag_p99_ms: f64,
+    pub write_lag_max_ms: f64,
     pub deliveries: u64,
     pub expected_deliveries: u64,
     pub deliveries_per_sec: f64,
@@ -411,7 +447,15 @@ pub async fn load(cfg: LoadCfg) -> Result<LoadReport> {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let (ctl_tx, ctl_rx) = watch::channel(Control::default());
-    let hard = Instant::now() + cfg.warmup + cfg.duration + cfg.drain + Duration::from_secs(5);
+    // Only a safety net: subscribers stop on the final seqs, or when the
+    // drain after the last write is over.
+    let hard = Instant::now()
+        + cfg.warmup
+        + cfg.duration
+        + cfg.drain
+        + MAX_LATE
+        + WRITE_TIMEOUT
+        + Duration::from_secs(30);
     let tasks: Vec<_> = subs
         .into_iter()
         .map(|s| tokio::spawn(s.run(ctl_rx.clone(), None, hard)))
@@ -491,6 +535,7 @@ pub async fn load(cfg: LoadCfg) -> Result<LoadReport> {
         && total.reordered == 0
         && total.unexpected == 0
         && w.failed == 0
+        && w.skipped == 0
         && d == expected
         && errors.is_empty();
     Ok(LoadReport {
@@ -508,6 +553,9 @@ pub async fn load(cfg: LoadCfg) -> Result<LoadReport> {
         duration_s: cfg.duration.as_secs_f64(),
         writes_ok: w.ok,
         writes_failed: w.failed,
+        writes_skipped: w.skipped,
+        write_lag_p99_ms: w.lag.quantile(0.99) as f64 / 1000.0,
+        write_lag_max_ms: w.lag.max as f64 / 1000.0,
         deliveries: d,
         expected_deliveries: expected,
         deliveries_per_sec: d as f64 / window,
@@ -732,7 +780,7 @@ pub async fn storm(cfg: StormCfg) -> Result<StormReport> {
     let (ctl_tx, ctl_rx) = watch::channel(Control::default());
     let t0 = Instant::now();
     let drop_at = t0 + cfg.drop_after;
-    let hard = t0 + cfg.duration + cfg.drain + Duration::from_secs(20);
+    let hard = t0 + cfg.duration + cfg.drain + MAX_LATE + WRITE_TIMEOUT + Duration::from_secs(30);
     let tasks: Vec<_> = subs
         .into_iter()
         .map(|s| tokio::spawn(s.run(ctl_rx.clone(), Some(drop_at), hard)))
@@ -803,6 +851,7 @@ pub async fn storm(cfg: StormCfg) -> Result<StormReport> {
         && total.not_recovered == 0
         && caught == cfg.subscribers as u64
         && w.failed == 0
+        && w.skipped == 0
         && errors.is_empty();
     Ok(StormReport {
         scenario: "reconnect-storm".into(),
@@ -810,7 +859,7 @@ pub async fn storm(cfg: StormCfg) -> Result<StormReport> {
         subscribers: cfg.subscribers,
         writes_per_sec: cfg.rate,
         writes_ok: w.ok,
-        writes_failed: w.failed,
+        writes_failed: w.failed + w.skipped,
         reconnected: total.reconnects,
         caught_up: caught,
         catch_up_p50_ms: catch.quantile(0.5) as f64 / 1000.0,
