@@ -395,6 +395,8 @@ pub struct LoadReport {
     /// cores (busy share × CPUs − server − generator): the noise.
     pub other_cpu_cores: Option<f64>,
     pub lost: u64,
+    /// Subscribers that ended short of their image's last seq.
+    pub subscribers_short: u64,
     pub duplicated: u64,
     pub reordered: u64,
     pub unexpected: u64,
@@ -582,6 +584,7 @@ pub async fn load(cfg: LoadCfg) -> Result<LoadReport> {
             (machine_busy * cpus - c / window - generator_cores).max(0.0)
         }),
         lost: total.lost,
+        subscribers_short: total.short,
         duplicated: total.duplicated,
         reordered: total.reordered,
         unexpected: total.unexpected,
@@ -745,6 +748,8 @@ pub struct StormReport {
     pub server_cpu_s: Option<f64>,
     pub deliveries: u64,
     pub lost: u64,
+    /// Subscribers that ended short of the last seq.
+    pub subscribers_short: u64,
     pub duplicated: u64,
     pub reordered: u64,
     pub not_recovered: u64,
@@ -871,6 +876,7 @@ pub async fn storm(cfg: StormCfg) -> Result<StormReport> {
         },
         deliveries: total.events,
         lost: total.lost,
+        subscribers_short: total.short,
         duplicated: total.duplicated,
         reordered: total.reordered,
         not_recovered: total.not_recovered,

@@ -122,6 +122,8 @@ pub struct ConnStats {
     pub caught_up_us: Option<u64>,
     pub not_recovered: u64,
     pub reconnects: u64,
+    /// Subscribers that ended before their image's last seq.
+    pub short: u64,
 }
 
 impl ConnStats {
@@ -145,6 +147,7 @@ impl ConnStats {
         self.hist.merge(&o.hist);
         self.not_recovered += o.not_recovered;
         self.reconnects += o.reconnects;
+        self.short += o.short;
     }
 
     pub fn error(&mut self, e: impl Into<String>) {

@@ -479,6 +479,11 @@ impl Subscriber {
             let fin = f.get(&self.st.url_id).copied().unwrap_or(0);
             if self.st.last < fin {
                 self.st.stats.lost += fin - self.st.last;
+                self.st.stats.short += 1;
+                let (idx, last) = (self.spec.idx, self.st.last);
+                self.st.stats.error(format!(
+                    "subscriber #{idx} stopped at seq {last} of {fin}: the rest never arrived"
+                ));
             }
         }
         if let Some(t) = self.st.catch_up_to {
