@@ -130,6 +130,11 @@ impl State {
             self.last = seq;
         } else if seq > self.last + 1 {
             self.stats.lost += seq - self.last - 1;
+            let reconnects = self.stats.reconnects;
+            self.stats.error(format!(
+                "gap: expected seq {} of {url}, got {seq} (after {reconnects} reconnect(s))",
+                self.last + 1
+            ));
             let mut s = self.last + 1;
             while s < seq && self.missing.len() < MAX_MISSING {
                 self.missing.insert(s);
