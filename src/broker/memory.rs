@@ -1,7 +1,7 @@
 //! The in-process broker of a single node: publishing hands the event straight
 //! to this node's hub inbox.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -11,15 +11,16 @@ use super::{Broker, BrokerError, BrokerMessage, Inbound, TopicKey};
 
 pub struct MemoryBroker {
     inbox: mpsc::Sender<Inbound>,
-    /// Topics with local subscribers: others are not worth a channel hop.
-    topics: Mutex<HashSet<TopicKey>>,
+    /// Topics with local subscribers (how many subscribe calls are
+    /// outstanding): others are not worth a channel hop.
+    topics: Mutex<HashMap<TopicKey, usize>>,
 }
 
 impl MemoryBroker {
     pub fn new(inbox: mpsc::Sender<Inbound>) -> Self {
         MemoryBroker {
             inbox,
-            topics: Mutex::new(HashSet::new()),
+            topics: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -30,7 +31,7 @@ impl Broker for MemoryBroker {
         let wanted = self
             .topics
             .lock()
-            .map(|t| t.contains(&msg.topic))
+            .map(|t| t.contains_key(&msg.topic))
             .unwrap_or(true);
         if wanted {
             // The inbox is bounded: a writer waits here rather than the node
@@ -45,14 +46,19 @@ impl Broker for MemoryBroker {
 
     async fn subscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
         if let Ok(mut t) = self.topics.lock() {
-            t.insert(topic.clone());
+            *t.entry(topic.clone()).or_default() += 1;
         }
         Ok(())
     }
 
     async fn unsubscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
         if let Ok(mut t) = self.topics.lock() {
-            t.remove(topic);
+            if let Some(n) = t.get_mut(topic) {
+                *n -= 1;
+                if *n == 0 {
+                    t.remove(topic);
+                }
+            }
         }
         Ok(())
     }
@@ -86,5 +92,32 @@ impl Broker for MemoryBroker {
         _burst: u32,
     ) -> Result<Option<Result<(), u64>>, BrokerError> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node may hold a dying and a fresh copy of one image at once; the
+    /// dying one's unsubscribe must not cut the fresh one off.
+    #[tokio::test]
+    async fn subscriptions_are_counted() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let b = MemoryBroker::new(tx);
+        let k = TopicKey::new("t", "u");
+        let msg = |seq| BrokerMessage {
+            topic: k.clone(),
+            seq,
+            body: bytes::Bytes::from_static(b"{}"),
+        };
+        b.subscribe(&k).await.unwrap();
+        b.subscribe(&k).await.unwrap();
+        b.unsubscribe(&k).await.unwrap();
+        b.publish(msg(1)).await.unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Inbound::Event(m)) if m.seq == 1));
+        b.unsubscribe(&k).await.unwrap();
+        b.publish(msg(2)).await.unwrap();
+        assert!(rx.try_recv().is_err());
     }
 }

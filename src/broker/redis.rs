@@ -10,7 +10,7 @@
 //! and fill it. Counts of a node that stops refreshing its liveness key
 //! (20 s) are ignored and then removed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -75,8 +75,10 @@ pub struct RedisBroker {
     cmd: ConnectionManager,
     /// The subscriber connection's command half, while it is up.
     sink: tokio::sync::Mutex<Option<PubSubSink>>,
-    /// Images this node wants events of: restored after a reconnect.
-    topics: Mutex<HashSet<TopicKey>>,
+    /// Images this node wants events of, with how many subscribe calls are
+    /// outstanding (a dying and a fresh copy of one image may overlap):
+    /// restored after a reconnect.
+    topics: Mutex<HashMap<TopicKey, usize>>,
     /// The last event of each image whose publish failed.
     unpublished: Mutex<HashMap<TopicKey, (u64, Bytes)>>,
     subscribed: AtomicBool,
@@ -101,7 +103,7 @@ impl RedisBroker {
             client,
             cmd,
             sink: tokio::sync::Mutex::new(None),
-            topics: Mutex::new(HashSet::new()),
+            topics: Mutex::new(HashMap::new()),
             unpublished: Mutex::new(HashMap::new()),
             subscribed: AtomicBool::new(false),
             inbox,
@@ -224,7 +226,10 @@ async fn subscriber_loop(weak: Weak<RedisBroker>) {
         match b.client.get_async_pubsub().await {
             Ok(ps) => {
                 let (mut sink, mut stream) = ps.split();
-                let topics: Vec<TopicKey> = lock(&b.topics).iter().cloned().collect();
+                // Held while restoring, so a concurrent subscribe either is
+                // in this list or runs on the new sink afterwards.
+                let mut slot = b.sink.lock().await;
+                let topics: Vec<TopicKey> = lock(&b.topics).keys().cloned().collect();
                 let mut ok = true;
                 for t in &topics {
                     if sink.subscribe(RedisBroker::channel(t)).await.is_err() {
@@ -233,7 +238,8 @@ async fn subscriber_loop(weak: Weak<RedisBroker>) {
                     }
                 }
                 if ok {
-                    *b.sink.lock().await = Some(sink);
+                    *slot = Some(sink);
+                    drop(slot);
                     b.subscribed.store(true, Ordering::Relaxed);
                     tracing::info!(images = topics.len(), "subscribed at Redis");
                     b.republish().await;
@@ -290,9 +296,17 @@ impl Broker for RedisBroker {
     }
 
     async fn subscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
-        lock(&self.topics).insert(topic.clone());
+        // The sink lock orders counting and commands together, so an
+        // unsubscribe never overtakes the subscribe that followed it.
+        let mut sink = self.sink.lock().await;
+        let first = {
+            let mut t = lock(&self.topics);
+            let n = t.entry(topic.clone()).or_default();
+            *n += 1;
+            *n == 1
+        };
         // While disconnected the subscriber loop subscribes on reconnect.
-        if let Some(sink) = self.sink.lock().await.as_mut() {
+        if let (true, Some(sink)) = (first, sink.as_mut()) {
             sink.subscribe(Self::channel(topic))
                 .await
                 .map_err(unavailable)?;
@@ -301,8 +315,22 @@ impl Broker for RedisBroker {
     }
 
     async fn unsubscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
-        lock(&self.topics).remove(topic);
-        if let Some(sink) = self.sink.lock().await.as_mut() {
+        let mut sink = self.sink.lock().await;
+        let last = {
+            let mut t = lock(&self.topics);
+            match t.get_mut(topic) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    t.remove(topic);
+                    true
+                }
+                None => false,
+            }
+        };
+        if let (true, Some(sink)) = (last, sink.as_mut()) {
             sink.unsubscribe(Self::channel(topic))
                 .await
                 .map_err(unavailable)?;

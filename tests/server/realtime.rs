@@ -398,3 +398,35 @@ async fn a_busy_connection_gets_batched_frames_in_order() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn viewers_who_all_leave_and_come_back_at_once_keep_getting_events() {
+    // The leavers' clean-up and the returners' subscribe overlap: the last
+    // unsubscribe of the old copy of the image must not cut off the new one.
+    let s = Server::start_with(|c| c.write_rate_per_minute = 0).await;
+    let (t, _) = s.tenant("write").await;
+    let tok = s.token(&t).await;
+    let u = "storm";
+    let mut seq = 0;
+    for _round in 0..5 {
+        let mut leaving = Vec::new();
+        for _ in 0..20 {
+            let mut w = s.ws(&tok).await;
+            w.subscribe(u, None).await;
+            leaving.push(w);
+        }
+        drop(leaving);
+        let mut back = Vec::new();
+        for _ in 0..20 {
+            let mut w = s.ws(&tok).await;
+            w.subscribe(u, None).await;
+            back.push(w);
+        }
+        seq += 1;
+        s.create(&tok, u, "still there?").await;
+        for w in &mut back {
+            assert_eq!(w.event(u).await["seq"], seq);
+        }
+    }
+    s.stop().await;
+}
