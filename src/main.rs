@@ -75,6 +75,19 @@ fn raise_open_file_limit() {
     }
 }
 
+/// Binds with a deep accept queue: a reconnect storm is thousands of
+/// connects at once, and a short queue turns them into 1 s SYN retries.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
@@ -97,9 +110,8 @@ async fn main() -> anyhow::Result<()> {
             init_logging(config.log_format == "json");
             raise_open_file_limit();
             tracing::debug!(?config, "starting");
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
-                .with_context(|| format!("binding {}", config.listen))?;
+            let listener =
+                listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
             imagechat::run(listener, config, shutdown_signal()).await
         }
         Command::Tenant(TenantCommand::Create {
