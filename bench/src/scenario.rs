@@ -313,6 +313,13 @@ pub async fn run_writes(spec: WriteSpec) -> Result<WriteResult> {
         res.lag.merge(&r.lag);
         res.skipped += r.skipped;
     }
+    if res.skipped > 0 {
+        res.errors.push(format!(
+            "{} writes were more than {} s behind schedule and were skipped: the server did not take the offered rate",
+            res.skipped,
+            MAX_LATE.as_secs()
+        ));
+    }
     res.measure_start = measure_start;
     res.cpu_at_start = cpu_at_start;
     res.usage_at_start = usage_at_start;
