@@ -255,7 +255,7 @@ impl Hub {
         request_id: &Option<Value>,
         resume: Option<(&str, u64)>,
     ) -> Result<Subscribed, StoreError> {
-        let topic = loop {
+        let (topic, result) = loop {
             let topic = Arc::clone(lock(&self.topics).entry(key.clone()).or_insert_with(|| {
                 Arc::new(Topic {
                     key: key.clone(),
@@ -263,13 +263,17 @@ impl Hub {
                     state: tokio::sync::Mutex::new(TopicState::default()),
                 })
             }));
-            if !topic.state.lock().await.dead {
-                break topic;
+            // Checked and joined under one lock: a copy found alive cannot
+            // be retired (by the last viewer leaving) before this one joins.
+            let st = topic.state.lock().await;
+            if st.dead {
+                continue;
             }
+            let result = self
+                .subscribe_locked(st, &topic, conn, out, request_id, resume)
+                .await;
+            break (topic, result);
         };
-        let result = self
-            .subscribe_locked(&topic, conn, out, request_id, resume)
-            .await;
         self.pump(&topic);
         if result.is_err() {
             self.drop_if_empty(&topic).await;
@@ -277,15 +281,16 @@ impl Hub {
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn subscribe_locked(
         self: &Arc<Self>,
+        mut st: tokio::sync::MutexGuard<'_, TopicState>,
         topic: &Arc<Topic>,
         conn: ConnId,
         out: &Arc<Outbox>,
         request_id: &Option<Value>,
         resume: Option<(&str, u64)>,
     ) -> Result<Subscribed, StoreError> {
-        let mut st = topic.state.lock().await;
         let (tenant, url_id) = (topic.key.tenant(), topic.key.url_id());
         if !st.ready {
             // Subscribe at the broker before reading the position, so every
