@@ -13,8 +13,8 @@ use axum::Extension;
 use serde_json::json;
 
 use super::{
-    authenticate, broadcast_id, json_object, json_response, AppError, Authed, CorsGrant, Fields,
-    QueryMap,
+    authenticate, authenticate_writer, broadcast_id, json_object, json_response, AppError, Authed,
+    CorsGrant, Fields, QueryMap,
 };
 use crate::app::App;
 use crate::domain::chat::Authority;
@@ -142,8 +142,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AppError> {
-    let a = authenticate(&app, &headers, &grant).await?;
-    a.may_write(&app).await?;
+    let a = authenticate_writer(&app, &headers, &grant).await?;
     let obj = json_object(&headers, body).await?;
     let f = Fields(&obj);
     let url_id = f.str("urlId")?;
@@ -172,8 +171,7 @@ pub async fn update(
     Path(chat_id): Path<String>,
     body: Body,
 ) -> Result<Response, AppError> {
-    let a = authenticate(&app, &headers, &grant).await?;
-    a.may_write(&app).await?;
+    let a = authenticate_writer(&app, &headers, &grant).await?;
     let obj = json_object(&headers, body).await?;
     let f = Fields(&obj);
     let position = match (f.has("x"), f.has("y")) {
@@ -211,8 +209,7 @@ pub async fn remove(
     Path(chat_id): Path<String>,
     q: Result<Query<QueryMap>, QueryRejection>,
 ) -> Result<Response, AppError> {
-    let a = authenticate(&app, &headers, &grant).await?;
-    a.may_write(&app).await?;
+    let a = authenticate_writer(&app, &headers, &grant).await?;
     let q = query(q)?;
     let bid = broadcast_id(q.get("broadcastId").map(String::as_str))?;
     let c = commit(&app, &a, Mutation::DeleteChat { chat_id }, bid).await?;
@@ -229,8 +226,7 @@ pub async fn add_comment(
     Path(chat_id): Path<String>,
     body: Body,
 ) -> Result<Response, AppError> {
-    let a = authenticate(&app, &headers, &grant).await?;
-    a.may_write(&app).await?;
+    let a = authenticate_writer(&app, &headers, &grant).await?;
     let obj = json_object(&headers, body).await?;
     let f = Fields(&obj);
     let text = validate::text("text", f.str("text")?)?;
@@ -249,8 +245,7 @@ pub async fn edit_comment(
     Path((chat_id, comment_id)): Path<(String, String)>,
     body: Body,
 ) -> Result<Response, AppError> {
-    let a = authenticate(&app, &headers, &grant).await?;
-    a.may_write(&app).await?;
+    let a = authenticate_writer(&app, &headers, &grant).await?;
     let obj = json_object(&headers, body).await?;
     let f = Fields(&obj);
     let text = validate::text("text", f.str("text")?)?;
@@ -274,8 +269,7 @@ pub async fn delete_comment(
     Path((chat_id, comment_id)): Path<(String, String)>,
     q: Result<Query<QueryMap>, QueryRejection>,
 ) -> Result<Response, AppError> {
-    let a = authenticate(&app, &headers, &grant).await?;
-    a.may_write(&app).await?;
+    let a = authenticate_writer(&app, &headers, &grant).await?;
     let q = query(q)?;
     let bid = broadcast_id(q.get("broadcastId").map(String::as_str))?;
     let c = commit(

@@ -175,6 +175,18 @@ pub async fn authenticate(
     Ok(Authed { actor, tenant })
 }
 
+/// `authenticate`, then write permission and the write rate: the start of
+/// every mutation.
+pub async fn authenticate_writer(
+    app: &App,
+    headers: &HeaderMap,
+    grant: &CorsGrant,
+) -> Result<Authed, AppError> {
+    let a = authenticate(app, headers, grant).await?;
+    a.may_write(app).await?;
+    Ok(a)
+}
+
 pub fn check_origin(
     tenant: &Tenant,
     headers: &HeaderMap,
