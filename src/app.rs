@@ -37,6 +37,7 @@ impl App {
             Arc::clone(&store),
             Arc::clone(&broker),
             Duration::from_millis(100),
+            Duration::from_millis(config.batch_window_ms),
         );
         Arc::new(App {
             limiter: RateLimiter::new(config.write_rate_per_minute, config.write_burst),

@@ -8,19 +8,27 @@
 //! store. Subscribing happens under the same per-image lock, so a subscriber's
 //! catch-up from the log and the live events it receives join without a seam.
 //!
-//! The hub never waits on a socket: it pushes shared bytes into each
-//! connection's bounded `Outbox`.
+//! Batching is per image: an event of a quiet image goes out at once; one
+//! arriving within the batch window of the image's last send waits for the
+//! window to end and goes out with the others that arrived meanwhile, as one
+//! frame encoded once and shared by every viewer. So a busy image costs each
+//! viewer one write per window whatever its write rate, and a quiet one adds
+//! no delay.
+//!
+//! The hub never waits on a socket: it hands each frame to every
+//! connection's bounded `Outbox`, which writes it at once when the socket
+//! takes it and queues it otherwise.
 
 pub mod outbox;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
 
-pub use outbox::Outbox;
+pub use outbox::{Frame, Outbox};
 
 use crate::broker::{Broker, Inbound, TopicKey};
 use crate::protocol::ServerMessage;
@@ -34,6 +42,10 @@ pub const MAX_REPLAY: u64 = 1000;
 /// Out-of-order events one image may hold while its gap is filled. Beyond it
 /// they are dropped and the gap fill fetches them from the store instead.
 const MAX_PENDING: usize = 4096;
+/// Most messages one batch frame carries; a full batch is sent at once.
+const MAX_BATCH: usize = 256;
+/// Most events one replay frame carries.
+const REPLAY_CHUNK: usize = 64;
 
 struct Sub {
     conn: ConnId,
@@ -52,6 +64,12 @@ struct TopicState {
     gap_fill_running: bool,
     /// The viewer count last sent to this node's subscribers.
     last_viewers: Option<usize>,
+    /// Messages accepted in order but not yet sent (the batch window runs).
+    batch: Vec<Bytes>,
+    /// When the last frame went out to the viewers.
+    last_send: Option<Instant>,
+    /// A task will send the batch when the window ends.
+    send_scheduled: bool,
 }
 
 struct Topic {
@@ -78,6 +96,7 @@ pub struct Hub {
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
     gap_wait: Duration,
+    window: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,7 +104,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Hub {
-    pub fn new(store: Arc<dyn Store>, broker: Arc<dyn Broker>, gap_wait: Duration) -> Arc<Self> {
+    /// `window`: how long after a send an image's next events wait to be
+    /// batched (zero: never).
+    pub fn new(
+        store: Arc<dyn Store>,
+        broker: Arc<dyn Broker>,
+        gap_wait: Duration,
+        window: Duration,
+    ) -> Arc<Self> {
         Arc::new(Hub {
             topics: Mutex::new(HashMap::new()),
             presence_dirty: Mutex::new(HashSet::new()),
@@ -93,6 +119,7 @@ impl Hub {
             store,
             broker,
             gap_wait,
+            window,
         })
     }
 
@@ -192,10 +219,10 @@ impl Hub {
             return; // a duplicate, or already covered by a snapshot or gap fill
         }
         if seq == st.delivered + 1 {
-            deliver(st, &body);
+            self.deliver(topic, st, body);
             st.delivered = seq;
             while let Some(next) = st.pending.remove(&(st.delivered + 1)) {
-                deliver(st, &next);
+                self.deliver(topic, st, next);
                 st.delivered += 1;
             }
             return;
@@ -337,6 +364,8 @@ impl Hub {
         recovered: bool,
         replay: Vec<crate::store::LoggedEvent>,
     ) -> Result<Subscribed, StoreError> {
+        // What is batched precedes this subscriber's `seq`: send it first.
+        send_batch(st);
         st.subs.retain(|s| s.conn != conn);
         st.subs.push(Sub {
             conn,
@@ -344,7 +373,7 @@ impl Hub {
         });
         let viewers = st.subs.len();
         out.push(
-            ServerMessage::Subscribed {
+            &ServerMessage::Subscribed {
                 id: request_id,
                 url_id: topic.key.url_id(),
                 epoch: self.store.epoch(),
@@ -354,8 +383,9 @@ impl Hub {
             }
             .to_bytes(),
         );
-        for e in replay {
-            out.push(e.body);
+        let replay: Vec<Bytes> = replay.into_iter().map(|e| e.body).collect();
+        for chunk in replay.chunks(REPLAY_CHUNK) {
+            out.push_frame(&Frame::batch(chunk));
         }
         lock(&self.presence_dirty).insert(topic.key.clone());
         Ok(Subscribed {
@@ -451,13 +481,48 @@ impl Hub {
                 viewers,
             }
             .to_bytes();
-            deliver(&st, &msg);
+            self.deliver(&topic, &mut st, msg);
         }
     }
 }
 
-fn deliver(st: &TopicState, body: &Bytes) {
+impl Hub {
+    /// Sends a message to the image's viewers now when the image is quiet,
+    /// else adds it to the batch that goes out when the window ends.
+    fn deliver(self: &Arc<Self>, topic: &Arc<Topic>, st: &mut TopicState, body: Bytes) {
+        st.batch.push(body);
+        let now = Instant::now();
+        let due = match st.last_send {
+            Some(at) if st.batch.len() < MAX_BATCH => at + self.window,
+            _ => now,
+        };
+        if due <= now {
+            send_batch(st);
+            st.last_send = Some(now);
+        } else if !st.send_scheduled {
+            st.send_scheduled = true;
+            let topic = Arc::clone(topic);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(due.into()).await;
+                let mut st = topic.state.lock().await;
+                st.send_scheduled = false;
+                if !st.batch.is_empty() && !st.dead {
+                    send_batch(&mut st);
+                    st.last_send = Some(Instant::now());
+                }
+            });
+        }
+    }
+}
+
+/// Sends the batch, as one frame shared by every viewer.
+fn send_batch(st: &mut TopicState) {
+    if st.batch.is_empty() {
+        return;
+    }
+    let frame = Frame::batch(&st.batch);
+    st.batch.clear();
     for s in &st.subs {
-        s.out.push(body.clone());
+        s.out.push_frame(&frame);
     }
 }

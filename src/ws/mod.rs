@@ -1,6 +1,10 @@
 //! The WebSocket endpoint `GET /api/v1/ws`: handshake, `hello`, then one
-//! reader task (client messages) and one writer loop (everything queued in the
-//! connection's `Outbox`, several messages per frame when several wait).
+//! reader task (client messages) and one writer loop (what the connection's
+//! `Outbox` could not write at once).
+//!
+//! A plain TCP connection is taken back from the HTTP layer after the
+//! upgrade, so the hub's pushes can write to its socket directly; other
+//! transports (TLS) go through the writer loop for every frame.
 //!
 //! An idle connection holds two small tasks and no buffers; heartbeats come
 //! from one node-wide ticker (`heartbeat_loop`), not a timer per connection.
@@ -8,26 +12,33 @@
 pub mod frame;
 
 use std::collections::HashSet;
+use std::io::Cursor;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 
 use crate::app::App;
 use crate::broker::TopicKey;
 use crate::domain::{now_ms, validate, Actor, Tenant};
+use crate::fanout::outbox::{Step, CLOSE_SILENT, CLOSE_SLOW_CONSUMER};
 use crate::fanout::{ConnId, Outbox};
 use crate::http::error::AppError;
 use crate::protocol::{ClientMessage, ServerMessage};
 use crate::usage::TenantLive;
-use frame::{Incoming, OP_PING, OP_PONG, OP_TEXT};
+use frame::{Incoming, OP_PONG, OP_TEXT};
 
 /// Largest inbound message; bigger ones close the connection with 1009.
 pub const MAX_INBOUND: usize = 16 * 1024;
@@ -36,8 +47,6 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_UNAUTHORIZED: u16 = 4401;
 const CLOSE_FORBIDDEN: u16 = 4403;
 const CLOSE_GOING_AWAY: u16 = 1001;
-/// Close code meaning "the peer is gone, send nothing".
-const CLOSE_SILENT: u16 = 0;
 /// Client messages per second a connection may send on average, and at once.
 const INBOUND_PER_SEC: f64 = 50.0;
 const INBOUND_BURST: f64 = 200.0;
@@ -70,7 +79,7 @@ pub async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response 
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(up) => serve(app, TokioIo::new(up), origin).await,
+            Ok(up) => serve_upgraded(app, up, origin).await,
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
     });
@@ -101,12 +110,61 @@ async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, code: &str, message: &str, clo
     let _ = frame::write_close(w, close, message).await;
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
-    app: Arc<App>,
-    io: S,
-    origin: Option<String>,
-) {
-    let (mut rd, mut wr) = tokio::io::split(io);
+/// Where a connection's frames go: a TCP socket pushes may write to, or any
+/// other stream, written by the writer loop alone.
+enum Writer<W> {
+    Tcp(OwnedWriteHalf),
+    Other(W),
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Writer<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Writer::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            Writer::Other(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Writer::Tcp(w) => Pin::new(w).poll_flush(cx),
+            Writer::Other(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Writer::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            Writer::Other(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Takes the TCP socket back from the HTTP layer when that is what carries
+/// the connection (bytes the client sent after its request come first).
+async fn serve_upgraded(app: Arc<App>, up: Upgraded, origin: Option<String>) {
+    match up.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let (rd, wr) = parts.io.into_inner().into_split();
+            let rd = Cursor::new(parts.read_buf).chain(rd);
+            serve(app, rd, Writer::<OwnedWriteHalf>::Tcp(wr), origin).await
+        }
+        Err(up) => {
+            let (rd, wr) = tokio::io::split(TokioIo::new(up));
+            serve(app, rd, Writer::Other(wr), origin).await
+        }
+    }
+}
+
+async fn serve<R, W>(app: Arc<App>, mut rd: R, mut wr: Writer<W>, origin: Option<String>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let mut reader = frame::Reader::new(MAX_INBOUND);
     // Boxed, like the other one-off steps below: a task is as large as its
     // largest state, and an idle connection should not carry these.
@@ -133,11 +191,17 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
         return;
     }
     let id = app.conns.next_id();
+    let live = app.usage.tenant(&tenant.id);
+    let (socket, mut wr) = match wr {
+        Writer::Tcp(w) => (Some(Arc::new(w)), None),
+        Writer::Other(w) => (None, Some(w)),
+    };
     let out = Arc::new(Outbox::new(
         app.config.outbox_capacity as usize,
         app.uptime_secs(),
+        socket,
+        Some(Arc::clone(&live)),
     ));
-    let live = app.usage.tenant(&tenant.id);
     live.connected();
     report_connections(&app, &tenant.id, &live);
     app.conns.add(id, Arc::clone(&out));
@@ -152,7 +216,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(
         reader,
         rd,
     ));
-    write_loop(&app, &out, &live, &mut wr).await;
+    let code = match &mut wr {
+        Some(wr) => write_loop(&app, &out, wr).await,
+        None => send_loop(&app, &out).await,
+    };
+    out.abandon();
+    if code == Some(CLOSE_SLOW_CONSUMER) {
+        app.metrics.slow_consumers.fetch_add(1, Relaxed);
+    }
     read_task.abort();
     let _ = read_task.await;
     let subs: Vec<TopicKey> = state
@@ -293,7 +364,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let text = match msg {
             Incoming::Text(t) => t,
             Incoming::Ping(p) => {
-                out.pong(p);
+                out.pong(&p);
                 continue;
             }
             Incoming::Pong => continue,
@@ -302,7 +373,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 return;
             }
             Incoming::Binary => {
-                out.push(error_message(
+                out.push(&error_message(
                     &None,
                     "invalid_message",
                     "binary frames are not supported",
@@ -315,7 +386,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             .min(INBOUND_BURST);
         refilled = now;
         if budget < 1.0 {
-            out.push(error_message(
+            out.push(&error_message(
                 &None,
                 "rate_limited",
                 "too many messages; slow down",
@@ -325,13 +396,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
         budget -= 1.0;
         match ClientMessage::parse(&text) {
             Err(bad) => {
-                out.push(error_message(&bad.id, "invalid_message", &bad.message));
+                out.push(&error_message(&bad.id, "invalid_message", &bad.message));
             }
             Ok(ClientMessage::Ping) => {
-                out.push(ServerMessage::Pong.to_bytes());
+                out.push(&ServerMessage::Pong.to_bytes());
             }
             Ok(ClientMessage::Hello { .. }) => {
-                out.push(error_message(
+                out.push(&error_message(
                     &None,
                     "invalid_message",
                     "hello was already said",
@@ -344,7 +415,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 seq,
             }) => {
                 if let Err(e) = validate::url_id(&url_id) {
-                    out.push(error_message(&rid, "invalid_message", &e.to_string()));
+                    out.push(&error_message(&rid, "invalid_message", &e.to_string()));
                     continue;
                 }
                 let key = TopicKey::new(&actor.tenant_id, &url_id);
@@ -357,7 +428,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                 };
                 let Some(added) = added else {
-                    out.push(error_message(
+                    out.push(&error_message(
                         &rid,
                         "too_many_subscriptions",
                         "a connection may hold 100 subscriptions",
@@ -380,7 +451,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                             live.subscriptions.fetch_sub(1, Relaxed);
                         }
                     }
-                    out.push(error_message(
+                    out.push(&error_message(
                         &rid,
                         "unavailable",
                         "storage is unavailable; try again",
@@ -399,7 +470,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     Box::pin(app.hub.unsubscribe(id, &key)).await;
                 }
                 out.push(
-                    ServerMessage::Unsubscribed {
+                    &ServerMessage::Unsubscribed {
                         id: &rid,
                         url_id: &url_id,
                     }
@@ -410,82 +481,61 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
-/// Sends whatever the outbox holds until it says close. Several waiting
-/// messages go out as one JSON array frame: one write for many messages.
-///
-/// Batching under load: after a send, the next one waits until the batch
-/// window has passed since it, gathering what arrives meanwhile. A quiet
-/// connection (nothing sent within the window) sends at once, so light
-/// traffic gets no added delay; a busy one makes one write per window
-/// instead of one per message.
-async fn write_loop<W: AsyncWrite + Unpin>(app: &App, out: &Outbox, live: &TenantLive, wr: &mut W) {
+/// A direct connection's writer: sends what its pushes could not write at
+/// once, whenever the socket can take more. Returns the close code.
+async fn send_loop(app: &App, out: &Outbox) -> Option<u16> {
     let stall = Duration::from_millis(app.config.heartbeat * 2500);
-    let window = Duration::from_millis(app.config.batch_window_ms);
-    let mut last_send: Option<Instant> = None;
-    let mut frame_buf = Vec::new();
     loop {
         out.ready().await;
-        if let Some(at) = last_send {
-            let since = at.elapsed();
-            if since < window && !out.is_closing() {
-                // Boxed: a timer only while busy, none on an idle connection.
-                Box::pin(tokio::time::sleep(window - since)).await;
-            }
-        }
-        let d = out.take();
-        // Boxed: the sending state is large (timer, write futures) and only
-        // lives while sending; the idle connection keeps the small one.
-        let res = Box::pin(tokio::time::timeout(stall, async {
-            if let Some(p) = &d.pong {
-                frame::write_frame(wr, OP_PONG, p).await?;
-            }
-            if d.ping {
-                frame::write_frame(wr, OP_PING, b"").await?;
-            }
-            if !d.messages.is_empty() {
-                frame_buf.clear();
-                let n = d.messages.len();
-                let len = if n == 1 {
-                    d.messages[0].len()
-                } else {
-                    1 + d.messages.iter().map(|m| m.len() + 1).sum::<usize>()
+        match out.send_waiting() {
+            Step::Idle => {}
+            Step::Blocked => {
+                let Some(socket) = out.socket() else {
+                    return None;
                 };
-                frame::encode_head(&mut frame_buf, OP_TEXT, len);
-                if n == 1 {
-                    frame_buf.put_slice(&d.messages[0]);
-                } else {
-                    frame_buf.put_u8(b'[');
-                    for (i, m) in d.messages.iter().enumerate() {
-                        if i > 0 {
-                            frame_buf.put_u8(b',');
-                        }
-                        frame_buf.put_slice(m);
-                    }
-                    frame_buf.put_u8(b']');
-                }
-                tokio::io::AsyncWriteExt::write_all(wr, &frame_buf).await?;
-                tokio::io::AsyncWriteExt::flush(wr).await?;
-                live.delivered(n as u64, len as u64);
-                last_send = Some(Instant::now());
-                // Keep no large buffer around on an idle connection.
-                if frame_buf.capacity() > 4096 {
-                    frame_buf = Vec::new();
+                // Boxed: a timer only while blocked, none on an idle connection.
+                match Box::pin(tokio::time::timeout(stall, socket.writable())).await {
+                    Ok(Ok(())) => {}
+                    _ => return None,
                 }
             }
-            if let Some((code, reason)) = d.close {
-                if code != CLOSE_SILENT {
-                    frame::write_close(wr, code, reason).await?;
-                }
-                if code == crate::fanout::outbox::CLOSE_SLOW_CONSUMER {
-                    app.metrics.slow_consumers.fetch_add(1, Relaxed);
-                }
-                tokio::io::AsyncWriteExt::shutdown(wr).await?;
+            Step::Done(code) => return Some(code),
+            Step::Failed => return None,
+        }
+    }
+}
+
+/// Any other connection's writer: sends everything the outbox holds, as one
+/// write for all that waits, until it says close. Returns the close code.
+async fn write_loop<W: AsyncWrite + Unpin>(app: &App, out: &Outbox, wr: &mut W) -> Option<u16> {
+    let stall = Duration::from_millis(app.config.heartbeat * 2500);
+    let mut buf = Vec::new();
+    loop {
+        out.ready().await;
+        let d = out.take();
+        buf.clear();
+        for f in &d.frames {
+            buf.extend_from_slice(f);
+        }
+        // Boxed: the sending state only lives while sending.
+        let res = Box::pin(tokio::time::timeout(stall, async {
+            wr.write_all(&buf).await?;
+            wr.flush().await?;
+            if d.close.is_some() {
+                wr.shutdown().await?;
             }
             std::io::Result::Ok(())
         }))
         .await;
-        if !matches!(res, Ok(Ok(()))) || d.close.is_some() {
-            return;
+        // Keep no large buffer around on an idle connection.
+        if buf.capacity() > 4096 {
+            buf = Vec::new();
+        }
+        if !matches!(res, Ok(Ok(()))) {
+            return None;
+        }
+        if let Some((code, _)) = d.close {
+            return Some(code);
         }
     }
 }
@@ -533,17 +583,28 @@ mod idle_size {
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let broker = crate::broker::open("memory", tx).await.unwrap();
         let app = App::new(crate::Config::for_database("x"), store, broker);
-        let (a, _b) = tokio::io::duplex(64);
-        let f = serve(Arc::clone(&app), a, None);
-        let writer = std::mem::size_of_val(&f);
-        let out = Arc::new(Outbox::new(8, 0));
+        // The two kinds of connection: taken back as TCP, or any stream.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (_client, server) = tokio::join!(TcpStream::connect(addr), l.accept());
+        let (rd, wr) = server.unwrap().0.into_split();
+        let rd = Cursor::new(Bytes::new()).chain(rd);
+        let f = serve(Arc::clone(&app), rd, Writer::<OwnedWriteHalf>::Tcp(wr), None);
+        let tcp_writer = std::mem::size_of_val(&f);
+        let (r, w) = tokio::io::split(tokio::io::duplex(64).0);
+        let f = serve(Arc::clone(&app), r, Writer::Other(w), None);
+        let writer = std::mem::size_of_val(&f).max(tcp_writer);
+        let out = Arc::new(Outbox::new(8, 0, None, None));
         let actor = Actor {
             tenant_id: "t".into(),
             user: crate::domain::auth::anonymous_user(),
             moderator: false,
             expires_at: 0,
         };
-        let (r, _w) = tokio::io::split(tokio::io::duplex(64).0);
+        let (r, _w) = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap()
+            .into_split();
         let f = read_loop(
             Arc::clone(&app),
             1,
@@ -552,7 +613,7 @@ mod idle_size {
             Arc::default(),
             app.usage.tenant("t"),
             frame::Reader::new(16),
-            r,
+            Cursor::new(Bytes::new()).chain(r),
         );
         let reader = std::mem::size_of_val(&f);
         assert!(

@@ -680,6 +680,8 @@ async fn operator_and_tenant_api() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Activity is kept in milliseconds: let the second image be later.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     s.create(&tok, "img-b", "two").await;
     let basic = format!("Basic {}", base64_of(&format!("{t}:{secret}")));
     let h = [("authorization", basic.as_str())];
