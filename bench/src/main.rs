@@ -5,6 +5,7 @@
 //! run that loses, repeats or reorders an event fails with a non-zero exit.
 
 mod compare;
+mod floor;
 mod http;
 mod report;
 mod scenario;
@@ -49,6 +50,27 @@ enum Cmd {
     Cluster(ClusterArgs),
     /// Start both servers and run every scenario against each, one after the other
     Compare(compare::CompareArgs),
+    /// The CPU one write() of a frame to a loopback socket costs here: the floor
+    Floor(FloorArgs),
+}
+
+#[derive(Args)]
+struct FloorArgs {
+    /// Sockets written in turn (as many as the fan-out's viewers)
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    sockets: usize,
+    /// Frame sizes to measure, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "500,2000")]
+    bytes: Vec<usize>,
+    /// Rounds (one write to every socket) per second
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Seconds per frame size
+    #[arg(short = 't', long, default_value_t = 2.0)]
+    duration: f64,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -354,6 +376,15 @@ async fn run(cmd: Cmd) -> Result<bool> {
             Ok(r.ok)
         }
         Cmd::Compare(a) => compare::run(a).await,
+        Cmd::Floor(a) => {
+            let r = floor::run(a.sockets, &a.bytes, a.rate, a.duration).await?;
+            if a.json {
+                print_json(&r)?
+            } else {
+                floor::print(&r)
+            }
+            Ok(true)
+        }
     }
 }
 

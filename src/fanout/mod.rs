@@ -497,8 +497,8 @@ impl Hub {
             _ => now,
         };
         if due <= now {
-            send_batch(st);
             st.last_send = Some(now);
+            send_batch(st);
         } else if !st.send_scheduled {
             st.send_scheduled = true;
             let topic = Arc::clone(topic);
@@ -507,8 +507,9 @@ impl Hub {
                 let mut st = topic.state.lock().await;
                 st.send_scheduled = false;
                 if !st.batch.is_empty() && !st.dead {
-                    send_batch(&mut st);
+                    // Sends start one window apart, however long each takes.
                     st.last_send = Some(Instant::now());
+                    send_batch(&mut st);
                 }
             });
         }

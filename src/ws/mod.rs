@@ -589,7 +589,12 @@ mod idle_size {
         let (_client, server) = tokio::join!(TcpStream::connect(addr), l.accept());
         let (rd, wr) = server.unwrap().0.into_split();
         let rd = Cursor::new(Bytes::new()).chain(rd);
-        let f = serve(Arc::clone(&app), rd, Writer::<OwnedWriteHalf>::Tcp(wr), None);
+        let f = serve(
+            Arc::clone(&app),
+            rd,
+            Writer::<OwnedWriteHalf>::Tcp(wr),
+            None,
+        );
         let tcp_writer = std::mem::size_of_val(&f);
         let (r, w) = tokio::io::split(tokio::io::duplex(64).0);
         let f = serve(Arc::clone(&app), r, Writer::Other(w), None);
