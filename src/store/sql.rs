@@ -70,6 +70,9 @@ impl SqlStore {
                 let connect = |n: u32| {
                     AnyPoolOptions::new()
                         .max_connections(n)
+                        // A connection to a local file does not go stale:
+                        // no ping (a round trip to its thread) per use.
+                        .test_before_acquire(false)
                         .after_connect(|conn, _| {
                             Box::pin(async move {
                                 for pragma in [
@@ -253,20 +256,15 @@ async fn image_seq(c: &mut AnyConnection, tenant: &str, url_id: &str) -> Result<
 /// Makes sure the image has a row, locks it for this transaction and
 /// returns its seq.
 async fn lock_image(c: &mut AnyConnection, tenant: &str, url_id: &str, now: i64) -> Result<u64> {
-    sqlx::query(
+    // One statement: creates the row if needed and, either way, writes it
+    // (which is what takes the lock) and returns its seq.
+    let seq: i64 = sqlx::query_scalar(
         "INSERT INTO images (tenant_id, url_id, seq, last_activity) VALUES ($1, $2, 0, $3) \
-         ON CONFLICT (tenant_id, url_id) DO NOTHING",
+         ON CONFLICT (tenant_id, url_id) DO UPDATE SET seq = images.seq RETURNING seq",
     )
     .bind(tenant)
     .bind(url_id)
     .bind(now)
-    .execute(&mut *c)
-    .await?;
-    let seq: i64 = sqlx::query_scalar(
-        "UPDATE images SET seq = seq WHERE tenant_id = $1 AND url_id = $2 RETURNING seq",
-    )
-    .bind(tenant)
-    .bind(url_id)
     .fetch_one(&mut *c)
     .await?;
     Ok(seq.max(0) as u64)
