@@ -44,12 +44,13 @@ pub struct Config {
     /// Seconds between WebSocket pings; a connection silent for 2.5× this is closed.
     #[arg(long, env = "IMAGECHAT_HEARTBEAT", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub heartbeat: u64,
-    /// Under load, a connection sends at most one frame per this many
-    /// milliseconds, batching what arrives meanwhile; a quiet connection
-    /// sends at once. 0 sends every message as soon as it can.
+    /// An image sends its viewers at most one frame per this many
+    /// milliseconds, batching the events that arrive meanwhile; a quiet
+    /// image sends at once. 0 sends every message as soon as it can.
     #[arg(long, env = "IMAGECHAT_BATCH_WINDOW_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub batch_window_ms: u64,
-    /// Messages a connection may have waiting before it is closed as a slow consumer.
+    /// Frames (a message or a batch each) a connection may have waiting for
+    /// its socket before it is closed as a slow consumer.
     #[arg(long, env = "IMAGECHAT_OUTBOX_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub outbox_capacity: u64,
     /// Lifetime of a session token, in hours.

@@ -77,6 +77,10 @@ pub struct CompareArgs {
     /// Connections being opened at the same time
     #[arg(long, default_value_t = 100)]
     connect_concurrency: usize,
+    /// One more flag for every imagechat server started, e.g.
+    /// --imagechat-arg=--batch-window-ms=10 (repeatable)
+    #[arg(long, allow_hyphen_values = true)]
+    imagechat_arg: Vec<String>,
 }
 
 /// A server process; stopped (SIGTERM, then SIGKILL) and its files removed
@@ -141,7 +145,8 @@ async fn start(target: Target, a: &CompareArgs, n: usize) -> Result<ServerProc> 
                 .arg("--database")
                 .arg(format!("sqlite://{}/bench.db", dir.display()))
                 .arg("--write-rate-per-minute")
-                .arg("0");
+                .arg("0")
+                .args(&a.imagechat_arg);
             // The server reads IMAGECHAT_* settings; only the flags above count.
             for (k, _) in std::env::vars_os() {
                 if k.to_string_lossy().starts_with("IMAGECHAT_") {

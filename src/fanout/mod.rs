@@ -103,6 +103,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// An image's state, locked. Events that reach the image while it is locked
+/// wait in its inbox (see `Hub::pump`); unlocking moves them in, so however
+/// the lock was taken, no event is left waiting for the next one.
+struct StateGuard<'a> {
+    guard: Option<tokio::sync::MutexGuard<'a, TopicState>>,
+    hub: &'a Arc<Hub>,
+    topic: &'a Arc<Topic>,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = TopicState;
+    fn deref(&self) -> &TopicState {
+        // Only `drop` takes the guard out.
+        self.guard.as_deref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut TopicState {
+        self.guard.as_deref_mut().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        self.guard = None;
+        self.hub.pump(self.topic);
+    }
+}
+
 impl Hub {
     /// `window`: how long after a send an image's next events wait to be
     /// batched (zero: never).
@@ -126,6 +156,15 @@ impl Hub {
     /// Number of images with at least one subscriber on this node.
     pub fn topic_count(&self) -> usize {
         lock(&self.topics).len()
+    }
+
+    /// Locks an image's state; see `StateGuard`.
+    async fn lock_state<'a>(self: &'a Arc<Self>, topic: &'a Arc<Topic>) -> StateGuard<'a> {
+        StateGuard {
+            guard: Some(topic.state.lock().await),
+            hub: self,
+            topic,
+        }
     }
 
     /// Consumes the broker's inbox until it closes.
@@ -154,7 +193,7 @@ impl Hub {
 
     async fn catch_up(self: Arc<Self>, topic: Arc<Topic>) {
         {
-            let mut st = topic.state.lock().await;
+            let mut st = self.lock_state(&topic).await;
             if !st.ready || st.dead {
                 return;
             }
@@ -243,7 +282,7 @@ impl Hub {
     async fn fill_gap(self: Arc<Self>, topic: Arc<Topic>) {
         loop {
             tokio::time::sleep(self.gap_wait).await;
-            let mut st = topic.state.lock().await;
+            let mut st = self.lock_state(&topic).await;
             let Some(&last) = st.pending.keys().next_back() else {
                 st.gap_fill_running = false;
                 break;
@@ -292,7 +331,7 @@ impl Hub {
             }));
             // Checked and joined under one lock: a copy found alive cannot
             // be retired (by the last viewer leaving) before this one joins.
-            let st = topic.state.lock().await;
+            let st = self.lock_state(&topic).await;
             if st.dead {
                 continue;
             }
@@ -311,7 +350,7 @@ impl Hub {
     #[allow(clippy::too_many_arguments)]
     async fn subscribe_locked(
         self: &Arc<Self>,
-        mut st: tokio::sync::MutexGuard<'_, TopicState>,
+        mut st: StateGuard<'_>,
         topic: &Arc<Topic>,
         conn: ConnId,
         out: &Arc<Outbox>,
@@ -400,7 +439,7 @@ impl Hub {
             return;
         };
         {
-            let mut st = topic.state.lock().await;
+            let mut st = self.lock_state(&topic).await;
             let before = st.subs.len();
             st.subs.retain(|s| s.conn != conn);
             if st.subs.len() != before {
@@ -412,7 +451,7 @@ impl Hub {
 
     /// Forgets an image nobody on this node listens to any more.
     async fn drop_if_empty(self: &Arc<Self>, topic: &Arc<Topic>) {
-        let mut st = topic.state.lock().await;
+        let mut st = self.lock_state(&topic).await;
         if !st.subs.is_empty() || st.dead {
             return;
         }
@@ -450,7 +489,7 @@ impl Hub {
             // An image this node no longer holds has no viewers here.
             let topic = lock(&self.topics).get(&key).cloned();
             let local = match topic {
-                Some(t) => t.state.lock().await.subs.len(),
+                Some(t) => self.lock_state(&t).await.subs.len(),
                 None => 0,
             };
             if let Err(e) = self.broker.announce_viewers(&key, local).await {
@@ -462,7 +501,7 @@ impl Hub {
             let Some(topic) = lock(&self.topics).get(&key).cloned() else {
                 continue;
             };
-            let local = topic.state.lock().await.subs.len();
+            let local = self.lock_state(&topic).await.subs.len();
             let viewers = match self.broker.viewers(&key, local).await {
                 Ok(n) => n,
                 Err(e) => {
@@ -471,7 +510,7 @@ impl Hub {
                 }
             };
             tracing::debug!(url_id = key.url_id(), local, viewers, "presence recount");
-            let mut st = topic.state.lock().await;
+            let mut st = self.lock_state(&topic).await;
             if st.dead || st.last_viewers == Some(viewers) {
                 continue;
             }
@@ -501,10 +540,10 @@ impl Hub {
             send_batch(st);
         } else if !st.send_scheduled {
             st.send_scheduled = true;
-            let topic = Arc::clone(topic);
+            let (hub, topic) = (Arc::clone(self), Arc::clone(topic));
             tokio::spawn(async move {
                 tokio::time::sleep_until(due.into()).await;
-                let mut st = topic.state.lock().await;
+                let mut st = hub.lock_state(&topic).await;
                 st.send_scheduled = false;
                 if !st.batch.is_empty() && !st.dead {
                     // Sends start one window apart, however long each takes.
@@ -525,5 +564,41 @@ fn send_batch(st: &mut TopicState) {
     st.batch.clear();
     for s in &st.subs {
         s.out.push_frame(&frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An event that reaches an image while something else holds its lock
+    /// (a batch send, a presence count) is delivered when the lock is let
+    /// go, not when the next event happens to come.
+    #[tokio::test]
+    async fn an_event_arriving_while_the_image_is_locked_goes_out_on_unlock() {
+        let dir = std::env::temp_dir().join(format!("hub-{}", crate::domain::random_id(6)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = crate::store::open(&format!("sqlite://{}/h.db", dir.display()), 1)
+            .await
+            .unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let broker = crate::broker::open("memory", tx).await.unwrap();
+        let hub = Hub::new(store, broker, Duration::from_secs(60), Duration::ZERO);
+        let out = Arc::new(Outbox::new(16, 0, None, None));
+        let key = TopicKey::new("t", "img");
+        hub.subscribe(1, &out, &key, &None, None).await.unwrap();
+        assert_eq!(out.take().frames.len(), 1, "the subscribed reply");
+        let topic = lock(&hub.topics).get(&key).cloned().unwrap();
+        let held = hub.lock_state(&topic).await;
+        hub.on_event(key.clone(), 1, Bytes::from_static(b"{\"seq\":1}"));
+        assert!(
+            out.take().frames.is_empty(),
+            "waits while the image is locked"
+        );
+        drop(held);
+        let d = out.take();
+        assert_eq!(d.frames.len(), 1);
+        assert!(d.frames[0].ends_with(b"{\"seq\":1}"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

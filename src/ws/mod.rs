@@ -150,7 +150,11 @@ async fn serve_upgraded(app: Arc<App>, up: Upgraded, origin: Option<String>) {
     match up.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let (rd, wr) = parts.io.into_inner().into_split();
-            let rd = Cursor::new(parts.read_buf).chain(rd);
+            // A copy: `read_buf` is a view of hyper's whole read buffer,
+            // which the connection would otherwise keep for its lifetime.
+            let early = Bytes::copy_from_slice(&parts.read_buf);
+            drop(parts.read_buf);
+            let rd = Cursor::new(early).chain(rd);
             serve(app, rd, Writer::<OwnedWriteHalf>::Tcp(wr), origin).await
         }
         Err(up) => {

@@ -400,6 +400,40 @@ async fn a_busy_connection_gets_batched_frames_in_order() {
 }
 
 #[tokio::test]
+async fn a_viewer_joining_while_a_batch_waits_gets_no_event_twice() {
+    let s = Server::start_with(|c| {
+        c.write_rate_per_minute = 0;
+        c.batch_window_ms = 300;
+    })
+    .await;
+    let (t, _) = s.tenant("write").await;
+    let tok = s.token(&t).await;
+    let u = "joining";
+    let mut first = s.ws(&tok).await;
+    first.subscribe(u, None).await;
+    // The first event goes out at once; the next two wait for the window.
+    for i in 0..3 {
+        s.create(&tok, u, &format!("m{i}")).await;
+    }
+    let mut late = s.ws(&tok).await;
+    let sub = late.subscribe(u, None).await;
+    assert_eq!(
+        sub["seq"], 3,
+        "the waiting batch is part of what came before"
+    );
+    s.create(&tok, u, "after").await;
+    for seq in 1..=4 {
+        assert_eq!(first.event(u).await["seq"], seq);
+    }
+    assert_eq!(
+        late.event(u).await["seq"],
+        4,
+        "the late viewer's first event is the first after its seq"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn viewers_who_all_leave_and_come_back_at_once_keep_getting_events() {
     // The leavers' clean-up and the returners' subscribe overlap: the last
     // unsubscribe of the old copy of the image must not cut off the new one.
