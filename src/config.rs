@@ -44,9 +44,9 @@ pub struct Config {
     /// Seconds between WebSocket pings; a connection silent for 2.5× this is closed.
     #[arg(long, env = "IMAGECHAT_HEARTBEAT", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub heartbeat: u64,
-    /// An image sends its viewers at most one frame per this many
-    /// milliseconds, batching the events that arrive meanwhile; a quiet
-    /// image sends at once. 0 sends every message as soon as it can.
+    /// An image sends its viewers one frame per this many milliseconds on
+    /// average (two at once at most), batching the events that arrive
+    /// meanwhile; a quiet image sends at once. 0 never waits.
     #[arg(long, env = "IMAGECHAT_BATCH_WINDOW_MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub batch_window_ms: u64,
     /// Frames (a message or a batch each) a connection may have waiting for

@@ -61,6 +61,7 @@ pub async fn run(
         tokio::spawn(crate::ws::heartbeat_loop(Arc::clone(&app))),
         tokio::spawn(presence_loop(Arc::clone(&app))),
         tokio::spawn(usage_loop(Arc::clone(&app))),
+        tokio::spawn(maintenance_loop(Arc::clone(&app))),
     ];
     let router = crate::http::router(Arc::clone(&app));
     // Flips to true at shutdown: each HTTP connection then finishes its
@@ -213,6 +214,17 @@ async fn usage_loop(app: Arc<App>) {
         if let Err(e) = app.usage.flush(app.store.as_ref()).await {
             app.metrics.store_error();
             tracing::warn!(error = %e, "usage flush failed; will retry");
+        }
+    }
+}
+
+async fn maintenance_loop(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.store.maintain().await {
+            tracing::warn!(error = %e, "store maintenance failed; will retry");
         }
     }
 }

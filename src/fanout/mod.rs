@@ -8,12 +8,13 @@
 //! store. Subscribing happens under the same per-image lock, so a subscriber's
 //! catch-up from the log and the live events it receives join without a seam.
 //!
-//! Batching is per image: an event of a quiet image goes out at once; one
-//! arriving within the batch window of the image's last send waits for the
-//! window to end and goes out with the others that arrived meanwhile, as one
-//! frame encoded once and shared by every viewer. So a busy image costs each
-//! viewer one write per window whatever its write rate, and a quiet one adds
-//! no delay.
+//! Batching is per image, paced by a small credit: an image earns one send
+//! per batch window and may save up two. An event goes out at once while
+//! the image has credit; otherwise it waits until the image earns a send and
+//! goes out with the others that arrived meanwhile, as one frame encoded
+//! once and shared by every viewer. So a busy image costs each viewer one
+//! write per window whatever its write rate, while a quiet one (even one
+//! whose events come in pairs) adds no delay.
 //!
 //! The hub never waits on a socket: it hands each frame to every
 //! connection's bounded `Outbox`, which writes it at once when the socket
@@ -39,6 +40,43 @@ pub type ConnId = u64;
 
 /// Most events a resubscribe replays; beyond it a snapshot is cheaper.
 pub const MAX_REPLAY: u64 = 1000;
+/// Sends an image may save up: two events close together on a quiet image
+/// both go out at once.
+const SEND_BURST: f64 = 2.0;
+
+/// One image's send credit: one send earned per batch window, at most
+/// `SEND_BURST` saved.
+#[derive(Default)]
+struct Pacer {
+    credit: f64,
+    at: Option<Instant>,
+}
+
+impl Pacer {
+    fn refill(&mut self, now: Instant, window: Duration) {
+        self.credit = match self.at {
+            Some(at) if !window.is_zero() => (self.credit
+                + now.duration_since(at).as_secs_f64() / window.as_secs_f64())
+            .min(SEND_BURST),
+            _ => SEND_BURST,
+        };
+        self.at = Some(now);
+    }
+
+    /// When the next send may go: now, or once a whole send is earned.
+    fn due(&self, now: Instant, window: Duration) -> Instant {
+        if self.credit >= 1.0 {
+            now
+        } else {
+            now + window.mul_f64(1.0 - self.credit)
+        }
+    }
+
+    fn spend(&mut self) {
+        self.credit = (self.credit - 1.0).max(0.0);
+    }
+}
+
 /// Out-of-order events one image may hold while its gap is filled. Beyond it
 /// they are dropped and the gap fill fetches them from the store instead.
 const MAX_PENDING: usize = 4096;
@@ -66,9 +104,9 @@ struct TopicState {
     last_viewers: Option<usize>,
     /// Messages accepted in order but not yet sent (the batch window runs).
     batch: Vec<Bytes>,
-    /// When the last frame went out to the viewers.
-    last_send: Option<Instant>,
-    /// A task will send the batch when the window ends.
+    /// How soon the image may send again.
+    pacer: Pacer,
+    /// A task will send the batch when the image has earned a send.
     send_scheduled: bool,
 }
 
@@ -526,28 +564,32 @@ impl Hub {
 }
 
 impl Hub {
-    /// Sends a message to the image's viewers now when the image is quiet,
-    /// else adds it to the batch that goes out when the window ends.
+    /// Sends a message to the image's viewers now when the image has send
+    /// credit, else adds it to the batch that goes out once it has.
     fn deliver(self: &Arc<Self>, topic: &Arc<Topic>, st: &mut TopicState, body: Bytes) {
         st.batch.push(body);
         let now = Instant::now();
-        let due = match st.last_send {
-            Some(at) if st.batch.len() < MAX_BATCH => at + self.window,
-            _ => now,
+        st.pacer.refill(now, self.window);
+        let due = if st.batch.len() >= MAX_BATCH {
+            now
+        } else {
+            st.pacer.due(now, self.window)
         };
         if due <= now {
-            st.last_send = Some(now);
+            st.pacer.spend();
             send_batch(st);
         } else if !st.send_scheduled {
             st.send_scheduled = true;
-            let (hub, topic) = (Arc::clone(self), Arc::clone(topic));
+            let (hub, topic, window) = (Arc::clone(self), Arc::clone(topic), self.window);
             tokio::spawn(async move {
                 tokio::time::sleep_until(due.into()).await;
                 let mut st = hub.lock_state(&topic).await;
                 st.send_scheduled = false;
                 if !st.batch.is_empty() && !st.dead {
-                    // Sends start one window apart, however long each takes.
-                    st.last_send = Some(Instant::now());
+                    // Credit counts from the start of a send, however long
+                    // the send takes.
+                    st.pacer.refill(Instant::now(), window);
+                    st.pacer.spend();
                     send_batch(&mut st);
                 }
             });
@@ -570,6 +612,43 @@ fn send_batch(st: &mut TopicState) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn near(a: Instant, b: Instant) -> bool {
+        a.max(b).duration_since(a.min(b)) < Duration::from_micros(1)
+    }
+
+    #[test]
+    fn a_quiet_image_sends_at_once_and_a_busy_one_once_per_window() {
+        let w = Duration::from_millis(20);
+        let t0 = Instant::now();
+        let mut p = Pacer::default();
+        for _ in 0..2 {
+            p.refill(t0, w);
+            assert!(near(p.due(t0, w), t0), "a pair goes out at once");
+            p.spend();
+        }
+        p.refill(t0, w);
+        assert!(near(p.due(t0, w), t0 + w), "the third waits a window");
+        let t1 = t0 + w / 2;
+        p.refill(t1, w);
+        assert!(
+            near(p.due(t1, w), t0 + w),
+            "and is due at the same time later"
+        );
+        p.spend();
+        let t2 = t0 + w * 10;
+        p.refill(t2, w);
+        assert!(near(p.due(t2, w), t2), "quiet again: at once");
+        let mut z = Pacer::default();
+        for _ in 0..5 {
+            z.refill(t0, Duration::ZERO);
+            assert!(
+                near(z.due(t0, Duration::ZERO), t0),
+                "no window: never waits"
+            );
+            z.spend();
+        }
+    }
 
     /// An event that reaches an image while something else holds its lock
     /// (a batch send, a presence count) is delivered when the lock is let

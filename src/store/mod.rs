@@ -102,6 +102,10 @@ pub trait Store: Send + Sync + 'static {
     /// The key that signs session tokens, shared by every node of the database.
     fn token_key(&self) -> &TokenKey;
     async fn ping(&self) -> Result<()>;
+    /// Housekeeping, called about once a second: for SQLite, moving the
+    /// write-ahead log into the database file, which would otherwise stall
+    /// the write that happened to fill it.
+    async fn maintain(&self) -> Result<()>;
 
     async fn create_tenant(&self, t: &Tenant) -> Result<()>;
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>>;

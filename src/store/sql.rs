@@ -78,6 +78,10 @@ impl SqlStore {
                                 for pragma in [
                                     "PRAGMA journal_mode = WAL",
                                     "PRAGMA synchronous = NORMAL",
+                                    // Checkpoints run from `maintain`, off
+                                    // the write path (a checkpoint syncs
+                                    // the file: milliseconds).
+                                    "PRAGMA wal_autocheckpoint = 0",
                                     "PRAGMA busy_timeout = 5000",
                                     "PRAGMA foreign_keys = ON",
                                 ] {
@@ -412,6 +416,16 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn maintain(&self) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            // PASSIVE: copies what no reader still needs, waits for nobody.
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.reader)
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn create_tenant(&self, t: &Tenant) -> Result<()> {
         let done = sqlx::query(
             "INSERT INTO tenants (id, secret, origins, anonymous, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
@@ -703,4 +717,42 @@ fn send_checks(pool: &'static AnyPool) {
     is_send(migrate(pool, Backend::Sqlite));
     is_send(meta(pool));
     is_send(meta_value(pool, "x"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{UsageCounts, UsageDelta};
+
+    /// Writes leave what they wrote in the write-ahead log (no checkpoint on
+    /// the write path); `maintain` moves it into the database file.
+    #[tokio::test]
+    async fn maintenance_moves_the_log_into_the_database_file() {
+        let dir = std::env::temp_dir().join(format!("wal-{}", crate::domain::random_id(6)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.db");
+        let store = crate::store::open(&format!("sqlite://{}", path.display()), 1)
+            .await
+            .unwrap();
+        store.maintain().await.unwrap();
+        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap();
+        let before = size();
+        let deltas: Vec<UsageDelta> = (0..2000)
+            .map(|i| UsageDelta {
+                tenant_id: format!("tenant-{i}"),
+                day: "2026-11-26".into(),
+                counts: UsageCounts {
+                    messages: i,
+                    ..UsageCounts::default()
+                },
+            })
+            .collect();
+        for chunk in deltas.chunks(100) {
+            store.add_usage(chunk).await.unwrap();
+        }
+        assert_eq!(size(), before, "the writes stay in the log");
+        store.maintain().await.unwrap();
+        assert!(size() > before, "maintenance copied them into the file");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
