@@ -71,7 +71,7 @@ pub async fn run(
     rounds_per_sec: f64,
     seconds: f64,
 ) -> Result<FloorReport> {
-    if sockets == 0 || sizes.is_empty() || sizes.iter().any(|&s| s == 0) {
+    if sockets == 0 || sizes.is_empty() || sizes.contains(&0) {
         return err("floor needs at least one socket and frame sizes above 0");
     }
     if !(rounds_per_sec > 0.0 && seconds > 0.0) {

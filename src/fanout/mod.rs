@@ -489,7 +489,7 @@ impl Hub {
 
     /// Forgets an image nobody on this node listens to any more.
     async fn drop_if_empty(self: &Arc<Self>, topic: &Arc<Topic>) {
-        let mut st = self.lock_state(&topic).await;
+        let mut st = self.lock_state(topic).await;
         if !st.subs.is_empty() || st.dead {
             return;
         }

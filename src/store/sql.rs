@@ -721,7 +721,6 @@ fn send_checks(pool: &'static AnyPool) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::store::{UsageCounts, UsageDelta};
 
     /// Writes leave what they wrote in the write-ahead log (no checkpoint on

@@ -494,9 +494,7 @@ async fn send_loop(app: &App, out: &Outbox) -> Option<u16> {
         match out.send_waiting() {
             Step::Idle => {}
             Step::Blocked => {
-                let Some(socket) = out.socket() else {
-                    return None;
-                };
+                let socket = out.socket()?;
                 // Boxed: a timer only while blocked, none on an idle connection.
                 match Box::pin(tokio::time::timeout(stall, socket.writable())).await {
                     Ok(Ok(())) => {}
