@@ -49,9 +49,18 @@ pub struct SqlStore {
     writer: AnyPool,
     epoch: String,
     token_key: TokenKey,
+    /// Something was written since the last checkpoint.
+    unsaved: std::sync::atomic::AtomicBool,
 }
 
 impl SqlStore {
+    /// The writer pool, noting that there will be something to checkpoint.
+    fn writing(&self) -> &AnyPool {
+        self.unsaved
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        &self.writer
+    }
+
     /// Opens `sqlite://PATH` or `postgres://…`; `pool` bounds PostgreSQL
     /// connections (SQLite uses one writer and `pool` readers).
     pub async fn open(url: &str, pool: u32) -> anyhow::Result<Self> {
@@ -113,6 +122,7 @@ impl SqlStore {
             writer,
             epoch,
             token_key: TokenKey::new(key),
+            unsaved: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -417,7 +427,10 @@ impl Store for SqlStore {
     }
 
     async fn maintain(&self) -> Result<()> {
-        if self.backend == Backend::Sqlite {
+        let unsaved = self
+            .unsaved
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        if self.backend == Backend::Sqlite && unsaved {
             // PASSIVE: copies what no reader still needs, waits for nobody.
             sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                 .execute(&self.reader)
@@ -435,7 +448,7 @@ impl Store for SqlStore {
         .bind(serde_json::to_string(&t.origins).unwrap_or_else(|_| "[]".into()))
         .bind(t.anonymous.as_str())
         .bind(now_ms())
-        .execute(&self.writer)
+        .execute(self.writing())
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict);
@@ -534,7 +547,7 @@ impl Store for SqlStore {
         by: &Authority,
         broadcast_id: Option<&str>,
     ) -> Result<Committed> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writing().begin().await?;
         let url_id = match (m, m.chat_id()) {
             (Mutation::CreateChat { url_id, .. }, _) => url_id.clone(),
             (_, Some(id)) => sqlx::query_scalar::<_, String>(
@@ -627,7 +640,7 @@ impl Store for SqlStore {
     }
 
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writing().begin().await?;
         for d in deltas {
             let c = &d.counts;
             sqlx::query(
