@@ -655,11 +655,7 @@ mod tests {
     /// go, not when the next event happens to come.
     #[tokio::test]
     async fn an_event_arriving_while_the_image_is_locked_goes_out_on_unlock() {
-        let dir = std::env::temp_dir().join(format!("hub-{}", crate::domain::random_id(6)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = crate::store::open(&format!("sqlite://{}/h.db", dir.display()), 1)
-            .await
-            .unwrap();
+        let (store, dir, _) = crate::store::open_temp("hub").await;
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let broker = crate::broker::open("memory", tx).await.unwrap();
         let hub = Hub::new(store, broker, Duration::from_secs(60), Duration::ZERO);

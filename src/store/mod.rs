@@ -138,6 +138,25 @@ pub trait Store: Send + Sync + 'static {
     async fn images(&self, tenant: &str, limit: u32) -> Result<Vec<ImageSummary>>;
 }
 
+/// A store on a new SQLite file in the temporary directory, and that
+/// directory (for tests).
+#[cfg(test)]
+pub(crate) async fn open_temp(
+    name: &str,
+) -> (
+    std::sync::Arc<dyn Store>,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", crate::domain::random_id(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("store.db");
+    let store = open(&format!("sqlite://{}", file.display()), 1)
+        .await
+        .unwrap();
+    (store, dir, file)
+}
+
 /// Opens the store named by a database URL (`sqlite://PATH` or
 /// `postgres://…`); `pool` bounds its connections.
 pub async fn open(url: &str, pool: u32) -> anyhow::Result<std::sync::Arc<dyn Store>> {

@@ -740,12 +740,7 @@ mod tests {
     /// the write path); `maintain` moves it into the database file.
     #[tokio::test]
     async fn maintenance_moves_the_log_into_the_database_file() {
-        let dir = std::env::temp_dir().join(format!("wal-{}", crate::domain::random_id(6)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("m.db");
-        let store = crate::store::open(&format!("sqlite://{}", path.display()), 1)
-            .await
-            .unwrap();
+        let (store, dir, path) = crate::store::open_temp("wal").await;
         store.maintain().await.unwrap();
         let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap();
         let before = size();

@@ -577,11 +577,7 @@ mod idle_size {
     /// costs. One-off steps are boxed to keep it so: this guards that.
     #[tokio::test]
     async fn connection_tasks_stay_small() {
-        let dir = std::env::temp_dir().join(format!("probe-{}", crate::domain::random_id(6)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = crate::store::open(&format!("sqlite://{}/p.db", dir.display()), 1)
-            .await
-            .unwrap();
+        let (store, _dir, _) = crate::store::open_temp("probe").await;
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let broker = crate::broker::open("memory", tx).await.unwrap();
         let app = App::new(crate::Config::for_database("x"), store, broker);
