@@ -22,7 +22,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 use crate::usage::TenantLive;
-use crate::ws::frame::{encode_head, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use crate::ws::frame::{self, OP_PING, OP_PONG, OP_TEXT};
 
 pub const CLOSE_SLOW_CONSUMER: u16 = 4408;
 /// Close code meaning "the peer is gone, send nothing".
@@ -44,7 +44,7 @@ pub struct Frame {
 impl Frame {
     /// A text frame holding one message.
     pub fn message(msg: &[u8]) -> Frame {
-        Frame::encode(OP_TEXT, msg.len(), 1, |b| b.put_slice(msg))
+        Frame::text(msg.len(), 1, |b| b.put_slice(msg))
     }
 
     /// A text frame holding every message of `msgs` (at least one): the
@@ -54,7 +54,7 @@ impl Frame {
             [one] => Frame::message(one),
             _ => {
                 let len = 1 + msgs.iter().map(|m| m.len() + 1).sum::<usize>();
-                Frame::encode(OP_TEXT, len, msgs.len() as u32, |b| {
+                Frame::text(len, msgs.len() as u32, |b| {
                     b.put_u8(b'[');
                     for (i, m) in msgs.iter().enumerate() {
                         if i > 0 {
@@ -68,32 +68,30 @@ impl Frame {
         }
     }
 
-    fn control(op: u8, payload: &[u8]) -> Frame {
-        let p = &payload[..payload.len().min(125)];
-        Frame::encode(op, p.len(), 0, |b| b.put_slice(p))
-    }
-
-    fn close(code: u16, reason: &str) -> Frame {
-        let reason = &reason.as_bytes()[..reason.len().min(120)];
-        Frame::encode(OP_CLOSE, 2 + reason.len(), 0, |b| {
-            b.put_u16(code);
-            b.put_slice(reason);
-        })
-    }
-
-    fn encode(op: u8, len: usize, messages: u32, body: impl FnOnce(&mut Vec<u8>)) -> Frame {
-        let mut b = Vec::with_capacity(len + 10);
-        encode_head(&mut b, op, len);
-        body(&mut b);
+    fn text(len: usize, messages: u32, body: impl FnOnce(&mut Vec<u8>)) -> Frame {
         Frame {
-            bytes: Bytes::from(b),
+            bytes: frame::encode(OP_TEXT, len, body).into(),
             messages,
             payload: len.min(u32::MAX as usize) as u32,
         }
     }
 
-    pub fn bytes(&self) -> &Bytes {
-        &self.bytes
+    /// Control frames carry no messages and are not metered.
+    fn control(op: u8, payload: &[u8]) -> Frame {
+        let p = &payload[..payload.len().min(125)];
+        Frame::unmetered(frame::encode(op, p.len(), |b| b.put_slice(p)))
+    }
+
+    fn close(code: u16, reason: &str) -> Frame {
+        Frame::unmetered(frame::encode_close(code, reason))
+    }
+
+    fn unmetered(bytes: Vec<u8>) -> Frame {
+        Frame {
+            bytes: bytes.into(),
+            messages: 0,
+            payload: 0,
+        }
     }
 }
 
@@ -207,7 +205,7 @@ impl Outbox {
             s.queue.push_back(frame.bytes.clone());
             (true, s.queue.len() == 1)
         });
-        if accepted {
+        if accepted && frame.messages > 0 {
             if let Some(u) = &self.usage {
                 u.delivered(u64::from(frame.messages), u64::from(frame.payload));
             }

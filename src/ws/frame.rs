@@ -161,15 +161,30 @@ pub fn encode_head(buf: &mut Vec<u8>, op: u8, len: usize) {
     }
 }
 
+/// One unmasked server frame: the header, then the `len` bytes `body` adds.
+pub fn encode(op: u8, len: usize, body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(len + 10);
+    encode_head(&mut buf, op, len);
+    body(&mut buf);
+    buf
+}
+
+/// A close frame: the code, then at most 120 bytes of reason.
+pub fn encode_close(code: u16, reason: &str) -> Vec<u8> {
+    let reason = &reason.as_bytes()[..reason.len().min(120)];
+    encode(OP_CLOSE, 2 + reason.len(), |b| {
+        b.extend_from_slice(&code.to_be_bytes());
+        b.extend_from_slice(reason);
+    })
+}
+
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     w: &mut W,
     op: u8,
     payload: &[u8],
 ) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(payload.len() + 10);
-    encode_head(&mut buf, op, payload.len());
-    buf.extend_from_slice(payload);
-    w.write_all(&buf).await?;
+    w.write_all(&encode(op, payload.len(), |b| b.extend_from_slice(payload)))
+        .await?;
     w.flush().await
 }
 
@@ -178,9 +193,8 @@ pub async fn write_close<W: AsyncWrite + Unpin>(
     code: u16,
     reason: &str,
 ) -> std::io::Result<()> {
-    let mut p = code.to_be_bytes().to_vec();
-    p.extend_from_slice(&reason.as_bytes()[..reason.len().min(120)]);
-    write_frame(w, OP_CLOSE, &p).await
+    w.write_all(&encode_close(code, reason)).await?;
+    w.flush().await
 }
 
 /// `Sec-WebSocket-Accept` for a client key.

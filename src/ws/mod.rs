@@ -13,10 +13,8 @@ pub mod frame;
 
 use std::collections::HashSet;
 use std::io::Cursor;
-use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -110,37 +108,23 @@ async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, code: &str, message: &str, clo
     let _ = frame::write_close(w, close, message).await;
 }
 
-/// Where a connection's frames go: a TCP socket pushes may write to, or any
-/// other stream, written by the writer loop alone.
-enum Writer<W> {
-    Tcp(OwnedWriteHalf),
-    Other(W),
+/// The write side of a connection: a TCP socket, which the outbox may write
+/// to directly, or any other stream, which only the writer loop writes.
+trait Sink: AsyncWrite + Unpin + Send + 'static {
+    fn into_socket(self) -> Result<OwnedWriteHalf, Self>
+    where
+        Self: Sized;
 }
 
-impl<W: AsyncWrite + Unpin> AsyncWrite for Writer<W> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Writer::Tcp(w) => Pin::new(w).poll_write(cx, buf),
-            Writer::Other(w) => Pin::new(w).poll_write(cx, buf),
-        }
+impl Sink for OwnedWriteHalf {
+    fn into_socket(self) -> Result<OwnedWriteHalf, Self> {
+        Ok(self)
     }
+}
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Writer::Tcp(w) => Pin::new(w).poll_flush(cx),
-            Writer::Other(w) => Pin::new(w).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Writer::Tcp(w) => Pin::new(w).poll_shutdown(cx),
-            Writer::Other(w) => Pin::new(w).poll_shutdown(cx),
-        }
+impl<T: AsyncRead + AsyncWrite + Send + 'static> Sink for tokio::io::WriteHalf<T> {
+    fn into_socket(self) -> Result<OwnedWriteHalf, Self> {
+        Err(self)
     }
 }
 
@@ -155,19 +139,19 @@ async fn serve_upgraded(app: Arc<App>, up: Upgraded, origin: Option<String>) {
             let early = Bytes::copy_from_slice(&parts.read_buf);
             drop(parts.read_buf);
             let rd = Cursor::new(early).chain(rd);
-            serve(app, rd, Writer::<OwnedWriteHalf>::Tcp(wr), origin).await
+            serve(app, rd, wr, origin).await
         }
         Err(up) => {
             let (rd, wr) = tokio::io::split(TokioIo::new(up));
-            serve(app, rd, Writer::Other(wr), origin).await
+            serve(app, rd, wr, origin).await
         }
     }
 }
 
-async fn serve<R, W>(app: Arc<App>, mut rd: R, mut wr: Writer<W>, origin: Option<String>)
+async fn serve<R, W>(app: Arc<App>, mut rd: R, mut wr: W, origin: Option<String>)
 where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: Sink,
 {
     let mut reader = frame::Reader::new(MAX_INBOUND);
     // Boxed, like the other one-off steps below: a task is as large as its
@@ -196,9 +180,9 @@ where
     }
     let id = app.conns.next_id();
     let live = app.usage.tenant(&tenant.id);
-    let (socket, mut wr) = match wr {
-        Writer::Tcp(w) => (Some(Arc::new(w)), None),
-        Writer::Other(w) => (None, Some(w)),
+    let (socket, mut wr) = match wr.into_socket() {
+        Ok(s) => (Some(Arc::new(s)), None),
+        Err(w) => (None, Some(w)),
     };
     let out = Arc::new(Outbox::new(
         app.config.outbox_capacity as usize,
@@ -587,15 +571,10 @@ mod idle_size {
         let (_client, server) = tokio::join!(TcpStream::connect(addr), l.accept());
         let (rd, wr) = server.unwrap().0.into_split();
         let rd = Cursor::new(Bytes::new()).chain(rd);
-        let f = serve(
-            Arc::clone(&app),
-            rd,
-            Writer::<OwnedWriteHalf>::Tcp(wr),
-            None,
-        );
+        let f = serve(Arc::clone(&app), rd, wr, None);
         let tcp_writer = std::mem::size_of_val(&f);
         let (r, w) = tokio::io::split(tokio::io::duplex(64).0);
-        let f = serve(Arc::clone(&app), r, Writer::Other(w), None);
+        let f = serve(Arc::clone(&app), r, w, None);
         let writer = std::mem::size_of_val(&f).max(tcp_writer);
         let out = Arc::new(Outbox::new(8, 0, None, None));
         let actor = Actor {
