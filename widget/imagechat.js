@@ -49,6 +49,8 @@
   const STRINGS = {
     en: {
       layer: 'Image discussion. Press Enter to place a new comment marker.',
+      layerRo: 'Image discussion.',
+      cropped: (/** @type {number} */ n) => `${n} hidden by cropping`,
       placing: 'Arrow keys move the new marker, Shift for bigger steps, Enter writes the comment, Escape cancels.',
       marker: (/** @type {number} */ n, /** @type {string} */ name, /** @type {string} */ text, /** @type {number} */ replies, /** @type {boolean} */ resolved) =>
         `Thread ${n} by ${name}${resolved ? ', resolved' : ''}: ${text}${replies ? ` (${replies} ${replies === 1 ? 'reply' : 'replies'})` : ''}`,
@@ -88,6 +90,8 @@
     },
     ja: {
       layer: '画像ディスカッション。Enter キーで新しいコメントのマーカーを置きます。',
+      layerRo: '画像ディスカッション。',
+      cropped: (/** @type {number} */ n) => `${n} 件は切り取られて非表示`,
       placing: '矢印キーでマーカーを移動（Shift で大きく）、Enter でコメントを書き、Escape で取り消します。',
       marker: (/** @type {number} */ n, /** @type {string} */ name, /** @type {string} */ text, /** @type {number} */ replies, /** @type {boolean} */ resolved) =>
         `スレッド ${n}（${name}${resolved ? '、解決済み' : ''}）: ${text}${replies ? `（返信 ${replies} 件）` : ''}`,
@@ -659,25 +663,121 @@
     }
   }
 
+  // ---------------------------------------------------------------- geometry
+  //
+  // Where an image's picture is on screen, in client (viewport) px. Read from
+  // the image's border box as the browser draws it, so ancestor transforms
+  // (scale, translate), CSS zoom and scrolling are already in; `k` is client
+  // px per CSS px of the image. The picture is the content box, or with
+  // object-fit/object-position the rendered picture inside it (it may be
+  // smaller: letterbox bars; or larger: cropped). Chats are percentages of the
+  // picture. Views measure anew on every frame something could have moved
+  // (see `kick`) and at the moment of each click.
+
+  /** @typedef {{l: number, t: number, w: number, h: number}} Rect */
+  /** @typedef {{box: Rect, pic: Rect, k: number}} Geo */
+
+  /** @param {HTMLImageElement} img @returns {Geo} */
+  function measure(img) {
+    const r = img.getBoundingClientRect();
+    const cs = getComputedStyle(img);
+    const k = r.width / img.offsetWidth || 1;
+    const n = (/** @type {string} */ side) => ((parseFloat(cs.getPropertyValue(`border-${side}-width`)) || 0) + (parseFloat(cs.getPropertyValue(`padding-${side}`)) || 0)) * k;
+    const box = { l: r.left + n('left'), t: r.top + n('top'), w: 0, h: 0 };
+    box.w = Math.max(0, r.right - n('right') - box.l);
+    box.h = Math.max(0, r.bottom - n('bottom') - box.t);
+    const fit = cs.objectFit;
+    const nw = img.naturalWidth;
+    const nh = img.naturalHeight;
+    if (fit === 'fill' || !nw || !nh) return { box, pic: box, k };
+    const contain = Math.min(box.w / nw, box.h / nh);
+    const s = fit === 'contain' ? contain : fit === 'cover' ? Math.max(box.w / nw, box.h / nh) : fit === 'none' ? k : Math.min(contain, k);
+    const w = nw * s;
+    const h = nh * s;
+    const [px, py] = cs.objectPosition.split(' ');
+    const off = (/** @type {string} */ v, /** @type {number} */ free) => (/%$/.test(v) ? (free * parseFloat(v)) / 100 : parseFloat(v) * k || 0);
+    return { box, pic: { l: box.l + off(px, box.w - w), t: box.t + off(py || '50%', box.h - h), w, h }, k };
+  }
+
+  /** Percent of the picture at a client point; null off the visible picture unless `loose`. @param {Geo} g @param {number} cx @param {number} cy @param {boolean} [loose] */
+  function toPct(g, cx, cy, loose) {
+    const { box: b, pic: p } = g;
+    const x = ((cx - p.l) / (p.w || 1)) * 100;
+    const y = ((cy - p.t) / (p.h || 1)) * 100;
+    if (!loose && (x < 0 || y < 0 || x > 100 || y > 100 || cx < b.l || cy < b.t || cx > b.l + b.w || cy > b.t + b.h)) return null;
+    return { x: clamp(x), y: clamp(y) };
+  }
+
+  /** The client point of a percentage, and whether the content box shows it. @param {Geo} g @param {{x: number, y: number}} at */
+  function toClient(g, at) {
+    const { box: b, pic: p } = g;
+    const x = p.l + (p.w * at.x) / 100;
+    const y = p.t + (p.h * at.y) / 100;
+    return { x, y, shown: x > b.l - 0.5 && y > b.t - 0.5 && x < b.l + b.w + 0.5 && y < b.t + b.h + 0.5 };
+  }
+
+  /** The part of the viewport the image's scrolling/clipping ancestors let it show. @param {Element} img */
+  function clipOf(img) {
+    const c = { l: -1e5, t: -1e5, r: 1e5, b: 1e5 };
+    for (let e = img.parentElement; e && e !== document.body && e !== document.documentElement; e = e.parentElement) {
+      const cs = getComputedStyle(e);
+      if (cs.overflowX !== 'visible' || cs.overflowY !== 'visible') {
+        const q = e.getBoundingClientRect();
+        c.l = Math.max(c.l, q.left);
+        c.t = Math.max(c.t, q.top);
+        c.r = Math.min(c.r, q.right);
+        c.b = Math.min(c.b, q.bottom);
+      }
+      if (cs.position === 'fixed') break;
+    }
+    return c;
+  }
+
+  /** Live views; `kick` re-measures them in the next frame, and keeps doing so while anything moves. @type {Set<View>} */
+  const views = new Set();
+  let frameId = 0;
+  const kick = () => {
+    frameId = frameId || requestAnimationFrame(() => {
+      frameId = 0;
+      autoAttach();
+      for (const v of views) if (v.sync()) kick();
+    });
+  };
+  // What can move an image: scrolling anywhere, loads, DOM and style changes,
+  // transitions, the window, the page URL (single-page apps). Nothing runs
+  // while nothing happens.
+  for (const type of ['scroll', 'load', 'transitionrun', 'transitionend', 'animationend']) document.addEventListener(type, kick, true);
+  addEventListener('resize', kick);
+  addEventListener('popstate', kick);
+  /** @type {any} */ (window).navigation?.addEventListener('currententrychange', kick);
+  const resized = new ResizeObserver(kick);
+
   // ---------------------------------------------------------------- view
 
+  // Adopted by every shadow root (no <style> element, no style attribute: a
+  // strict CSP allows both this and CSSOM property writes). The host element
+  // is reset with !important, which beats any rule of the page, so nothing of
+  // the page's CSS is inherited; it takes its box from --l/--t/--w/--h.
   const CSS = `
-:host{all:initial;position:absolute;left:0;top:0;display:block;z-index:1000;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,"Hiragino Sans","Noto Sans JP",sans-serif;
+:host{all:initial!important;position:absolute!important;display:block!important;z-index:1000!important;left:var(--l)!important;top:var(--t)!important;width:var(--w)!important;height:var(--h)!important;clip-path:var(--c)!important}
+:host>*{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,"Hiragino Sans","Noto Sans JP",sans-serif;color:var(--fg);
 --bg:#fff;--fg:#111827;--mut:#4b5563;--line:#d1d5db;--acc:#1d4ed8;--ok:#15803d;--bad:#b91c1c;--soft:#f3f4f6;--shadow:0 8px 28px rgba(0,0,0,.22)}
-:host([data-theme=dark]){--bg:#1f2937;--fg:#f9fafb;--mut:#d1d5db;--line:#4b5563;--acc:#2563eb;--ok:#15803d;--bad:#fca5a5;--soft:#374151;--shadow:0 8px 28px rgba(0,0,0,.6)}
+:host([data-theme=dark])>*{--bg:#1f2937;--fg:#f9fafb;--mut:#d1d5db;--line:#4b5563;--acc:#2563eb;--bad:#fca5a5;--soft:#374151;--shadow:0 8px 28px rgba(0,0,0,.6)}
 *{box-sizing:border-box}[hidden]{display:none!important}
 .layer{position:absolute;inset:0;cursor:crosshair;outline:none;-webkit-tap-highlight-color:transparent}
-.layer:focus-visible{box-shadow:inset 0 0 0 3px var(--acc)}
-.layer.ro{cursor:default;pointer-events:none}.layer.ro .m{pointer-events:auto}
+.layer,.bar{visibility:var(--v)}
+.layer:focus-visible{outline:3px solid var(--acc);outline-offset:-3px}
+.layer.ro{cursor:default;pointer-events:none}
+.pic{position:absolute;pointer-events:none}
 .m{position:absolute;width:var(--s);height:var(--s);margin:calc(var(--s) / -2) 0 0 calc(var(--s) / -2);border-radius:50% 50% 50% 4px;border:2px solid #fff;background:var(--acc);color:#fff;font:700 12px/1 system-ui,sans-serif;
-display:flex;align-items:center;justify-content:center;cursor:pointer;box-shadow:0 2px 6px rgba(0,0,0,.35);padding:0;transition:transform .15s,left .2s,top .2s;touch-action:none}
+display:flex;align-items:center;justify-content:center;cursor:pointer;box-shadow:0 2px 6px rgba(0,0,0,.35);padding:0;transition:transform .15s,left .2s,top .2s;pointer-events:auto}
 .m:hover,.m[aria-expanded=true]{transform:scale(1.15)}
 .m:focus-visible{outline:3px solid var(--fg);outline-offset:2px}
 .m[data-resolved=true]{background:var(--ok)}
 .m.pending{opacity:.6;cursor:progress}
-.m.drag{transition:none;cursor:grabbing}
+.m.drag{transition:none;cursor:grabbing;transform:scale(1.3)}
 .m.draft{background:rgba(29,78,216,.28);border:2px dashed var(--acc);box-shadow:0 0 0 2px #fff;pointer-events:none}
-.card{position:absolute;width:300px;max-width:calc(100vw - 16px);background:var(--bg);color:var(--fg);border:1px solid var(--line);border-radius:10px;box-shadow:var(--shadow);padding:10px;cursor:auto;animation:pop .14s ease-out}
+.card{position:fixed;inset:auto;margin:0;overflow:visible;width:300px;height:auto;max-width:calc(100vw - 16px);background:var(--bg);color:var(--fg);border:1px solid var(--line);border-radius:10px;box-shadow:var(--shadow);padding:10px;cursor:auto;animation:pop .14s ease-out}
 @keyframes pop{from{opacity:0;transform:translateY(4px)}}
 .thread{display:flex;flex-direction:column;max-height:min(70vh,480px)}
 .head{display:flex;align-items:center;gap:6px;margin-bottom:6px}
@@ -689,11 +789,11 @@ display:flex;align-items:center;justify-content:center;cursor:pointer;box-shadow
 .meta b{color:var(--fg)}
 .txt{margin:2px 0 0;white-space:pre-wrap;overflow-wrap:anywhere}
 .acts{display:flex;gap:4px;margin-top:2px}
-textarea{width:100%;min-height:60px;resize:vertical;font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:6px}
+textarea{display:block;width:100%;min-height:60px;resize:vertical;font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:6px;margin:0}
 textarea:focus{outline:2px solid var(--acc);outline-offset:0}
-form{margin:8px 0 0}
+form{margin:8px 0 0}form.card{margin:0}
 .row{display:flex;gap:6px;justify-content:flex-end;align-items:center;margin-top:6px}
-button.b{font:inherit;font-size:13px;min-height:28px;padding:3px 10px;border-radius:6px;border:1px solid var(--line);background:var(--soft);color:var(--fg);cursor:pointer}
+button.b{font:inherit;font-size:13px;min-height:28px;padding:3px 10px;border-radius:6px;border:1px solid var(--line);background:var(--soft);color:var(--fg);cursor:pointer;margin:0}
 button.b:focus-visible{outline:2px solid var(--acc);outline-offset:1px}
 button.p{background:var(--acc);border-color:var(--acc);color:#fff}
 button.l{background:none;border:0;color:var(--mut);padding:2px 6px;min-height:24px;text-decoration:underline}
@@ -711,7 +811,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
 :host([data-theme=dark]) .err{color:#450a0a}
 .err button{color:inherit}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
-@media (max-width:767.98px){form.card{position:fixed;left:8px!important;right:8px!important;top:auto!important;bottom:8px!important;width:auto;max-width:none;z-index:2}.thread{position:fixed;inset:0!important;width:auto;max-width:none;max-height:none;border-radius:0;border:0;z-index:2}}
+@media (max-width:767.98px){form.card{left:8px!important;right:8px!important;top:auto!important;bottom:8px!important;width:auto;max-width:none}.thread{inset:0!important;width:auto;max-width:none;max-height:none;border-radius:0;border:0}}
 @media (prefers-reduced-motion:reduce){*{transition:none!important;animation:none!important}}
 `;
 
@@ -719,6 +819,11 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
   const attached = new WeakMap();
   /** Images whose widget was destroyed: auto-attach leaves them alone. @type {WeakSet<HTMLImageElement>} */
   const destroyed = new WeakSet();
+
+  /** @type {CSSStyleSheet | undefined} */
+  let sheet;
+  /** The view whose new-chat composer is open. @type {View | null} */
+  let composing = null;
 
   /** What one attached image shows. */
   class View {
@@ -732,7 +837,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       let conn = connections.get(key);
       if (!conn) connections.set(key, (conn = new Connection(server, opts.tenantId, opts.sso, key)));
       this.conn = conn;
-      this.urlId = opts.urlId || defaultUrlId(img);
+      /** @type {string} */
+      this.urlId = '';
       /** @type {number | null} */
       this.count = null;
       /** @type {Map<string, HTMLButtonElement>} */
@@ -748,50 +854,84 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       this.suppressClick = false;
       /** @type {ReturnType<typeof setTimeout> | undefined} */
       this.errTimer = undefined;
+      /** The last geometry, and the values written from it (to write only changes). @type {Geo | null} */
+      this.g = null;
+      this.written = '';
+      /** @type {Record<string, number> | null} */
+      this.out = null;
+      /** Client px per px of the host's own coordinates (ancestor transforms, zoom). */
+      this.kh = 1;
+      this.idKey = '';
+      /** @type {Room} */
+      this.room = /** @type {any} */ (null);
 
       this.host = h('div');
       this.root = this.host.attachShadow({ mode: 'open' });
+      this.root.adoptedStyleSheets = [sheet || ((sheet = new CSSStyleSheet()), sheet.replaceSync(CSS), sheet)];
       this.layer = h('div', { class: 'layer', 'data-imagechat-layer': true, tabindex: 0, role: 'group' });
+      this.pic = h('div', { class: 'pic' });
       this.draftEl = h('div', { class: 'm draft', hidden: true, 'aria-hidden': 'true' });
       this.statusEl = h('span', { class: 'st', 'data-imagechat-status': true, 'data-state': 'connecting', role: 'status' });
       this.viewersEl = h('span', { 'data-imagechat-viewers': true });
       this.viewersWrap = h('span', {}, [this.viewersEl, ' ', h('span', { class: 'vl' })]);
       this.hintEl = h('span', { class: 'hint' });
+      this.cropEl = h('span');
       this.liveEl = h('div', { class: 'sr', 'aria-live': 'polite' });
       this.descEl = h('div', { class: 'sr', id: 'ic-desc' });
-      this.layer.setAttribute('aria-describedby', 'ic-desc');
-      this.root.append(h('style', { text: CSS }), this.layer, h('div', { class: 'bar' }, [this.statusEl, this.viewersWrap, this.hintEl]), this.liveEl, this.descEl);
-      this.layer.append(this.draftEl);
+      this.root.append(this.layer, h('div', { class: 'bar' }, [this.statusEl, this.viewersWrap, this.cropEl, this.hintEl]), this.liveEl, this.descEl);
+      this.layer.append(this.pic);
+      this.pic.append(this.draftEl);
       img.after(this.host);
 
       this.layer.addEventListener('click', (e) => this.onLayerClick(e));
       this.layer.addEventListener('keydown', (e) => this.onLayerKey(e));
       this.root.addEventListener('keydown', (e) => this.onRootKey(/** @type {KeyboardEvent} */ (e)));
+      // The page's handlers and links never see what happens in the widget.
+      for (const type of ['click', 'auxclick', 'dblclick', 'keydown', 'keyup', 'keypress']) {
+        this.host.addEventListener(type, (e) => {
+          e.stopPropagation();
+          if (!type.endsWith('click') || e.defaultPrevented) return;
+          // An image inside <a href> must not navigate; submit buttons still submit.
+          e.preventDefault();
+          const b = /** @type {Element} */ (e.composedPath()[0]).closest('[type=submit]');
+          if (b instanceof HTMLButtonElement && b.form) b.form.requestSubmit(b);
+        });
+      }
 
-      this.sync = this.sync.bind(this);
-      this.ro = new ResizeObserver(this.sync);
-      this.ro.observe(img);
-      if (img.parentElement) this.ro.observe(img.parentElement);
-      img.addEventListener('load', this.sync);
-      addEventListener('resize', this.sync);
-      this.syncTimer = setInterval(this.sync, 1000);
       this.media = matchMedia('(prefers-color-scheme: dark)');
       this.onTheme = () => this.applyTheme();
       this.media.addEventListener('change', this.onTheme);
-      this.mo = new MutationObserver(this.onTheme);
-      this.mo.observe(document.body, { attributes: true, attributeFilter: ['class'] });
 
+      const view = this;
       /** The public instance: the same object for every attach() of this image. */
       this.handle = Object.freeze({
-        urlId: this.urlId,
+        get urlId() {
+          return view.urlId;
+        },
         /** @param {Partial<Options>} o */
-        update: (o) => this.update(o),
+        update: (/** @type {Partial<Options>} */ o) => this.update(o),
         destroy: () => this.destroy(),
       });
-      this.room = conn.room(this.urlId);
-      this.room.views.add(this);
+      this.join(opts.urlId || defaultUrlId(img));
+      views.add(this);
+      resized.observe(img);
       this.applyOptions();
       this.sync();
+    }
+
+    /** Shows this image's discussion of `urlId` (again: a carousel or a single-page app changed the image). @param {string} urlId */
+    join(urlId) {
+      const old = this.room;
+      if (old) {
+        this.closeComposer(false);
+        this.closeThread(false);
+        old.views.delete(this);
+      }
+      this.urlId = urlId;
+      this.count = null;
+      this.room = this.conn.room(urlId);
+      this.room.views.add(this);
+      if (old) this.conn.release(old);
       this.render(null);
     }
 
@@ -806,58 +946,123 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
 
     /** Removes every trace from the page and unsubscribes. */
     destroy() {
-      if (!this.host.isConnected && !attached.has(this.img)) return;
+      if (!views.delete(this)) return;
       attached.delete(this.img);
       destroyed.add(this.img);
-      this.ro.disconnect();
-      this.mo.disconnect();
+      resized.unobserve(this.img);
       this.media.removeEventListener('change', this.onTheme);
-      this.img.removeEventListener('load', this.sync);
-      removeEventListener('resize', this.sync);
-      clearInterval(this.syncTimer);
       clearTimeout(this.errTimer);
+      this.closeComposer(false);
       this.host.remove();
       this.room.views.delete(this);
       this.conn.release(this.room);
     }
 
     applyOptions() {
-      const t = this.t;
-      this.host.style.setProperty('--s', Math.max(24, Number(this.opts.markerSize) || 28) + 'px');
       this.applyTheme();
-      this.layer.setAttribute('aria-label', t.layer);
-      this.descEl.textContent = t.placing;
-      this.viewersWrap.lastElementChild && (this.viewersWrap.lastElementChild.textContent = t.viewing);
+      this.descEl.textContent = this.t.placing;
+      this.viewersWrap.lastElementChild && (this.viewersWrap.lastElementChild.textContent = this.t.viewing);
       this.host.lang = pickLocale(this.opts.locale);
+      this.out = null;
+      kick();
     }
 
     applyTheme() {
       const th = this.opts.theme;
       const dark = th === 'dark' || (th !== 'light' && (this.media.matches || document.body.classList.contains('dark')));
-      this.host.setAttribute('data-theme', dark ? 'dark' : 'light');
+      if (this.host.getAttribute('data-theme') !== (dark ? 'dark' : 'light')) this.host.setAttribute('data-theme', dark ? 'dark' : 'light');
     }
 
-    /** Places the host exactly over the image's content box. */
+    /**
+     * Follows the image: keeps the overlay beside it wherever it moves in the
+     * DOM, switches discussion when its src or the page URL changes (default
+     * urlId only), and lays the overlay over its content box and picture.
+     * @returns {boolean} whether anything moved (then the next frame looks again)
+     */
     sync() {
-      const img = this.img;
-      const r = img.getBoundingClientRect();
-      const cs = getComputedStyle(img);
-      const px = (/** @type {string} */ v) => parseFloat(v) || 0;
-      const l = r.left + px(cs.borderLeftWidth) + px(cs.paddingLeft);
-      const t = r.top + px(cs.borderTopWidth) + px(cs.paddingTop);
-      const w = Math.max(0, r.right - px(cs.borderRightWidth) - px(cs.paddingRight) - l);
-      const ht = Math.max(0, r.bottom - px(cs.borderBottomWidth) - px(cs.paddingBottom) - t);
-      const s = this.host.style;
-      const hr = this.host.getBoundingClientRect();
-      const nl = px(s.left) + l - hr.left;
-      const nt = px(s.top) + t - hr.top;
-      if (Math.abs(nl - px(s.left)) > 0.1) s.left = nl + 'px';
-      if (Math.abs(nt - px(s.top)) > 0.1) s.top = nt + 'px';
-      if (Math.abs(w - hr.width) > 0.1) s.width = w + 'px';
-      if (Math.abs(ht - hr.height) > 0.1) s.height = ht + 'px';
-      // A hidden or not yet sized image shows no markers piled up in a corner.
-      s.visibility = w && ht ? '' : 'hidden';
-      this.hintEl.hidden = w < 480; // small images keep the status line short
+      const { img, host } = this;
+      if (img.parentNode !== host.parentNode) {
+        this.closeComposer(false);
+        this.closeThread(false);
+        if (img.isConnected) img.after(host);
+        else host.remove();
+      }
+      this.applyTheme();
+      if (!this.opts.urlId && this.idKey !== (this.idKey = location.href.split('#')[0] + img.src)) {
+        const id = defaultUrlId(img);
+        if (id !== this.urlId) this.join(id);
+      }
+      if (!host.isConnected) return false;
+      const g = measure(img);
+      const { box, pic } = g;
+      const hr = host.getBoundingClientRect();
+      const s = host.style;
+      const px = (/** @type {string} */ v) => parseFloat(s.getPropertyValue(v)) || 0;
+      const kh = (this.kh = hr.width && px('--w') ? hr.width / px('--w') : g.k);
+      const c = clipOf(img);
+      const size = Math.max(24, Number(this.opts.markerSize) || 28);
+      const prev = this.out;
+      // Moves under 0.1 px are layout rounding: writing them would only start a see-saw.
+      const near = (/** @type {number} */ a, /** @type {number} */ b) => Math.abs(a - b) < 0.1;
+      /** @type {Record<string, number>} */
+      const out = {
+        '--l': px('--l') + (near(box.l, hr.left) ? 0 : (box.l - hr.left) / kh),
+        '--t': px('--t') + (near(box.t, hr.top) ? 0 : (box.t - hr.top) / kh),
+        '--w': box.w / kh,
+        '--h': box.h / kh,
+        '--s': size / kh,
+      };
+      const clip = [c.t - box.t, box.l + box.w - c.r, box.t + box.h - c.b, c.l - box.l].map((v) => Math.round(v / kh) + 'px').join(' ');
+      const shown = box.w > 0 && box.h > 0 && c.r > c.l && c.b > c.t;
+      const key = [clip, shown, pic.l, pic.t, pic.w, pic.h, box.l, box.t].map((v) => (typeof v === 'number' ? v.toFixed(1) : v)).join();
+      this.g = g;
+      if (key === this.written && prev && Object.keys(out).every((k) => near(out[k], prev[k]))) return false;
+      this.written = key;
+      this.out = out;
+      for (const [k, v] of Object.entries(out)) s.setProperty(k, v.toFixed(2) + 'px');
+      s.setProperty('--c', `inset(${clip})`);
+      s.setProperty('--v', shown ? 'visible' : 'hidden');
+      Object.assign(this.pic.style, { left: (pic.l - box.l) / kh + 'px', top: (pic.t - box.t) / kh + 'px', width: pic.w / kh + 'px', height: pic.h / kh + 'px' });
+      this.hintEl.hidden = box.w / kh < 480; // small images keep the status line short
+      // A hidden image (closed lightbox, collapsed tab) leaves nothing floating in the top layer.
+      if (!shown) {
+        this.closeComposer(false);
+        this.closeThread(false);
+      }
+      this.crop();
+      this.placeCards();
+      return true;
+    }
+
+    /** Hides the markers whose point is cropped away (object-fit: cover) and says how many. */
+    crop() {
+      const g = this.g;
+      let n = 0;
+      for (const [id, m] of this.markers) {
+        const chat = this.room.chats.get(id);
+        m.hidden = !!g && !!chat && !toClient(g, chat).shown && ++n > 0;
+      }
+      this.cropEl.textContent = n ? this.t.cropped(n) : '';
+    }
+
+    /** Puts the open composer and thread (in the top layer, so in client px) beside their point. */
+    placeCards() {
+      const g = this.g;
+      const chat = this.thread && this.room.chats.get(this.thread.id);
+      for (const [el, at] of /** @type {[HTMLElement | null | undefined, {x: number, y: number} | null | undefined][]} */ ([
+        [this.composer, this.draft],
+        [this.thread && this.thread.el, chat && (this.moving && this.moving.id === chat.id ? this.moving : chat)],
+      ])) {
+        if (!el || !at || !g) continue;
+        const p = toClient(g, at);
+        const gap = Math.max(24, Number(this.opts.markerSize) || 28) / 2 + 6;
+        const vw = document.documentElement.clientWidth;
+        const w = el.offsetWidth;
+        const ht = el.offsetHeight;
+        const fit = (/** @type {number} */ v, /** @type {number} */ max) => Math.max(8, Math.min(v, max - 8)) + 'px';
+        el.style.left = fit(at.x > 55 ? p.x - gap - w : p.x + gap, vw - w);
+        el.style.top = fit(at.y > 60 ? p.y + 20 - ht : p.y - 20, innerHeight - ht);
+      }
     }
 
     me() {
@@ -935,6 +1140,10 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       const writable = this.canWrite();
       this.hintEl.textContent = writable && state === 'live' && !this.room.chats.size ? t.hint : '';
       this.layer.classList.toggle('ro', !writable);
+      // Readonly users are not told about placing markers.
+      this.layer.setAttribute('aria-label', writable ? t.layer : t.layerRo);
+      if (writable) this.layer.setAttribute('aria-describedby', 'ic-desc');
+      else this.layer.removeAttribute('aria-describedby');
       for (const el of this.root.querySelectorAll('.card')) el.classList.toggle('off', state !== 'live');
       if (!writable && this.composer) this.closeComposer(false);
 
@@ -946,7 +1155,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         if (!m) {
           m = this.makeMarker(chat.id);
           this.markers.set(chat.id, m);
-          this.layer.insertBefore(m, this.draftEl);
+          this.pic.insertBefore(m, this.draftEl);
         }
         const moving = this.moving && this.moving.id === chat.id;
         if (!moving && !m.classList.contains('drag')) {
@@ -974,6 +1183,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         this.draftEl.style.top = this.draft.y + '%';
       } else this.draftEl.hidden = true;
       if (this.thread) this.renderThread();
+      this.crop();
+      this.placeCards();
 
       const count = chats.filter((c) => !c.pending).length;
       if (this.room.loaded && count !== this.count) {
@@ -998,21 +1209,35 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     /** @param {string} id */
     makeMarker(id) {
       const m = h('button', { class: 'm', type: 'button', 'data-imagechat-marker': true, 'data-chat-id': id, 'aria-haspopup': 'dialog' });
-      /** @type {{x: number, y: number, id: number} | null} */
+      /** @type {{x: number, y: number, id: number, armed: boolean} | null} */
       let down = null;
       m.addEventListener('pointerdown', (e) => {
         const chat = this.room.chats.get(id);
         if (e.button !== 0 || !chat || chat.pending || !this.mayManage(chat)) return;
-        down = { x: e.clientX, y: e.clientY, id: e.pointerId };
-        m.setPointerCapture(e.pointerId); // keep getting moves once the pointer leaves the small marker
+        const d = (down = { x: e.clientX, y: e.clientY, id: e.pointerId, armed: e.pointerType !== 'touch' });
+        if (d.armed) m.setPointerCapture(e.pointerId); // keep getting moves once the pointer leaves the small marker
+        // A finger moves a marker only after a long press: a swipe that starts on it scrolls the page.
+        else
+          setTimeout(() => {
+            if (down !== d) return;
+            d.armed = true;
+            m.classList.add('drag');
+          }, 500);
       });
+      // Once armed, the finger drags the marker instead of scrolling.
+      m.addEventListener('touchmove', (e) => down && down.armed && e.preventDefault(), { passive: false });
+      m.addEventListener('contextmenu', (e) => down && e.preventDefault());
       m.addEventListener('pointermove', (e) => {
         if (!down || down.id !== e.pointerId) return;
+        if (!down.armed) {
+          if (Math.hypot(e.clientX - down.x, e.clientY - down.y) > 8) down = null;
+          return;
+        }
         if (!m.classList.contains('drag')) {
           if (Math.hypot(e.clientX - down.x, e.clientY - down.y) < 5) return;
           m.classList.add('drag');
         }
-        const p = this.point(e);
+        const p = /** @type {{x: number, y: number}} */ (this.point(e, true));
         m.style.left = p.x + '%';
         m.style.top = p.y + '%';
       });
@@ -1024,7 +1249,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         this.suppressClick = true;
         setTimeout(() => (this.suppressClick = false), 0);
         const chat = this.room.chats.get(id);
-        if (chat && e.type === 'pointerup') this.move(chat, this.point(e));
+        if (chat && e.type === 'pointerup') this.move(chat, /** @type {{x: number, y: number}} */ (this.point(e, true)));
         else this.render(null);
       };
       m.addEventListener('pointerup', end);
@@ -1046,10 +1271,9 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       return m;
     }
 
-    /** @param {MouseEvent} e @returns {{x: number, y: number}} percent of the content box */
-    point(e) {
-      const r = this.layer.getBoundingClientRect();
-      return { x: clamp(((e.clientX - r.left) / (r.width || 1)) * 100), y: clamp(((e.clientY - r.top) / (r.height || 1)) * 100) };
+    /** Percent of the picture under a pointer, measured now. @param {MouseEvent} e @param {boolean} [loose] clamp instead of null off the picture */
+    point(e, loose) {
+      return toPct(measure(this.img), e.clientX, e.clientY, loose);
     }
 
     // ------------------------------------------------------------ input
@@ -1061,10 +1285,12 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         this.closeThread(false);
         return;
       }
-      if (!this.ready()) return;
+      // Clicks on letterbox bars (object-fit: contain) do nothing.
+      const at = this.point(e);
+      if (!at || !this.ready()) return;
       // A click elsewhere while writing moves the new marker and keeps the text.
       const ta = this.composer && this.composer.querySelector('textarea');
-      this.openComposer(this.point(e), ta ? ta.value : '');
+      this.openComposer(at, ta ? ta.value : '');
     }
 
     /** @param {KeyboardEvent} e */
@@ -1141,6 +1367,9 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     openComposer(at, text) {
       this.closeThread(false);
       this.closeComposer(false);
+      // At most one new-chat composer on the page.
+      if (composing) composing.closeComposer(false);
+      composing = this;
       const t = this.t;
       this.draft = { x: at.x, y: at.y };
       const ta = h('textarea', { 'aria-label': t.newComment, placeholder: t.placeholder, maxlength: 2000, required: true });
@@ -1151,7 +1380,6 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         h('div', { class: 'row' }, [cancel, h('button', { class: 'b p', type: 'submit', text: t.post })]),
       ]);
       form.noValidate = true;
-      this.place(form, at);
       cancel.onclick = () => this.closeComposer(true);
       ta.addEventListener('keydown', (e) => {
         if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
@@ -1169,9 +1397,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         this.create(at, text);
       };
       this.composer = form;
-      this.root.append(form);
+      this.pop(form);
       this.render(null);
-      if (innerWidth >= 768) form.scrollIntoView({ block: 'nearest', inline: 'nearest' });
       ta.focus();
     }
 
@@ -1179,20 +1406,18 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     closeComposer(refocus) {
       const had = !!this.composer || !!this.draft;
       if (this.composer) this.composer.remove();
+      if (composing === this) composing = null;
       this.composer = null;
       this.draft = null;
       if (had) this.render(null);
       if (refocus) this.layer.focus();
     }
 
-    /** Positions a card beside a point, on the side with more room. @param {HTMLElement} el @param {{x: number, y: number}} at */
-    place(el, at) {
-      const gap = `calc(var(--s) / 2 + 6px)`;
-      Object.assign(el.style, { left: '', right: '', top: '', bottom: '' });
-      if (at.x > 55) el.style.right = `calc(${100 - at.x}% + ${gap})`;
-      else el.style.left = `calc(${at.x}% + ${gap})`;
-      if (at.y > 60) el.style.bottom = `calc(${100 - at.y}% - 20px)`;
-      else el.style.top = `calc(${at.y}% - 20px)`;
+    /** Shows a card in the browser's top layer, above anything of the page. @param {HTMLElement} el */
+    pop(el) {
+      el.popover = 'manual';
+      this.root.append(el);
+      if (el.isConnected) el.showPopover();
     }
 
     /** Creates a chat, showing its marker before the server answers. @param {{x: number, y: number}} at @param {string} text */
@@ -1293,9 +1518,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         el.append(form);
       }
       this.thread = { id, el, list, head, form, items: new Map(), confirm: false };
-      this.root.append(el);
+      this.pop(el);
       this.render(null);
-      if (el.isConnected && innerWidth >= 768) el.scrollIntoView({ block: 'nearest', inline: 'nearest' });
       if (focus) {
         const target = form ? form.querySelector('textarea') : head.querySelector('button');
         if (target) target.focus();
@@ -1327,7 +1551,6 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         return;
       }
       th.el.setAttribute('aria-label', t.thread(chats.indexOf(chat) + 1));
-      this.place(th.el, chat); // follows its marker when someone moves it
       const title = h('h2', { text: t.thread(chats.indexOf(chat) + 1) + (chat.resolved ? ` · ${t.resolved}` : '') });
       /** @type {HTMLElement[]} */
       const kids = [title];
@@ -1502,16 +1725,9 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       if (!attached.has(i) && !destroyed.has(i) && i.dataset.imagechatTenant) attach(i, { tenantId: i.dataset.imagechatTenant, urlId: i.dataset.imagechatUrlId || undefined });
     }
   }
-  // Pages that add images later (single-page apps) get them attached too.
-  let pending = false;
-  new MutationObserver(() => {
-    if (pending) return;
-    pending = true;
-    requestAnimationFrame(() => {
-      pending = false;
-      autoAttach();
-    });
-  }).observe(document.documentElement, { childList: true, subtree: true, attributes: true, attributeFilter: ['data-imagechat-tenant'] });
+  // DOM and style changes anywhere may move an image (layout shifts) or add
+  // one to attach (single-page apps): look again in the next frame.
+  new MutationObserver(kick).observe(document.documentElement, { childList: true, subtree: true, attributes: true, characterData: true });
 
   /** @type {any} */ (window).ImageChat = { attach, version: '1' };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', autoAttach);

@@ -47,7 +47,8 @@ export async function startServer(opts = {}) {
   const args = ['serve', '--listen', `127.0.0.1:${port}`, '--database', `sqlite://${join(dir, 'x.db')}`, '--write-rate-per-minute', String(opts.writeRate ?? 0)];
   if (opts.adminKey) args.push('--admin-key', opts.adminKey);
   // Only while iterating by hand: the real runs test the files embedded in the binary.
-  if (process.env.WIDGET_ASSETS_FROM_DISK === '1') args.push('--assets-dir', WIDGET_DIR);
+  // WIDGET_ASSETS_DIR points at another copy (say, an older widget, to see a new test fail on it).
+  if (process.env.WIDGET_ASSETS_FROM_DISK === '1') args.push('--assets-dir', process.env.WIDGET_ASSETS_DIR || WIDGET_DIR);
   args.push(...(opts.args || []));
   /** @type {import('node:child_process').ChildProcess | null} */
   let proc = null;
@@ -115,21 +116,26 @@ export function launch() {
  * the default server, one session per site.
  */
 export async function startSite() {
-  /** @type {Map<string, string>} */
+  /** @type {Map<string, {body: string, headers: Record<string, string>}>} */
   const pages = new Map();
   const port = await freePort();
   const server = createHttpServer((req, res) => {
-    const body = pages.get((req.url || '').split('?')[0]);
-    res.writeHead(body ? 200 : 404, { 'content-type': 'text/html; charset=utf-8' });
-    res.end(body || 'not found');
+    const path = (req.url || '').split('?')[0];
+    const page = pages.get(path);
+    const type = path.endsWith('.js') ? 'text/javascript' : path.endsWith('.css') ? 'text/css' : 'text/html; charset=utf-8';
+    res.writeHead(page ? 200 : 404, { 'content-type': type, ...(page ? page.headers : {}) });
+    res.end(page ? page.body : 'not found');
   });
   await new Promise((r) => server.listen(port, '127.0.0.1', () => r(null)));
   const url = `http://localhost:${port}`;
   return {
     url,
-    /** @param {string} path @param {string} html */
-    add(path, html) {
-      pages.set(path, html);
+    /**
+     * Serves `body` at `path` (HTML, or by its extension .js / .css), with extra response headers such as a CSP.
+     * @param {string} path @param {string} body @param {Record<string, string>} [headers]
+     */
+    add(path, body, headers = {}) {
+      pages.set(path, { body, headers });
       return url + path;
     },
     close: () => new Promise((r) => server.close(() => r(null))),
