@@ -886,17 +886,20 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       this.layer.addEventListener('click', (e) => this.onLayerClick(e));
       this.layer.addEventListener('keydown', (e) => this.onLayerKey(e));
       this.root.addEventListener('keydown', (e) => this.onRootKey(/** @type {KeyboardEvent} */ (e)));
-      // The page's handlers and links never see what happens in the widget.
-      for (const type of ['click', 'auxclick', 'dblclick', 'keydown', 'keyup', 'keypress']) {
-        this.host.addEventListener(type, (e) => {
-          e.stopPropagation();
-          if (!type.endsWith('click') || e.defaultPrevented) return;
-          // An image inside <a href> must not navigate; submit buttons still submit.
-          e.preventDefault();
-          const b = /** @type {Element} */ (e.composedPath()[0]).closest('[type=submit]');
-          if (b instanceof HTMLButtonElement && b.form) b.form.requestSubmit(b);
-        });
-      }
+      // The page's handlers and links never see what happens in the widget:
+      // nothing bubbles out of it, and an image inside <a href> does not
+      // navigate (submit buttons still submit).
+      for (const type of ['click', 'auxclick', 'dblclick', 'keydown', 'keyup', 'keypress']) this.host.addEventListener(type, (e) => e.stopPropagation());
+      for (const type of ['click', 'auxclick', 'dblclick'])
+        this.root.addEventListener(
+          type,
+          (e) => {
+            e.preventDefault();
+            const b = /** @type {Element} */ (e.composedPath()[0]).closest('[type=submit]');
+            if (type === 'click' && b instanceof HTMLButtonElement && b.form) b.form.requestSubmit(b);
+          },
+          true,
+        );
 
       this.media = matchMedia('(prefers-color-scheme: dark)');
       this.onTheme = () => this.applyTheme();
@@ -1060,6 +1063,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         const w = el.offsetWidth;
         const ht = el.offsetHeight;
         const fit = (/** @type {number} */ v, /** @type {number} */ max) => Math.max(8, Math.min(v, max - 8)) + 'px';
+        // Ancestors' CSS zoom reaches the top layer too: undo it, so card px are client px.
+        el.style.zoom = String(1 / (/** @type {any} */ (this.host).currentCSSZoom || 1));
         el.style.left = fit(at.x > 55 ? p.x - gap - w : p.x + gap, vw - w);
         el.style.top = fit(at.y > 60 ? p.y + 20 - ht : p.y - 20, innerHeight - ht);
       }
