@@ -34,8 +34,8 @@ fi
 
 echo "--- size of imagechat.js"
 size=$(gzip -9 -c imagechat.js | wc -c)
-echo "imagechat.js: $(wc -c < imagechat.js) bytes, $size bytes gzipped (budget 20480)"
-[ "$size" -le 20480 ] || { echo "imagechat.js is over its 20 KB gzipped budget" >&2; exit 1; }
+echo "imagechat.js: $(wc -c < imagechat.js) bytes, $size bytes gzipped (budget 24576)"
+[ "$size" -le 24576 ] || { echo "imagechat.js is over its 24 KB gzipped budget" >&2; exit 1; }
 
 echo "--- browser tests"
 node --test --test-concurrency=1 --test-timeout=180000 tests/

@@ -182,9 +182,13 @@ test('markers keep their place when the image is resized; the layer covers exact
   await ctx.close();
 });
 
-test('axe finds no serious or critical problem with a thread open, light and dark', async () => {
-  for (const colorScheme of /** @type {const} */ (['light', 'dark'])) {
-    const ctx = await browser.newContext({ colorScheme, reducedMotion: 'reduce' });
+test('axe finds no serious or critical problem with a thread open, light, dark and in forced colors', async () => {
+  for (const [colorScheme, forcedColors] of /** @type {const} */ ([
+    ['light', 'none'],
+    ['dark', 'none'],
+    ['dark', 'active'],
+  ])) {
+    const ctx = await browser.newContext({ colorScheme, forcedColors, reducedMotion: 'reduce' });
     const page = await ctx.newPage();
     await page.goto(`${srv.url}/`);
     await page.locator('[data-imagechat-status][data-state=live]').waitFor();
@@ -199,7 +203,7 @@ test('axe finds no serious or critical problem with a thread open, light and dar
     assert.deepEqual(
       bad.map((v) => `${v.id}: ${v.help} (${JSON.stringify(v.nodes.map((n) => n.target))})`),
       [],
-      `${colorScheme} mode`,
+      `${colorScheme} mode, forced colors ${forcedColors}`,
     );
     await ctx.close();
   }

@@ -595,11 +595,11 @@ test('markup that already worked keeps working: <picture>/srcset, RTL, iframe, 4
   });
   await sleep(300);
   await assertAt(page, ids.remount, at(await box(page.locator('#remount')), 25, 75), 'remounted');
+  await page.screenshot({ path: join(shotsDir(), 'host-already-working.png'), fullPage: true });
   await page.locator('#lazy').scrollIntoViewIfNeeded();
   await until(async () => (await page.locator('#lazy').evaluate((i) => /** @type {HTMLImageElement} */ (i).complete && /** @type {HTMLImageElement} */ (i).naturalWidth > 0)), 3000);
   await sleep(100);
   await assertAt(page, ids.lazy, at(await box(page.locator('#lazy')), 25, 75), 'lazy');
-  await shot(page, 'already-working');
 
   // An iframe of the site, and a page zoomed to 400 % (320 CSS px wide).
   const inner = hostPage('framed', `<img id="img" src="${IMG()}" alt="Framed" style="display:block;width:100%">`, attachAll([['img', 'ok-frame']]));
