@@ -10,8 +10,12 @@
 //   Connection   one session + one WebSocket per (server, identity), shared by
 //                every attached image of the page; reconnects and resyncs
 //   Room         the model of one image (urlId): chats, epoch, seq
+//   geometry     where an image's picture is on screen (object-fit, transforms,
+//                zoom, scrolling), and `kick`: re-measure in the next frame
+//                after anything could have moved
 //   View         what one attached image shows: layer, markers, composer,
-//                thread, status; lives in an open shadow root
+//                thread, status; lives in an open shadow root right after the
+//                image, its cards in the browser's top layer
 //   attach()     the public entry point (global `ImageChat`)
 //
 // Invariants: the model changes only through the apply* functions; a change
@@ -746,7 +750,7 @@
   // What can move an image: scrolling anywhere, loads, DOM and style changes,
   // transitions, the window, the page URL (single-page apps). Nothing runs
   // while nothing happens.
-  for (const type of ['scroll', 'load', 'transitionrun', 'transitionend', 'animationend']) document.addEventListener(type, kick, true);
+  for (const type of ['scroll', 'load', 'transitionrun', 'transitionend', 'animationstart', 'animationend']) document.addEventListener(type, kick, true);
   addEventListener('resize', kick);
   addEventListener('popstate', kick);
   /** @type {any} */ (window).navigation?.addEventListener('currententrychange', kick);
@@ -859,8 +863,6 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       this.written = '';
       /** @type {Record<string, number> | null} */
       this.out = null;
-      /** Client px per px of the host's own coordinates (ancestor transforms, zoom). */
-      this.kh = 1;
       this.idKey = '';
       /** @type {Room} */
       this.room = /** @type {any} */ (null);
@@ -889,7 +891,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       // The page's handlers and links never see what happens in the widget:
       // nothing bubbles out of it, and an image inside <a href> does not
       // navigate (submit buttons still submit).
-      for (const type of ['click', 'auxclick', 'dblclick', 'keydown', 'keyup', 'keypress']) this.host.addEventListener(type, (e) => e.stopPropagation());
+      for (const type of ['click', 'auxclick', 'dblclick', 'keydown', 'keyup', 'keypress', 'beforeinput', 'input']) this.host.addEventListener(type, (e) => e.stopPropagation());
       for (const type of ['click', 'auxclick', 'dblclick'])
         this.root.addEventListener(
           type,
@@ -1001,7 +1003,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       const hr = host.getBoundingClientRect();
       const s = host.style;
       const px = (/** @type {string} */ v) => parseFloat(s.getPropertyValue(v)) || 0;
-      const kh = (this.kh = hr.width && px('--w') ? hr.width / px('--w') : g.k);
+      // Client px per px of the host's own coordinates (ancestor transforms, zoom).
+      const kh = hr.width && px('--w') ? hr.width / px('--w') : g.k;
       const c = clipOf(img);
       const size = Math.max(24, Number(this.opts.markerSize) || 28);
       const prev = this.out;
@@ -1016,7 +1019,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         '--s': size / kh,
       };
       const clip = [c.t - box.t, box.l + box.w - c.r, box.t + box.h - c.b, c.l - box.l].map((v) => Math.round(v / kh) + 'px').join(' ');
-      const shown = box.w > 0 && box.h > 0 && c.r > c.l && c.b > c.t;
+      const shown = box.w > 0 && box.h > 0;
       const key = [clip, shown, pic.l, pic.t, pic.w, pic.h, box.l, box.t].map((v) => (typeof v === 'number' ? v.toFixed(1) : v)).join();
       this.g = g;
       if (key === this.written && prev && Object.keys(out).every((k) => near(out[k], prev[k]))) return false;
@@ -1043,7 +1046,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       let n = 0;
       for (const [id, m] of this.markers) {
         const chat = this.room.chats.get(id);
-        m.hidden = !!g && !!chat && !toClient(g, chat).shown && ++n > 0;
+        m.hidden = !!g && !!chat && !toClient(g, chat).shown;
+        if (m.hidden) n++;
       }
       this.cropEl.textContent = n ? this.t.cropped(n) : '';
     }
@@ -1422,7 +1426,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     pop(el) {
       el.popover = 'manual';
       this.root.append(el);
-      if (el.isConnected) el.showPopover();
+      // Without popover support (older browsers) the card stays a fixed box over the page.
+      if (el.isConnected && el.showPopover) el.showPopover();
     }
 
     /** Creates a chat, showing its marker before the server answers. @param {{x: number, y: number}} at @param {string} text */

@@ -457,6 +457,7 @@ test('touch: a swipe that starts on one’s own marker scrolls the page; a long 
   await touch('touchEnd', 0, 0);
   await sleep(500);
   assert.deepEqual(patches, [], 'a swipe moves nothing');
+  assert.ok((await page.evaluate(() => scrollY)) > 50, 'the swipe scrolled the page');
   const [chat] = await stored('touch');
   assertStored(chat, 50, 50, 'the marker stayed');
   await page.evaluate(() => scrollTo(0, 0));
@@ -534,6 +535,7 @@ const guard = (e) => { if (e.target instanceof HTMLInputElement || e.target inst
 document.addEventListener('keydown', guard);
 document.addEventListener('keyup', guard);
 window.addEventListener('keypress', guard);
+document.addEventListener('input', (e) => window.__keys.push('input'));
 ${attachAll([['img', 'shortcuts']])}`,
   );
   await page.goto(href);
