@@ -679,13 +679,14 @@
   // (see `kick`) and at the moment of each click.
 
   /** @typedef {{l: number, t: number, w: number, h: number}} Rect */
-  /** @typedef {{box: Rect, pic: Rect, k: number}} Geo */
+  /** @typedef {{box: Rect, pic: Rect, k: number, seen: boolean}} Geo `seen`: not visibility: hidden (the widget inherits nothing, so it asks) */
 
   /** @param {HTMLImageElement} img @returns {Geo} */
   function measure(img) {
     const r = img.getBoundingClientRect();
     const cs = getComputedStyle(img);
     const k = r.width / img.offsetWidth || 1;
+    const seen = cs.visibility === 'visible';
     const n = (/** @type {string} */ side) => ((parseFloat(cs.getPropertyValue(`border-${side}-width`)) || 0) + (parseFloat(cs.getPropertyValue(`padding-${side}`)) || 0)) * k;
     const box = { l: r.left + n('left'), t: r.top + n('top'), w: 0, h: 0 };
     box.w = Math.max(0, r.right - n('right') - box.l);
@@ -693,14 +694,14 @@
     const fit = cs.objectFit;
     const nw = img.naturalWidth;
     const nh = img.naturalHeight;
-    if (fit === 'fill' || !nw || !nh) return { box, pic: box, k };
+    if (fit === 'fill' || !nw || !nh) return { box, pic: box, k, seen };
     const contain = Math.min(box.w / nw, box.h / nh);
     const s = fit === 'contain' ? contain : fit === 'cover' ? Math.max(box.w / nw, box.h / nh) : fit === 'none' ? k : Math.min(contain, k);
     const w = nw * s;
     const h = nh * s;
     const [px, py] = cs.objectPosition.split(' ');
     const off = (/** @type {string} */ v, /** @type {number} */ free) => (/%$/.test(v) ? (free * parseFloat(v)) / 100 : parseFloat(v) * k || 0);
-    return { box, pic: { l: box.l + off(px, box.w - w), t: box.t + off(py || '50%', box.h - h), w, h }, k };
+    return { box, pic: { l: box.l + off(px, box.w - w), t: box.t + off(py || '50%', box.h - h), w, h }, k, seen };
   }
 
   /** Percent of the picture at a client point; null off the visible picture unless `loose`. @param {Geo} g @param {number} cx @param {number} cy @param {boolean} [loose] */
@@ -1019,7 +1020,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         '--s': size / kh,
       };
       const clip = [c.t - box.t, box.l + box.w - c.r, box.t + box.h - c.b, c.l - box.l].map((v) => Math.round(v / kh) + 'px').join(' ');
-      const shown = box.w > 0 && box.h > 0;
+      const shown = box.w > 0 && box.h > 0 && g.seen;
       const key = [clip, shown, pic.l, pic.t, pic.w, pic.h, box.l, box.t].map((v) => (typeof v === 'number' ? v.toFixed(1) : v)).join();
       this.g = g;
       if (key === this.written && prev && Object.keys(out).every((k) => near(out[k], prev[k]))) return false;

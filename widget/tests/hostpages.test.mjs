@@ -258,6 +258,8 @@ test('a scrolling panel and a banner inserted above: markers follow within a fra
   await page.evaluate(() => (/** @type {HTMLElement} */ (document.getElementById('panel')).scrollTop = 100));
   await sleep(50);
   await assertAt(page, id, at(await box(page.locator('#img')), 75, 25), 'after scrolling the panel');
+  const [img, layer] = [await box(page.locator('#img')), await box(layerOf(page, 'img'))];
+  assert.deepEqual([layer.x, layer.y, layer.width, layer.height].map(Math.round), [img.x, img.y, img.width, img.height].map(Math.round), 'the layer follows the scroll');
   await page.evaluate(() => (/** @type {HTMLElement} */ (document.getElementById('panel')).scrollTop = 120));
   await sleep(50);
   const c = await postAt(page, at(await box(page.locator('#img')), 55, 35), 'scroll-panel');
@@ -312,6 +314,11 @@ ${attachAll([['img', null, {}]])}`,
   await page.goBack();
   await page.evaluate((src) => (/** @type {HTMLImageElement} */ (document.getElementById('img')).src = src), `${IMG()}?slide=2`);
   await until(async () => (await markers(page).count()) === 2, 3000);
+  // An inactive slide hidden with visibility: hidden shows no markers either.
+  await page.evaluate(() => ((/** @type {HTMLElement} */ (document.querySelector('main'))).style.visibility = 'hidden'));
+  await until(async () => !(await markers(page).first().isVisible()), 2000);
+  await page.evaluate(() => ((/** @type {HTMLElement} */ (document.querySelector('main'))).style.visibility = ''));
+  await until(async () => markers(page).first().isVisible(), 2000);
   await shot(page, 'carousel');
   await ctx.close();
 });
