@@ -762,10 +762,12 @@
   // Adopted by every shadow root (no <style> element, no style attribute: a
   // strict CSP allows both this and CSSOM property writes). The host element
   // is reset with !important, which beats any rule of the page, so nothing of
-  // the page's CSS is inherited; it takes its box from --l/--t/--w/--h.
+  // the page's CSS is inherited; it takes its box from --l/--t/--w/--h. The
+  // UI's languages run left to right on any page; users' text picks its own
+  // direction (dir=auto).
   const CSS = `
 :host{all:initial!important;position:absolute!important;display:block!important;z-index:1000!important;left:var(--l)!important;top:var(--t)!important;width:var(--w)!important;height:var(--h)!important;clip-path:var(--c)!important}
-:host>*{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,"Hiragino Sans","Noto Sans JP",sans-serif;color:var(--fg);
+:host>*{direction:ltr;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,"Hiragino Sans","Noto Sans JP",sans-serif;color:var(--fg);
 --bg:#fff;--fg:#111827;--mut:#4b5563;--line:#d1d5db;--acc:#1d4ed8;--ok:#15803d;--bad:#b91c1c;--soft:#f3f4f6;--shadow:0 8px 28px rgba(0,0,0,.22)}
 :host([data-theme=dark])>*{--bg:#1f2937;--fg:#f9fafb;--mut:#d1d5db;--line:#4b5563;--acc:#2563eb;--bad:#fca5a5;--soft:#374151;--shadow:0 8px 28px rgba(0,0,0,.6)}
 *{box-sizing:border-box}[hidden]{display:none!important}
@@ -1382,7 +1384,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       composing = this;
       const t = this.t;
       this.draft = { x: at.x, y: at.y };
-      const ta = h('textarea', { 'aria-label': t.newComment, placeholder: t.placeholder, maxlength: 2000, required: true });
+      const ta = h('textarea', { dir: 'auto', 'aria-label': t.newComment, placeholder: t.placeholder, maxlength: 2000, required: true });
       ta.value = text || '';
       const cancel = h('button', { class: 'b', type: 'button', text: t.cancel });
       const form = h('form', { class: 'card', 'data-imagechat-composer': true, 'aria-label': t.newComment }, [
@@ -1502,7 +1504,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       /** @type {HTMLFormElement | null} */
       let form = null;
       if (this.canWrite()) {
-        const ta = h('textarea', { 'aria-label': t.reply, placeholder: t.placeholderReply, maxlength: 2000 });
+        const ta = h('textarea', { dir: 'auto', 'aria-label': t.reply, placeholder: t.placeholderReply, maxlength: 2000 });
         ta.value = keepText;
         const send = h('button', { class: 'b p', type: 'submit', text: t.reply });
         form = h('form', { 'data-imagechat-composer': true, 'aria-label': t.reply }, [ta, h('div', { class: 'row' }, [send])]);
@@ -1647,7 +1649,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       delete li.dataset.sig;
       const time = h('time', { datetime: new Date(c.createdAt).toISOString(), title: new Date(c.createdAt).toLocaleString(pickLocale(this.opts.locale)), text: this.ago(c.createdAt) });
       const meta = h('div', { class: 'meta' }, [h('b', { text: this.name(c.user) }), time, c.editedAt ? h('span', { text: `(${t.edited})` }) : null]);
-      const text = h('p', { class: 'txt' });
+      const text = h('p', { class: 'txt', dir: 'auto' });
       text.textContent = c.text; // text, never HTML
       li.replaceChildren(meta, text);
       if (chat.pending || !this.mayManage(c)) return;
@@ -1669,7 +1671,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       li.append(h('div', { class: 'acts' }, [edit, del]));
       del.onclick = () => this.fillComment(li, chat, c, true);
       edit.onclick = () => {
-        const ta = h('textarea', { 'aria-label': t.edit, maxlength: 2000 });
+        const ta = h('textarea', { dir: 'auto', 'aria-label': t.edit, maxlength: 2000 });
         ta.value = c.text;
         const save = h('button', { class: 'b p', type: 'button', 'data-imagechat-action': 'save', text: t.save });
         const cancel = h('button', { class: 'b', type: 'button', text: t.cancel });

@@ -288,8 +288,7 @@ test('carousel and single-page app: a new src or page URL switches to that pictu
   const href = hostPage(
     'carousel',
     `<main style="padding:24px"><img id="img" src="${IMG()}?slide=1" alt="Slide" style="display:block;width:600px"></main>`,
-    `window.__counts = [];
-${attachAll([['img', null, {}]])}`,
+    attachAll([['img', null]]),
   );
   const slide = (/** @type {number} */ n, path = '/carousel') => `${site.url}${path}#${IMG()}?slide=${n}`;
   const second = await seed(slide(2), 30, 30, 'On the second slide');
@@ -604,7 +603,7 @@ test('markup that already worked keeps working: <picture>/srcset, RTL, iframe, 4
   });
   await sleep(300);
   await assertAt(page, ids.remount, at(await box(page.locator('#remount')), 25, 75), 'remounted');
-  await page.screenshot({ path: join(shotsDir(), 'host-already-working.png'), fullPage: true });
+  await page.screenshot({ path: join(shotsDir(), 'host-already-working.png'), fullPage: true, clip: { x: 0, y: 0, width: 900, height: 1000 } });
   await page.locator('#lazy').scrollIntoViewIfNeeded();
   await until(async () => (await page.locator('#lazy').evaluate((i) => /** @type {HTMLImageElement} */ (i).complete && /** @type {HTMLImageElement} */ (i).naturalWidth > 0)), 3000);
   await sleep(100);
