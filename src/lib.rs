@@ -16,12 +16,16 @@
 //! - [`http`]: the REST API, pages, health and metrics.
 //! - [`ws`]: the WebSocket endpoint and its framing.
 //! - [`usage`]: per-tenant metering, flushed to the store periodically.
-//! - [`app`], [`config`], [`server`]: state, settings, start-up and shutdown.
+//! - [`error`]: the one error type, with its HTTP status and close code.
+//! - [`app`]: node state and the paths every transport shares: sessions
+//!   ([`app::session`]) and writes ([`app::write`]).
+//! - [`config`], [`server`]: settings, start-up and shutdown.
 
 pub mod app;
 pub mod broker;
 pub mod config;
 pub mod domain;
+pub mod error;
 pub mod fanout;
 pub mod http;
 pub mod protocol;

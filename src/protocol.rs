@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -13,7 +14,7 @@ fn is_false(b: &bool) -> bool {
 
 /// Who wrote something. Embedded in chats and comments so a client never needs
 /// a second lookup to render an author.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct User {
     pub id: String,
     pub name: String,
@@ -23,7 +24,7 @@ pub struct User {
     pub anonymous: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Comment {
     pub id: String,
@@ -36,7 +37,7 @@ pub struct Comment {
 
 /// One marker with its conversation. Does not carry its urlId: snapshots and
 /// events name it once at the top.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Chat {
     pub id: String,
@@ -51,7 +52,7 @@ pub struct Chat {
 }
 
 /// What happened to an existing chat (`image-chat-updated`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Change {
     CommentAdded {
@@ -74,7 +75,7 @@ pub enum Change {
 }
 
 /// The three logged event kinds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum EventKind {
     NewImageChat {
@@ -92,7 +93,7 @@ pub enum EventKind {
 }
 
 /// A logged event as sent to clients and kept in the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     #[serde(flatten)]
@@ -231,31 +232,271 @@ impl ServerMessage<'_> {
     }
 }
 
+/// Every close code the server sends: RFC 6455 §7.4.1 and the contract's
+/// own (§7). `Silent` is not sent: it ends a connection without a close
+/// frame (the peer is gone or broke the framing beyond a reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCode {
+    Silent,
+    Normal,
+    GoingAway,
+    ProtocolError,
+    InvalidPayload,
+    PolicyViolation,
+    MessageTooBig,
+    InternalError,
+    TryAgainLater,
+    /// A bad or missing session at `hello`, or no `hello` in time.
+    Unauthorized,
+    /// The origin or the tenant's policy refuses the connection.
+    Forbidden,
+    /// The connection's outbound queue overflowed.
+    SlowConsumer,
+}
+
+impl From<CloseCode> for u16 {
+    fn from(c: CloseCode) -> u16 {
+        match c {
+            CloseCode::Silent => 0,
+            CloseCode::Normal => 1000,
+            CloseCode::GoingAway => 1001,
+            CloseCode::ProtocolError => 1002,
+            CloseCode::InvalidPayload => 1007,
+            CloseCode::PolicyViolation => 1008,
+            CloseCode::MessageTooBig => 1009,
+            CloseCode::InternalError => 1011,
+            CloseCode::TryAgainLater => 1013,
+            CloseCode::Unauthorized => 4401,
+            CloseCode::Forbidden => 4403,
+            CloseCode::SlowConsumer => 4408,
+        }
+    }
+}
+
 // ----------------------------------------------------------------- REST ----
 
 /// `{"error": {...}}`, the one error shape of the REST API.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody<'a> {
     pub error: ErrorDetail<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail<'a> {
+    /// Stable machine-readable code: `invalid_input`, `unauthorized`,
+    /// `forbidden`, `not_found`, `conflict`, `history_gone`,
+    /// `payload_too_large`, `request_timeout`, `rate_limited`, `internal`,
+    /// `unavailable`.
     pub code: &'a str,
     pub message: &'a str,
+    /// The request field that was refused, for `invalid_input`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'a str>,
 }
 
-#[derive(Debug, Serialize)]
+/// The signed SSO payload of protocol §3.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SsoRequest {
+    /// Base64 of the user's JSON (`id`, `username`, `avatar`?, `isModerator`?…).
+    #[serde(rename = "userDataJSONBase64")]
+    pub user_data_json_base64: String,
+    /// `hex(HMAC-SHA256(tenant secret, decimal(timestamp) + userDataJSONBase64))`.
+    pub verification_hash: String,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: f64,
+}
+
+/// `POST /api/v1/sessions`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRequest {
+    pub tenant_id: String,
+    /// Absent or `null`: an anonymous session, if the tenant allows one.
+    pub sso: Option<SsoRequest>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionAnswer<'a> {
+    /// Bearer token for REST and the WebSocket `hello`.
+    pub token: String,
+    #[schema(value_type = User)]
+    pub user: &'a User,
+    pub moderator: bool,
+    pub can_write: bool,
+    /// Milliseconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+/// `POST /api/v1/chats`: a marker and its first comment.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateChatRequest {
+    /// The image's id: 1..=1024 UTF-8 bytes, no control characters.
+    pub url_id: String,
+    /// Percent of the picture's width, 0..=100.
+    pub x: f64,
+    /// Percent of the picture's height, 0..=100.
+    pub y: f64,
+    /// 1..=2000 characters after trimming.
+    pub text: String,
+    /// Echoed in the event so the sending tab can skip it: 1..=64 of `A-Za-z0-9_-`.
+    pub broadcast_id: Option<String>,
+}
+
+/// `PATCH /api/v1/chats/{chatId}`: move (x and y together), resolve, or both.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateChatRequest {
+    pub x: Option<f64>,
+    pub y: Option<f64>,
+    pub resolved: Option<bool>,
+    pub broadcast_id: Option<String>,
+}
+
+/// A comment's text: reply or edit.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommentRequest {
+    /// 1..=2000 characters after trimming.
+    pub text: String,
+    pub broadcast_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotAnswer<'a> {
+    pub url_id: &'a str,
+    pub epoch: &'a str,
+    /// The log position this snapshot reflects (0: never written).
+    pub seq: u64,
+    /// Oldest first.
+    pub chats: Vec<Chat>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsAnswer {
+    pub url_id: String,
+    pub epoch: String,
+    /// The image's latest seq: more events exist when it is beyond the last one here.
+    pub seq: u64,
+    /// At most 1000, in seq order.
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatAnswer {
+    /// `null` only in a reply to a change that deleted it.
+    pub chat: Option<Chat>,
+    pub seq: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommentAnswer {
+    pub comment: Option<Comment>,
+    pub seq: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeqAnswer {
+    /// The image's latest seq after the change.
+    pub seq: u64,
+}
+
+/// `POST /api/v1/admin/tenants`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateTenantRequest {
+    /// Lower-case letters, digits and dashes, 1..=64.
+    pub tenant_id: String,
+    /// Allowed browser origins; absent or empty: any.
+    pub origins: Option<Vec<String>>,
+    /// `none` (default), `read` or `write`: what users without SSO may do.
+    pub anonymous: Option<String>,
+    /// Generated when absent.
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantCreated {
+    pub tenant_id: String,
+    pub secret: String,
+}
+
+/// `POST /api/v1/tenant/login`: the dashboard's sign-in.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginRequest {
+    pub tenant_id: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantAnswer {
+    pub tenant_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Empty {}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageAnswer {
+    pub tenant_id: String,
+    /// One entry per day of the range, days without activity included.
+    pub days: Vec<UsageDay>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageDay {
+    /// YYYY-MM-DD (UTC).
     pub date: String,
     pub pub_sub_message_count: u64,
     pub pub_sub_bandwidth: u64,
     pub conversation_create_count: u64,
     pub comment_create_count: u64,
     pub peak_connections: u64,
+}
+
+/// This node's open connections and subscriptions of the tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveAnswer {
+    pub connections: u64,
+    pub subscriptions: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSummary {
+    pub url_id: String,
+    pub chat_count: u64,
+    /// Milliseconds since the Unix epoch.
+    pub last_activity: i64,
+    pub seq: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImagesAnswer {
+    /// Latest activity first, at most 500.
+    pub images: Vec<ImageSummary>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// Each part is `ok` or `unavailable`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub store: &'static str,
+    pub broker: &'static str,
 }
 
 #[cfg(test)]

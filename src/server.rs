@@ -203,6 +203,7 @@ async fn presence_loop(app: Arc<App>) {
     for n in 0u64.. {
         tick.tick().await;
         app.hub.presence_tick(n % 5 == 4).await;
+        app.hub.check_quiet().await;
     }
 }
 

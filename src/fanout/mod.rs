@@ -77,6 +77,13 @@ impl Pacer {
     }
 }
 
+/// How long an image must be quiet after a write before the hub checks its
+/// log head: long enough that the write's own event has arrived.
+const QUIET: Duration = Duration::from_secs(1);
+/// Most quiet images checked against the log per tick; the rest wait for
+/// the next one.
+const QUIET_CHECKS_PER_TICK: usize = 256;
+
 /// Out-of-order events one image may hold while its gap is filled. Beyond it
 /// they are dropped and the gap fill fetches them from the store instead.
 const MAX_PENDING: usize = 4096;
@@ -131,6 +138,9 @@ pub struct Hub {
     presence_dirty: Mutex<HashSet<TopicKey>>,
     /// Topics whose count changed on some node: recount at the next tick.
     presence_recount: Mutex<HashSet<TopicKey>>,
+    /// Images written or delivered to lately, with when: once quiet for
+    /// `QUIET`, each is checked against the log once (see `Hub::committed`).
+    recent: Mutex<HashMap<TopicKey, Instant>>,
     store: Arc<dyn Store>,
     broker: Arc<dyn Broker>,
     gap_wait: Duration,
@@ -184,6 +194,7 @@ impl Hub {
             topics: Mutex::new(HashMap::new()),
             presence_dirty: Mutex::new(HashSet::new()),
             presence_recount: Mutex::new(HashSet::new()),
+            recent: Mutex::new(HashMap::new()),
             store,
             broker,
             gap_wait,
@@ -262,6 +273,51 @@ impl Hub {
         self.pump(&topic);
     }
 
+    /// Notes that a write through this node committed `seq` on an image.
+    /// Should its event never arrive (a publish lost between commit and
+    /// broker), the image's next quiet check reads it from the log; so does
+    /// an event that is the last of a burst and lost by the broker.
+    pub fn committed(&self, key: &TopicKey, _seq: u64) {
+        if lock(&self.topics).contains_key(key) {
+            self.mark_recent(key);
+        }
+    }
+
+    fn mark_recent(&self, key: &TopicKey) {
+        let mut recent = lock(&self.recent);
+        match recent.get_mut(key) {
+            Some(at) => *at = Instant::now(),
+            None => {
+                recent.insert(key.clone(), Instant::now());
+            }
+        }
+    }
+
+    /// Checks the log head of every image that has been quiet for `QUIET`
+    /// since its last write or event, and delivers what it missed.
+    pub async fn check_quiet(self: &Arc<Self>) {
+        let now = Instant::now();
+        let due: Vec<TopicKey> = {
+            let mut recent = lock(&self.recent);
+            let due: Vec<TopicKey> = recent
+                .iter()
+                .filter(|(_, &at)| now.duration_since(at) >= QUIET)
+                .map(|(k, _)| k.clone())
+                .take(QUIET_CHECKS_PER_TICK)
+                .collect();
+            for k in &due {
+                recent.remove(k);
+            }
+            due
+        };
+        for key in due {
+            let topic = lock(&self.topics).get(&key).cloned();
+            if let Some(topic) = topic {
+                Arc::clone(self).catch_up(topic).await;
+            }
+        }
+    }
+
     /// Takes one event from the broker.
     pub fn on_event(self: &Arc<Self>, key: TopicKey, seq: u64, body: Bytes) {
         let Some(topic) = lock(&self.topics).get(&key).cloned() else {
@@ -296,6 +352,7 @@ impl Hub {
             return; // a duplicate, or already covered by a snapshot or gap fill
         }
         if seq == st.delivered + 1 {
+            self.mark_recent(&topic.key);
             self.deliver(topic, st, body);
             st.delivered = seq;
             while let Some(next) = st.pending.remove(&(st.delivered + 1)) {
@@ -505,6 +562,7 @@ impl Hub {
                 topics.remove(&topic.key);
             }
         }
+        lock(&self.recent).remove(&topic.key);
         if was_ready {
             if let Err(e) = self.broker.unsubscribe(&topic.key).await {
                 tracing::warn!(error = %e, "broker unsubscribe failed");

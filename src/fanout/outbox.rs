@@ -21,12 +21,10 @@ use bytes::{Buf, BufMut, Bytes};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
+use crate::protocol::CloseCode;
 use crate::usage::TenantLive;
 use crate::ws::frame::{self, OP_PING, OP_PONG, OP_TEXT};
 
-pub const CLOSE_SLOW_CONSUMER: u16 = 4408;
-/// Close code meaning "the peer is gone, send nothing".
-pub const CLOSE_SILENT: u16 = 0;
 /// Frames handed to one vectored write.
 const WRITE_SLICES: usize = 64;
 
@@ -82,8 +80,8 @@ impl Frame {
         Frame::unmetered(frame::encode(op, p.len(), |b| b.put_slice(p)))
     }
 
-    fn close(code: u16, reason: &str) -> Frame {
-        Frame::unmetered(frame::encode_close(code, reason))
+    fn close(code: CloseCode, reason: &str) -> Frame {
+        Frame::unmetered(frame::encode_close(code.into(), reason))
     }
 
     fn unmetered(bytes: Vec<u8>) -> Frame {
@@ -103,7 +101,7 @@ struct State {
     front_started: bool,
     /// Set once: nothing more is accepted; the writer sends what is queued
     /// (the close frame last) and stops.
-    close: Option<(u16, &'static str)>,
+    close: Option<(CloseCode, &'static str)>,
     /// `Some` while pushes may write to the socket themselves.
     socket: Option<Socket>,
 }
@@ -116,7 +114,7 @@ pub enum Step {
     /// The socket is full: wait until it is writable.
     Blocked,
     /// Everything is written and the connection is closing with this code.
-    Done(u16),
+    Done(CloseCode),
     /// The socket failed.
     Failed,
 }
@@ -125,7 +123,7 @@ pub enum Step {
 #[derive(Debug, Default)]
 pub struct Drained {
     pub frames: VecDeque<Bytes>,
-    pub close: Option<(u16, &'static str)>,
+    pub close: Option<(CloseCode, &'static str)>,
 }
 
 #[derive(Debug)]
@@ -188,7 +186,7 @@ impl Outbox {
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(_) => {
-                            s.close = Some((CLOSE_SILENT, ""));
+                            s.close = Some((CloseCode::Silent, ""));
                             s.socket = None;
                             return (false, true);
                         }
@@ -198,8 +196,8 @@ impl Outbox {
                 let started = s.front_started.then(|| s.queue.pop_front()).flatten();
                 s.queue = started.into_iter().collect();
                 s.queue
-                    .push_back(Frame::close(CLOSE_SLOW_CONSUMER, "slow consumer").bytes);
-                s.close = Some((CLOSE_SLOW_CONSUMER, "slow consumer"));
+                    .push_back(Frame::close(CloseCode::SlowConsumer, "slow consumer").bytes);
+                s.close = Some((CloseCode::SlowConsumer, "slow consumer"));
                 return (false, true);
             }
             s.queue.push_back(frame.bytes.clone());
@@ -225,15 +223,15 @@ impl Outbox {
     }
 
     /// Asks the writer to send what is queued, then a close frame, and stop;
-    /// the first reason wins. `CLOSE_SILENT` drops the queue and sends
+    /// the first reason wins. `CloseCode::Silent` drops the queue and sends
     /// nothing.
-    pub fn close(&self, code: u16, reason: &'static str) {
+    pub fn close(&self, code: CloseCode, reason: &'static str) {
         self.with(|s| {
             if s.close.is_some() {
                 return;
             }
             s.close = Some((code, reason));
-            if code == CLOSE_SILENT {
+            if code == CloseCode::Silent {
                 s.queue.clear();
                 s.socket = None;
             } else {
@@ -274,7 +272,7 @@ impl Outbox {
                 Err(_) => {
                     s.queue.clear();
                     s.socket = None;
-                    s.close.get_or_insert((CLOSE_SILENT, ""));
+                    s.close.get_or_insert((CloseCode::Silent, ""));
                     Step::Failed
                 }
             }
@@ -291,7 +289,7 @@ impl Outbox {
         self.with(|s| {
             s.queue.clear();
             s.socket = None;
-            s.close.get_or_insert((CLOSE_SILENT, ""));
+            s.close.get_or_insert((CloseCode::Silent, ""));
         });
     }
 
@@ -358,8 +356,11 @@ mod tests {
         assert!(!o.push(b"3"));
         o.ready().await;
         let d = o.take();
-        assert_eq!(frames(&d), vec![Frame::close(4408, "slow consumer").bytes]);
-        assert_eq!(d.close, Some((CLOSE_SLOW_CONSUMER, "slow consumer")));
+        assert_eq!(
+            frames(&d),
+            vec![Frame::close(CloseCode::SlowConsumer, "slow consumer").bytes]
+        );
+        assert_eq!(d.close, Some((CloseCode::SlowConsumer, "slow consumer")));
         assert!(!o.push(b"4"));
     }
 
@@ -370,7 +371,7 @@ mod tests {
             o.push(m.as_bytes());
         }
         o.ping();
-        o.close(1000, "bye");
+        o.close(CloseCode::Normal, "bye");
         assert!(!o.push(b"late"));
         o.ready().await;
         let d = o.take();
@@ -381,7 +382,7 @@ mod tests {
                 Frame::message(b"b").bytes,
                 Frame::message(b"c").bytes,
                 Frame::control(OP_PING, b"").bytes,
-                Frame::close(1000, "bye").bytes,
+                Frame::close(CloseCode::Normal, "bye").bytes,
             ]
         );
     }
@@ -413,7 +414,7 @@ mod tests {
             assert!(o.push(&big));
             pushed += 1;
         }
-        o.close(1000, "");
+        o.close(CloseCode::Normal, "");
         let reader = tokio::spawn(async move {
             let mut all = Vec::new();
             client.read_to_end(&mut all).await.unwrap();
@@ -427,7 +428,7 @@ mod tests {
                     s.writable().await.unwrap();
                 }
                 Step::Done(code) => {
-                    assert_eq!(code, 1000);
+                    assert_eq!(code, CloseCode::Normal);
                     break;
                 }
                 Step::Failed => panic!("the socket failed"),
@@ -436,7 +437,7 @@ mod tests {
         drop(o);
         let all = reader.await.unwrap();
         let one = Frame::message(&big).bytes;
-        let close = Frame::close(1000, "").bytes;
+        let close = Frame::close(CloseCode::Normal, "").bytes;
         assert_eq!(all.len(), pushed * one.len() + close.len());
         for i in 0..pushed {
             assert_eq!(&all[i * one.len()..(i + 1) * one.len()], &one[..]);

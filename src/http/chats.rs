@@ -1,79 +1,189 @@
 //! The chat calls of the REST API: snapshot, the six mutations and the event
-//! log. Each mutation is validated, authorized and stored before it is
-//! published.
+//! log. Mutations go through the one write path ([`write::commit`]).
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Extension;
-use serde_json::json;
 
-use super::{
-    authenticate, authenticate_writer, broadcast_id, json_object, json_response, AppError, Authed,
-    CorsGrant, Fields, QueryMap,
+use super::extract::{
+    broadcast_id, required, Fields, FromJson, FromQuery, Ids, Json, Params, QueryMap, Reader,
+    Writer,
 };
-use crate::app::App;
+use super::openapi::{EventsErrors, ReadErrors, WriteErrors};
+use super::{json, json_response, AppError};
+use crate::app::session::Session;
+use crate::app::{write, App};
 use crate::domain::chat::Authority;
 use crate::domain::{validate, Mutation};
+use crate::protocol::{
+    ChatAnswer, CommentAnswer, CommentRequest, CreateChatRequest, EventsAnswer, SeqAnswer,
+    SnapshotAnswer, UpdateChatRequest,
+};
 use crate::store::Committed;
 
 /// Most events one `GET /api/v1/events` returns.
 const EVENTS_PAGE: u32 = 1000;
 
-fn query(q: Result<Query<QueryMap>, QueryRejection>) -> Result<QueryMap, AppError> {
-    q.map(|Query(m)| m)
-        .map_err(|_| AppError::invalid(None, "the query string is malformed"))
+/// `?urlId=`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ImageQuery {
+    /// The image's id.
+    #[param(rename = "urlId")]
+    url_id: String,
 }
 
-fn url_id_param(q: &QueryMap) -> Result<&str, AppError> {
-    let u = q
-        .get("urlId")
-        .ok_or_else(|| AppError::invalid(Some("urlId"), "urlId is required"))?;
-    validate::url_id(u)?;
-    Ok(u)
+pub struct UrlId(pub String);
+
+impl FromQuery for UrlId {
+    fn from_query(q: &QueryMap) -> Result<Self, AppError> {
+        let u = required(q, "urlId")?;
+        validate::url_id(u)?;
+        Ok(UrlId(u.to_owned()))
+    }
 }
 
+/// `?urlId=&epoch=&since=`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct EventsQuery {
+    #[param(rename = "urlId")]
+    url_id: String,
+    /// The epoch of the snapshot or subscription the position comes from.
+    epoch: String,
+    /// Events after this seq are returned.
+    #[param(minimum = 0)]
+    since: u64,
+}
+
+pub struct Position {
+    url_id: String,
+    epoch: String,
+    since: u64,
+}
+
+impl FromQuery for Position {
+    fn from_query(q: &QueryMap) -> Result<Self, AppError> {
+        let UrlId(url_id) = UrlId::from_query(q)?;
+        let epoch = required(q, "epoch")?.to_owned();
+        let since = required(q, "since")?.parse().map_err(|_| {
+            AppError::invalid(Some("since"), "since must be a non-negative integer")
+        })?;
+        Ok(Position {
+            url_id,
+            epoch,
+            since,
+        })
+    }
+}
+
+/// `?broadcastId=` of a DELETE.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct DeleteQuery {
+    #[param(rename = "broadcastId")]
+    broadcast_id: Option<String>,
+}
+
+pub struct BroadcastId(pub Option<String>);
+
+impl FromQuery for BroadcastId {
+    fn from_query(q: &QueryMap) -> Result<Self, AppError> {
+        broadcast_id(q.get("broadcastId").cloned()).map(BroadcastId)
+    }
+}
+
+impl FromJson for CreateChatRequest {
+    fn from_json(f: &Fields<'_>) -> Result<Self, AppError> {
+        let url_id = f.str("urlId")?;
+        validate::url_id(&url_id)?;
+        Ok(CreateChatRequest {
+            url_id,
+            x: f.coordinate("x")?,
+            y: f.coordinate("y")?,
+            text: validate::text("text", &f.str("text")?)?,
+            broadcast_id: f.broadcast_id()?,
+        })
+    }
+}
+
+impl FromJson for UpdateChatRequest {
+    fn from_json(f: &Fields<'_>) -> Result<Self, AppError> {
+        let (x, y) = match (f.has("x"), f.has("y")) {
+            (false, false) => (None, None),
+            (true, false) => {
+                return Err(AppError::invalid(Some("y"), "x and y are given together"))
+            }
+            (false, true) => {
+                return Err(AppError::invalid(Some("x"), "x and y are given together"))
+            }
+            (true, true) => (Some(f.coordinate("x")?), Some(f.coordinate("y")?)),
+        };
+        let resolved = f.opt_bool("resolved")?;
+        if x.is_none() && resolved.is_none() {
+            return Err(AppError::invalid(None, "give x and y, resolved, or both"));
+        }
+        Ok(UpdateChatRequest {
+            x,
+            y,
+            resolved,
+            broadcast_id: f.broadcast_id()?,
+        })
+    }
+}
+
+impl FromJson for CommentRequest {
+    fn from_json(f: &Fields<'_>) -> Result<Self, AppError> {
+        Ok(CommentRequest {
+            text: validate::text("text", &f.str("text")?)?,
+            broadcast_id: f.broadcast_id()?,
+        })
+    }
+}
+
+/// The image's chats and the log position they reflect.
+#[utoipa::path(get, path = "/api/v1/chats", tag = "chats", params(ImageQuery),
+    security(("session" = [])),
+    responses((status = 200, body = SnapshotAnswer), ReadErrors))]
 pub async fn snapshot(
     State(app): State<Arc<App>>,
-    Extension(grant): Extension<CorsGrant>,
-    headers: HeaderMap,
-    q: Result<Query<QueryMap>, QueryRejection>,
+    Reader(s): Reader,
+    Params(UrlId(url_id)): Params<UrlId>,
 ) -> Result<Response, AppError> {
-    let a = authenticate(&app, &headers, &grant).await?;
-    let q = query(q)?;
-    let url_id = url_id_param(&q)?;
-    let (seq, chats) = app.store.snapshot(&a.tenant.id, url_id).await?;
-    let body = json!({"urlId": url_id, "epoch": app.store.epoch(), "seq": seq, "chats": chats});
-    Ok(json_response(StatusCode::OK, body.to_string()))
+    let (seq, chats) = app.store.snapshot(&s.tenant.id, &url_id).await?;
+    let epoch = app.store.epoch();
+    Ok(json(
+        StatusCode::OK,
+        &SnapshotAnswer {
+            url_id: &url_id,
+            epoch,
+            seq,
+            chats,
+        },
+    ))
 }
 
+/// The logged events after a position, at most 1000.
+#[utoipa::path(get, path = "/api/v1/events", tag = "chats", params(EventsQuery),
+    security(("session" = [])),
+    responses((status = 200, body = EventsAnswer), EventsErrors))]
 pub async fn events(
     State(app): State<Arc<App>>,
-    Extension(grant): Extension<CorsGrant>,
-    headers: HeaderMap,
-    q: Result<Query<QueryMap>, QueryRejection>,
+    Reader(s): Reader,
+    Params(p): Params<Position>,
 ) -> Result<Response, AppError> {
-    let a = authenticate(&app, &headers, &grant).await?;
-    let q = query(q)?;
-    let url_id = url_id_param(&q)?;
-    let epoch = q
-        .get("epoch")
-        .ok_or_else(|| AppError::invalid(Some("epoch"), "epoch is required"))?;
-    let since: u64 = q
-        .get("since")
-        .ok_or_else(|| AppError::invalid(Some("since"), "since is required"))?
-        .parse()
-        .map_err(|_| AppError::invalid(Some("since"), "since must be a non-negative integer"))?;
-    if epoch != app.store.epoch() {
+    let (tenant, url_id, since) = (&s.tenant.id, &p.url_id, p.since);
+    if p.epoch != app.store.epoch() {
         return Err(AppError::HistoryGone(
             "that epoch is over: reload the snapshot",
         ));
     }
-    let latest = app.store.latest_seq(&a.tenant.id, url_id).await?;
+    let latest = app.store.latest_seq(tenant, url_id).await?;
     if since > latest {
         return Err(AppError::HistoryGone(
             "that position is beyond the log: reload the snapshot",
@@ -81,7 +191,7 @@ pub async fn events(
     }
     let events = app
         .store
-        .events_since(&a.tenant.id, url_id, since, EVENTS_PAGE)
+        .events_since(tenant, url_id, since, EVENTS_PAGE)
         .await?;
     if since < latest && events.first().is_none_or(|e| e.seq != since + 1) {
         return Err(AppError::HistoryGone(
@@ -89,7 +199,7 @@ pub async fn events(
         ));
     }
     // The stored events are already the exact JSON: splice, don't re-encode.
-    let head = json!({"urlId": url_id, "epoch": epoch, "seq": latest}).to_string();
+    let head = serde_json::json!({"urlId": url_id, "epoch": p.epoch, "seq": latest}).to_string();
     let mut body = String::with_capacity(
         head.len() + events.iter().map(|e| e.body.len() + 1).sum::<usize>() + 16,
     );
@@ -105,185 +215,149 @@ pub async fn events(
     Ok(json_response(StatusCode::OK, body))
 }
 
-/// Stores, publishes and meters one mutation.
+/// Stores and publishes one user's mutation.
 async fn commit(
-    app: &App,
-    a: &Authed,
+    app: &Arc<App>,
+    s: Session,
     m: Mutation,
     bid: Option<String>,
 ) -> Result<Committed, AppError> {
-    let c = app
-        .store
-        .apply(
-            &a.tenant.id,
-            &m,
-            &Authority::User(a.actor.clone()),
-            bid.as_deref(),
-        )
-        .await
-        .inspect_err(|e| {
-            if matches!(e, crate::store::StoreError::Unavailable(_)) {
-                app.metrics.store_error();
-            }
-        })?;
-    app.publish(&a.tenant.id, &c).await;
-    let live = app.usage.tenant(&a.tenant.id);
-    match m {
-        Mutation::CreateChat { .. } => live.created(1, 1),
-        Mutation::AddComment { .. } => live.created(0, 1),
-        _ => {}
-    }
-    Ok(c)
+    write::commit(app, &s.tenant.id, m, Authority::User(s.actor), bid).await
 }
 
+/// Creates a chat: a marker and its first comment.
+#[utoipa::path(post, path = "/api/v1/chats", tag = "chats", request_body = CreateChatRequest,
+    security(("session" = [])),
+    responses((status = 201, body = ChatAnswer), WriteErrors))]
 pub async fn create(
     State(app): State<Arc<App>>,
-    Extension(grant): Extension<CorsGrant>,
-    headers: HeaderMap,
-    body: Body,
+    Writer(s): Writer,
+    Json(r): Json<CreateChatRequest>,
 ) -> Result<Response, AppError> {
-    let a = authenticate_writer(&app, &headers, &grant).await?;
-    let obj = json_object(&headers, body).await?;
-    let f = Fields(&obj);
-    let url_id = f.str("urlId")?;
-    validate::url_id(url_id)?;
-    let x = f.coordinate("x")?;
-    let y = f.coordinate("y")?;
-    let text = validate::text("text", f.str("text")?)?;
-    let bid = f.broadcast_id()?;
     let m = Mutation::CreateChat {
-        url_id: url_id.to_owned(),
-        x,
-        y,
-        text,
+        url_id: r.url_id,
+        x: r.x,
+        y: r.y,
+        text: r.text,
     };
-    let c = commit(&app, &a, m, bid).await?;
-    Ok(json_response(
+    let c = commit(&app, s, m, r.broadcast_id).await?;
+    Ok(json(
         StatusCode::CREATED,
-        json!({"chat": c.chat, "seq": c.seq}).to_string(),
+        &ChatAnswer {
+            chat: c.chat,
+            seq: c.seq,
+        },
     ))
 }
 
+/// Moves a chat, resolves or reopens it.
+#[utoipa::path(patch, path = "/api/v1/chats/{chatId}", tag = "chats",
+    params(("chatId" = String, Path)), request_body = UpdateChatRequest,
+    security(("session" = [])),
+    responses((status = 200, body = ChatAnswer), WriteErrors))]
 pub async fn update(
     State(app): State<Arc<App>>,
-    Extension(grant): Extension<CorsGrant>,
-    headers: HeaderMap,
-    Path(chat_id): Path<String>,
-    body: Body,
+    Writer(s): Writer,
+    Ids(chat_id): Ids<String>,
+    Json(r): Json<UpdateChatRequest>,
 ) -> Result<Response, AppError> {
-    let a = authenticate_writer(&app, &headers, &grant).await?;
-    let obj = json_object(&headers, body).await?;
-    let f = Fields(&obj);
-    let position = match (f.has("x"), f.has("y")) {
-        (false, false) => None,
-        (true, false) => return Err(AppError::invalid(Some("y"), "x and y are given together")),
-        (false, true) => return Err(AppError::invalid(Some("x"), "x and y are given together")),
-        (true, true) => Some((f.coordinate("x")?, f.coordinate("y")?)),
+    let position = r.x.zip(r.y);
+    let m = Mutation::UpdateChat {
+        chat_id,
+        position,
+        resolved: r.resolved,
     };
-    let resolved = f.opt_bool("resolved")?;
-    if position.is_none() && resolved.is_none() {
-        return Err(AppError::invalid(None, "give x and y, resolved, or both"));
-    }
-    let bid = f.broadcast_id()?;
-    let c = commit(
-        &app,
-        &a,
-        Mutation::UpdateChat {
-            chat_id,
-            position,
-            resolved,
-        },
-        bid,
-    )
-    .await?;
-    Ok(json_response(
+    let c = commit(&app, s, m, r.broadcast_id).await?;
+    Ok(json(
         StatusCode::OK,
-        json!({"chat": c.chat, "seq": c.seq}).to_string(),
+        &ChatAnswer {
+            chat: c.chat,
+            seq: c.seq,
+        },
     ))
 }
 
+/// Deletes a chat with its comments.
+#[utoipa::path(delete, path = "/api/v1/chats/{chatId}", tag = "chats",
+    params(("chatId" = String, Path), DeleteQuery),
+    security(("session" = [])),
+    responses((status = 200, body = SeqAnswer), WriteErrors))]
 pub async fn remove(
     State(app): State<Arc<App>>,
-    Extension(grant): Extension<CorsGrant>,
-    headers: HeaderMap,
-    Path(chat_id): Path<String>,
-    q: Result<Query<QueryMap>, QueryRejection>,
+    Writer(s): Writer,
+    Ids(chat_id): Ids<String>,
+    Params(BroadcastId(bid)): Params<BroadcastId>,
 ) -> Result<Response, AppError> {
-    let a = authenticate_writer(&app, &headers, &grant).await?;
-    let q = query(q)?;
-    let bid = broadcast_id(q.get("broadcastId").map(String::as_str))?;
-    let c = commit(&app, &a, Mutation::DeleteChat { chat_id }, bid).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        json!({"seq": c.seq}).to_string(),
-    ))
+    let c = commit(&app, s, Mutation::DeleteChat { chat_id }, bid).await?;
+    Ok(json(StatusCode::OK, &SeqAnswer { seq: c.seq }))
 }
 
+/// Replies in a chat.
+#[utoipa::path(post, path = "/api/v1/chats/{chatId}/comments", tag = "chats",
+    params(("chatId" = String, Path)), request_body = CommentRequest,
+    security(("session" = [])),
+    responses((status = 201, body = CommentAnswer), WriteErrors))]
 pub async fn add_comment(
     State(app): State<Arc<App>>,
-    Extension(grant): Extension<CorsGrant>,
-    headers: HeaderMap,
-    Path(chat_id): Path<String>,
-    body: Body,
+    Writer(s): Writer,
+    Ids(chat_id): Ids<String>,
+    Json(r): Json<CommentRequest>,
 ) -> Result<Response, AppError> {
-    let a = authenticate_writer(&app, &headers, &grant).await?;
-    let obj = json_object(&headers, body).await?;
-    let f = Fields(&obj);
-    let text = validate::text("text", f.str("text")?)?;
-    let bid = f.broadcast_id()?;
-    let c = commit(&app, &a, Mutation::AddComment { chat_id, text }, bid).await?;
-    Ok(json_response(
+    let m = Mutation::AddComment {
+        chat_id,
+        text: r.text,
+    };
+    let c = commit(&app, s, m, r.broadcast_id).await?;
+    Ok(json(
         StatusCode::CREATED,
-        json!({"comment": c.comment, "seq": c.seq}).to_string(),
+        &CommentAnswer {
+            comment: c.comment,
+            seq: c.seq,
+        },
     ))
 }
 
+/// Edits a comment's text.
+#[utoipa::path(patch, path = "/api/v1/chats/{chatId}/comments/{commentId}", tag = "chats",
+    params(("chatId" = String, Path), ("commentId" = String, Path)),
+    request_body = CommentRequest, security(("session" = [])),
+    responses((status = 200, body = CommentAnswer), WriteErrors))]
 pub async fn edit_comment(
     State(app): State<Arc<App>>,
-    Extension(grant): Extension<CorsGrant>,
-    headers: HeaderMap,
-    Path((chat_id, comment_id)): Path<(String, String)>,
-    body: Body,
+    Writer(s): Writer,
+    Ids((chat_id, comment_id)): Ids<(String, String)>,
+    Json(r): Json<CommentRequest>,
 ) -> Result<Response, AppError> {
-    let a = authenticate_writer(&app, &headers, &grant).await?;
-    let obj = json_object(&headers, body).await?;
-    let f = Fields(&obj);
-    let text = validate::text("text", f.str("text")?)?;
-    let bid = f.broadcast_id()?;
     let m = Mutation::EditComment {
         chat_id,
         comment_id,
-        text,
+        text: r.text,
     };
-    let c = commit(&app, &a, m, bid).await?;
-    Ok(json_response(
+    let c = commit(&app, s, m, r.broadcast_id).await?;
+    Ok(json(
         StatusCode::OK,
-        json!({"comment": c.comment, "seq": c.seq}).to_string(),
+        &CommentAnswer {
+            comment: c.comment,
+            seq: c.seq,
+        },
     ))
 }
 
+/// Deletes a comment (the chat too when it was the last).
+#[utoipa::path(delete, path = "/api/v1/chats/{chatId}/comments/{commentId}", tag = "chats",
+    params(("chatId" = String, Path), ("commentId" = String, Path), DeleteQuery),
+    security(("session" = [])),
+    responses((status = 200, body = SeqAnswer), WriteErrors))]
 pub async fn delete_comment(
     State(app): State<Arc<App>>,
-    Extension(grant): Extension<CorsGrant>,
-    headers: HeaderMap,
-    Path((chat_id, comment_id)): Path<(String, String)>,
-    q: Result<Query<QueryMap>, QueryRejection>,
+    Writer(s): Writer,
+    Ids((chat_id, comment_id)): Ids<(String, String)>,
+    Params(BroadcastId(bid)): Params<BroadcastId>,
 ) -> Result<Response, AppError> {
-    let a = authenticate_writer(&app, &headers, &grant).await?;
-    let q = query(q)?;
-    let bid = broadcast_id(q.get("broadcastId").map(String::as_str))?;
-    let c = commit(
-        &app,
-        &a,
-        Mutation::DeleteComment {
-            chat_id,
-            comment_id,
-        },
-        bid,
-    )
-    .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        json!({"seq": c.seq}).to_string(),
-    ))
+    let m = Mutation::DeleteComment {
+        chat_id,
+        comment_id,
+    };
+    let c = commit(&app, s, m, bid).await?;
+    Ok(json(StatusCode::OK, &SeqAnswer { seq: c.seq }))
 }

@@ -1,70 +1,72 @@
-//! The REST API, pages and health/metrics endpoints, as one axum `Router`.
+//! The REST API, pages and health/metrics endpoints, as one axum `Router`
+//! whose OpenAPI document is built with it (`GET /api/v1/openapi.json`).
 //!
-//! Request checks follow the contract's order: token (401), origin (403),
-//! tenant policy (403), write rate (429), body size (413), body and parameters
-//! (400), existence (404), ownership (403). Handlers parse bodies themselves so
-//! that order holds.
+//! Request checks follow the contract's order, by construction: see
+//! [`extract`]. Errors are [`AppError`]s, answered in one JSON shape.
 
 pub mod chats;
 pub mod error;
+pub mod extract;
+pub mod openapi;
 pub mod pages;
 pub mod sessions;
 pub mod tenant;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
 use axum::Router;
-use serde_json::{Map, Value};
+use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::App;
-use crate::domain::{now_ms, validate, Actor, Tenant};
+use crate::protocol::{Health, Readiness};
 pub use error::AppError;
+pub use extract::{BODY_TIMEOUT, MAX_BODY};
 
-/// Largest accepted request body.
-pub const MAX_BODY: usize = 64 * 1024;
+/// Every route with its OpenAPI entry, and the document they make.
+pub fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(sessions::create))
+        .routes(routes!(chats::snapshot, chats::create))
+        .routes(routes!(chats::update, chats::remove))
+        .routes(routes!(chats::add_comment))
+        .routes(routes!(chats::edit_comment, chats::delete_comment))
+        .routes(routes!(chats::events))
+        .routes(routes!(crate::ws::upgrade))
+        .routes(routes!(tenant::create_tenant))
+        .routes(routes!(tenant::login))
+        .routes(routes!(tenant::logout))
+        .routes(routes!(tenant::me))
+        .routes(routes!(tenant::usage))
+        .routes(routes!(tenant::live))
+        .routes(routes!(tenant::images))
+        .routes(routes!(tenant::chats))
+        .routes(routes!(tenant::delete_chat))
+        .routes(routes!(openapi_json))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(pages::index))
+        .routes(routes!(pages::admin))
+        .routes(routes!(pages::widget))
+        .routes(routes!(pages::asset))
+        .split_for_parts()
+}
+
+/// The OpenAPI document, serialized once.
+static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/api/v1/sessions", post(sessions::create))
-        .route("/api/v1/chats", get(chats::snapshot).post(chats::create))
-        .route(
-            "/api/v1/chats/{chat_id}",
-            patch(chats::update).delete(chats::remove),
-        )
-        .route("/api/v1/chats/{chat_id}/comments", post(chats::add_comment))
-        .route(
-            "/api/v1/chats/{chat_id}/comments/{comment_id}",
-            patch(chats::edit_comment).delete(chats::delete_comment),
-        )
-        .route("/api/v1/events", get(chats::events))
-        .route("/api/v1/ws", get(crate::ws::upgrade))
-        .route("/api/v1/admin/tenants", post(tenant::create_tenant))
-        .route("/api/v1/tenant/login", post(tenant::login))
-        .route("/api/v1/tenant/logout", post(tenant::logout))
-        .route("/api/v1/tenant/me", get(tenant::me))
-        .route("/api/v1/tenant/usage", get(tenant::usage))
-        .route("/api/v1/tenant/live", get(tenant::live))
-        .route("/api/v1/tenant/images", get(tenant::images))
-        .route("/api/v1/tenant/chats", get(tenant::chats))
-        .route(
-            "/api/v1/tenant/chats/{chat_id}",
-            delete(tenant::delete_chat),
-        )
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/", get(pages::index))
-        .route("/admin", get(pages::admin))
-        .route("/imagechat.js", get(pages::widget))
-        .route("/static/{name}", get(pages::asset))
+    let (router, doc) = routes();
+    DOCUMENT.get_or_init(|| doc.to_json().unwrap_or_default());
+    router
         .fallback(|| async { AppError::NotFound("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
@@ -139,173 +141,18 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
     res
 }
 
-/// A request made with a valid session token, from an allowed origin, by a
-/// user the tenant lets read.
-pub struct Authed {
-    pub actor: Actor,
-    pub tenant: Arc<Tenant>,
-}
-
-pub async fn authenticate(
-    app: &App,
-    headers: &HeaderMap,
-    grant: &CorsGrant,
-) -> Result<Authed, AppError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(AppError::Unauthorized("a session token is required"))?;
-    let actor = app
-        .token_key()
-        .verify(token.trim(), now_ms())
-        .ok_or(AppError::Unauthorized(
-            "the session token is invalid or expired",
-        ))?;
-    let tenant = app
-        .tenant(&actor.tenant_id)
-        .await?
-        .ok_or(AppError::Unauthorized("the session's tenant is unknown"))?;
-    check_origin(&tenant, headers, grant)?;
-    if !actor.can_read(&tenant) {
-        return Err(AppError::Forbidden(
-            "this tenant does not allow anonymous users",
-        ));
-    }
-    Ok(Authed { actor, tenant })
-}
-
-/// `authenticate`, then write permission and the write rate: the start of
-/// every mutation.
-pub async fn authenticate_writer(
-    app: &App,
-    headers: &HeaderMap,
-    grant: &CorsGrant,
-) -> Result<Authed, AppError> {
-    let a = authenticate(app, headers, grant).await?;
-    a.may_write(app).await?;
-    Ok(a)
-}
-
-pub fn check_origin(
-    tenant: &Tenant,
-    headers: &HeaderMap,
-    grant: &CorsGrant,
-) -> Result<(), AppError> {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if !tenant.allows_origin(origin) {
-        return Err(AppError::Forbidden("this origin may not use this tenant"));
-    }
-    grant.allow();
-    Ok(())
-}
-
-impl Authed {
-    /// Write permission, then the write rate. Every mutation request that
-    /// gets this far counts against the rate, accepted or not. The bucket is
-    /// shared by all nodes when the broker keeps one; if the broker cannot
-    /// answer, this node's own bucket decides.
-    pub async fn may_write(&self, app: &App) -> Result<(), AppError> {
-        if !self.actor.can_write(&self.tenant) {
-            return Err(AppError::Forbidden(
-                "this tenant lets anonymous users read only",
-            ));
-        }
-        let (per_minute, burst) = (app.config.write_rate_per_minute, app.config.write_burst);
-        if per_minute == 0 {
-            return Ok(());
-        }
-        let key = format!("{}\n{}", self.tenant.id, self.actor.user.id);
-        let verdict = match app.broker.take_write(&key, per_minute, burst).await {
-            Ok(Some(v)) => v,
-            Ok(None) => app.limiter.check(&key),
-            Err(e) => {
-                app.metrics
-                    .broker_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(error = %e, "shared rate limit unavailable; using this node's");
-                app.limiter.check(&key)
-            }
-        };
-        verdict.map_err(|retry_after| AppError::RateLimited { retry_after })
-    }
-}
-
-/// Reads a JSON object body of at most `MAX_BODY` bytes.
-pub async fn json_object(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, AppError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(AppError::TooLarge);
-    }
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| AppError::TooLarge)?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(AppError::invalid(None, "the body must be a JSON object")),
-        Err(_) => Err(AppError::invalid(None, "the body is not valid JSON")),
-    }
-}
-
-/// Typed access to body fields with errors that name the field. `null`
-/// counts as absent.
-pub struct Fields<'a>(pub &'a Map<String, Value>);
-
-impl Fields<'_> {
-    fn get(&self, k: &str) -> Option<&Value> {
-        self.0.get(k).filter(|v| !v.is_null())
-    }
-    pub fn has(&self, k: &str) -> bool {
-        self.get(k).is_some()
-    }
-    pub fn str(&self, k: &'static str) -> Result<&str, AppError> {
-        self.opt_str(k)?
-            .ok_or_else(|| AppError::invalid(Some(k), format!("{k} is required")))
-    }
-    pub fn opt_str(&self, k: &'static str) -> Result<Option<&str>, AppError> {
-        match self.get(k) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(AppError::invalid(Some(k), format!("{k} must be a string"))),
-        }
-    }
-    pub fn coordinate(&self, k: &'static str) -> Result<f64, AppError> {
-        match self.get(k) {
-            None => Err(AppError::invalid(Some(k), format!("{k} is required"))),
-            Some(Value::Number(n)) => Ok(validate::coordinate(k, n.as_f64().unwrap_or(f64::NAN))?),
-            Some(_) => Err(AppError::invalid(Some(k), format!("{k} must be a number"))),
-        }
-    }
-    pub fn opt_bool(&self, k: &'static str) -> Result<Option<bool>, AppError> {
-        match self.get(k) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(AppError::invalid(
-                Some(k),
-                format!("{k} must be true or false"),
-            )),
-        }
-    }
-    pub fn broadcast_id(&self) -> Result<Option<String>, AppError> {
-        broadcast_id(self.opt_str("broadcastId")?)
-    }
-}
-
-pub fn broadcast_id(raw: Option<&str>) -> Result<Option<String>, AppError> {
-    match raw {
-        None => Ok(None),
-        Some(b) => {
-            validate::broadcast_id(b)?;
-            Ok(Some(b.to_owned()))
+/// A JSON answer of a typed body.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_string(body) {
+        Ok(s) => json_response(status, s),
+        Err(e) => {
+            tracing::error!(error = %e, "an answer could not be serialized");
+            AppError::Internal.into_response()
         }
     }
 }
 
-pub type QueryMap = HashMap<String, String>;
-
+/// A JSON answer already serialized.
 pub fn json_response(status: StatusCode, body: String) -> Response {
     let mut res = (status, body).into_response();
     res.headers_mut().insert(
@@ -315,10 +162,23 @@ pub fn json_response(status: StatusCode, body: String) -> Response {
     res
 }
 
-async fn healthz() -> Response {
-    json_response(StatusCode::OK, r#"{"status":"ok"}"#.into())
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "node",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+async fn openapi_json() -> Response {
+    json_response(StatusCode::OK, DOCUMENT.get().cloned().unwrap_or_default())
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "node",
+    responses((status = 200, body = Health)))]
+async fn healthz() -> Response {
+    json(StatusCode::OK, &Health { status: "ok" })
+}
+
+/// Readiness: storage and broker answer. Take the node out of rotation on 503.
+#[utoipa::path(get, path = "/readyz", tag = "node",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let store = app.store.ping().await.is_ok();
     let broker = app.broker.ping().await.is_ok();
@@ -328,12 +188,18 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    json_response(
+    json(
         status,
-        serde_json::json!({"store": word(store), "broker": word(broker)}).to_string(),
+        &Readiness {
+            store: word(store),
+            broker: word(broker),
+        },
     )
 }
 
+/// Prometheus metrics, text exposition format 0.0.4.
+#[utoipa::path(get, path = "/metrics", tag = "node",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut res = app.metrics.render(&app).into_response();
     res.headers_mut().insert(

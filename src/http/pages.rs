@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::extract::Ids;
 use super::AppError;
 use crate::app::App;
 
@@ -60,6 +61,9 @@ async fn serve(app: &App, name: &str) -> Response {
     }
 }
 
+/// The demo page (or a placeholder when the binary has no pages).
+#[utoipa::path(get, path = "/", tag = "node",
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String)))]
 pub async fn index(State(app): State<Arc<App>>) -> Response {
     if file(&app, "pages/index.html").await.is_none() {
         let mut res = PLACEHOLDER.into_response();
@@ -72,10 +76,18 @@ pub async fn index(State(app): State<Arc<App>>) -> Response {
     serve(&app, "pages/index.html").await
 }
 
+/// The tenant dashboard.
+#[utoipa::path(get, path = "/admin", tag = "node",
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String),
+        (status = 404, body = crate::protocol::ErrorBody)))]
 pub async fn admin(State(app): State<Arc<App>>) -> Response {
     serve(&app, "pages/admin.html").await
 }
 
+/// The widget script, for any origin.
+#[utoipa::path(get, path = "/imagechat.js", tag = "node",
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String),
+        (status = 404, body = crate::protocol::ErrorBody)))]
 pub async fn widget(State(app): State<Arc<App>>) -> Response {
     let mut res = serve(&app, "imagechat.js").await;
     // Sites load the script from another origin.
@@ -86,7 +98,12 @@ pub async fn widget(State(app): State<Arc<App>>) -> Response {
     res
 }
 
-pub async fn asset(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+/// A file of the demo page or dashboard (`demo.svg`, `admin.js`…).
+#[utoipa::path(get, path = "/static/{name}", tag = "node", params(("name" = String, Path)),
+    responses((status = 200, description = "The file, with its content type"),
+        (status = 400, body = crate::protocol::ErrorBody),
+        (status = 404, body = crate::protocol::ErrorBody)))]
+pub async fn asset(State(app): State<Arc<App>>, Ids(name): Ids<String>) -> Response {
     let plain = !name.is_empty()
         && !name.starts_with('.')
         && !name.ends_with(".html")

@@ -2,36 +2,55 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
-use serde_json::json;
+use serde_json::Value;
 
-use super::{check_origin, json_object, json_response, AppError, CorsGrant, Fields};
+use super::extract::{origin, Fields, FromJson, Json};
+use super::openapi::SessionErrors;
+use super::{json, AppError, CorsGrant};
+use crate::app::session::check_origin;
 use crate::app::App;
 use crate::domain::auth::{anonymous_user, verify_sso, SsoPayload};
 use crate::domain::{now_ms, Actor, AnonymousPolicy};
+use crate::protocol::{SessionAnswer, SessionRequest};
 
+/// The body as read: `sso` is judged only after the tenant and origin.
+pub struct SessionBody {
+    tenant_id: String,
+    sso: Option<Value>,
+}
+
+impl FromJson for SessionBody {
+    fn from_json(f: &Fields<'_>) -> Result<Self, AppError> {
+        Ok(SessionBody {
+            tenant_id: f.str("tenantId")?,
+            sso: f.get("sso").cloned(),
+        })
+    }
+}
+
+/// A session token: anonymous, or for the user of a signed SSO payload.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", request_body = SessionRequest,
+    responses((status = 200, body = SessionAnswer), SessionErrors))]
 pub async fn create(
     State(app): State<Arc<App>>,
     Extension(grant): Extension<CorsGrant>,
     headers: HeaderMap,
-    body: Body,
+    Json(body): Json<SessionBody>,
 ) -> Result<Response, AppError> {
-    let obj = json_object(&headers, body).await?;
-    let f = Fields(&obj);
-    let tenant_id = f.str("tenantId")?;
     let tenant = app
-        .tenant(tenant_id)
+        .tenant(&body.tenant_id)
         .await?
         .ok_or(AppError::NotFound("no such tenant"))?;
-    check_origin(&tenant, &headers, &grant)?;
+    check_origin(&tenant, origin(&headers))?;
+    grant.allow();
     let now = now_ms();
-    let (user, moderator) = match obj.get("sso").filter(|v| !v.is_null()) {
+    let (user, moderator) = match body.sso {
         Some(sso) => {
-            let sso: SsoPayload = serde_json::from_value(sso.clone())
+            let sso: SsoPayload = serde_json::from_value(sso)
                 .map_err(|_| AppError::Unauthorized("the SSO payload is malformed"))?;
             verify_sso(&tenant.secret, &sso, now)
                 .ok_or(AppError::Unauthorized("the SSO payload does not verify"))?
@@ -47,12 +66,14 @@ pub async fn create(
         moderator,
         expires_at: now + app.config.session_hours as i64 * 3_600_000,
     };
-    let body = json!({
-        "token": app.token_key().sign(&actor),
-        "user": actor.user,
-        "moderator": actor.moderator,
-        "canWrite": actor.can_write(&tenant),
-        "expiresAt": actor.expires_at,
-    });
-    Ok(json_response(StatusCode::OK, body.to_string()))
+    Ok(json(
+        StatusCode::OK,
+        &SessionAnswer {
+            token: app.token_key().sign(&actor),
+            user: &actor.user,
+            moderator: actor.moderator,
+            can_write: actor.can_write(&tenant),
+            expires_at: actor.expires_at,
+        },
+    ))
 }

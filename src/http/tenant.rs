@@ -4,20 +4,24 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{json_object, json_response, AppError, Fields, QueryMap};
-use crate::app::App;
+use super::extract::{Fields, FromJson, FromQuery, Ids, Json, Params, QueryMap};
+use super::openapi::{OperatorErrors, TenantErrors};
+use super::{json, AppError};
+use crate::app::{write, App};
 use crate::domain::auth::{constant_time_eq, sign_value, verify_value};
 use crate::domain::chat::Authority;
 use crate::domain::{now_ms, random_id, validate, AnonymousPolicy, Mutation, Tenant};
-use crate::protocol::UsageDay;
+use crate::protocol::{
+    CreateTenantRequest, Empty, ImagesAnswer, LiveAnswer, LoginRequest, SeqAnswer, SnapshotAnswer,
+    TenantAnswer, TenantCreated, UsageAnswer, UsageDay,
+};
 use crate::store::UsageCounts;
 use crate::usage::{format_day, parse_day};
 
@@ -29,66 +33,100 @@ const MAX_USAGE_DAYS: i64 = 366;
 const MAX_SECRET_CHARS: usize = 256;
 const MAX_ORIGINS: usize = 100;
 
-pub async fn create_tenant(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, AppError> {
-    let Some(key) = &app.config.admin_key else {
-        return Err(AppError::NotFound("no such route"));
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !constant_time_eq(presented.trim().as_bytes(), key.as_bytes()) {
-        return Err(AppError::Unauthorized("wrong operator key"));
-    }
-    let obj = json_object(&headers, body).await?;
-    let f = Fields(&obj);
-    let id = f.str("tenantId")?;
-    validate::tenant_id(id)?;
-    let anonymous = match f.opt_str("anonymous")? {
-        None => AnonymousPolicy::None,
-        Some(a) => AnonymousPolicy::parse(a).ok_or_else(|| {
-            AppError::invalid(Some("anonymous"), "anonymous must be none, read or write")
-        })?,
-    };
-    let origins = match obj.get("origins") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(list)) if list.len() <= MAX_ORIGINS => list
-            .iter()
-            .map(|o| {
-                o.as_str()
-                    .filter(|s| !s.is_empty() && s.len() <= 2048)
-                    .map(str::to_owned)
-            })
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                AppError::invalid(Some("origins"), "origins must be a list of origin strings")
-            })?,
-        Some(_) => {
-            return Err(AppError::invalid(
-                Some("origins"),
-                format!("origins must be a list of at most {MAX_ORIGINS} strings"),
-            ))
+/// The operator's key, checked in constant time: 404 when the server has none.
+pub struct Operator;
+
+impl FromRequestParts<Arc<App>> for Operator {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, AppError> {
+        let Some(key) = &app.config.admin_key else {
+            return Err(AppError::NotFound("no such route"));
+        };
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(presented.trim().as_bytes(), key.as_bytes()) {
+            return Err(AppError::Unauthorized("wrong operator key"));
         }
-    };
-    let secret = match f.opt_str("secret")? {
-        Some(s) if !s.is_empty() && s.chars().count() <= MAX_SECRET_CHARS => s.to_owned(),
-        Some(_) => {
+        Ok(Operator)
+    }
+}
+
+impl FromJson for CreateTenantRequest {
+    fn from_json(f: &Fields<'_>) -> Result<Self, AppError> {
+        let tenant_id = f.str("tenantId")?;
+        validate::tenant_id(&tenant_id)?;
+        let anonymous = f.opt_str("anonymous")?;
+        if let Some(a) = &anonymous {
+            AnonymousPolicy::parse(a).ok_or_else(|| {
+                AppError::invalid(Some("anonymous"), "anonymous must be none, read or write")
+            })?;
+        }
+        let origins = match f.get("origins") {
+            None => None,
+            Some(Value::Array(list)) if list.len() <= MAX_ORIGINS => Some(
+                list.iter()
+                    .map(|o| {
+                        o.as_str()
+                            .filter(|s| !s.is_empty() && s.len() <= 2048)
+                            .map(str::to_owned)
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        AppError::invalid(
+                            Some("origins"),
+                            "origins must be a list of origin strings",
+                        )
+                    })?,
+            ),
+            Some(_) => {
+                return Err(AppError::invalid(
+                    Some("origins"),
+                    format!("origins must be a list of at most {MAX_ORIGINS} strings"),
+                ))
+            }
+        };
+        let secret = f.opt_str("secret")?;
+        if secret
+            .as_ref()
+            .is_some_and(|s| s.is_empty() || s.chars().count() > MAX_SECRET_CHARS)
+        {
             return Err(AppError::invalid(
                 Some("secret"),
                 format!("secret must be 1..={MAX_SECRET_CHARS} characters"),
-            ))
+            ));
         }
-        None => random_id(24),
-    };
+        Ok(CreateTenantRequest {
+            tenant_id,
+            origins,
+            anonymous,
+            secret,
+        })
+    }
+}
+
+/// Creates a tenant; its secret is generated unless given.
+#[utoipa::path(post, path = "/api/v1/admin/tenants", tag = "operator",
+    request_body = CreateTenantRequest, security(("operator" = [])),
+    responses((status = 201, body = TenantCreated), OperatorErrors))]
+pub async fn create_tenant(
+    State(app): State<Arc<App>>,
+    _: Operator,
+    Json(r): Json<CreateTenantRequest>,
+) -> Result<Response, AppError> {
+    let anonymous = r
+        .anonymous
+        .as_deref()
+        .and_then(AnonymousPolicy::parse)
+        .unwrap_or(AnonymousPolicy::None);
     let tenant = Tenant {
-        id: id.to_owned(),
-        secret,
-        origins,
+        id: r.tenant_id,
+        secret: r.secret.unwrap_or_else(|| random_id(24)),
+        origins: r.origins.unwrap_or_default(),
         anonymous,
     };
     app.store
@@ -98,9 +136,24 @@ pub async fn create_tenant(
             crate::store::StoreError::Conflict => AppError::Conflict("that tenant exists"),
             other => other.into(),
         })?;
-    let body = json!({"tenantId": tenant.id, "secret": tenant.secret});
+    let answer = TenantCreated {
+        tenant_id: tenant.id.clone(),
+        secret: tenant.secret.clone(),
+    };
     app.tenants.put(tenant);
-    Ok(json_response(StatusCode::CREATED, body.to_string()))
+    Ok(json(StatusCode::CREATED, &answer))
+}
+
+/// A tenant call's caller: HTTP Basic `tenantId:secret` or the dashboard's
+/// signed cookie.
+pub struct TenantCaller(pub Arc<Tenant>);
+
+impl FromRequestParts<Arc<App>> for TenantCaller {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, AppError> {
+        tenant_auth(app, &parts.headers).await.map(TenantCaller)
+    }
 }
 
 /// The tenant a tenant call is made for.
@@ -154,18 +207,27 @@ fn cookie_header(app: &App, value: &str, max_age: i64) -> Result<HeaderValue, Ap
     .map_err(|_| AppError::Internal)
 }
 
+impl FromJson for LoginRequest {
+    fn from_json(f: &Fields<'_>) -> Result<Self, AppError> {
+        Ok(LoginRequest {
+            tenant_id: f.str("tenantId")?,
+            secret: f.str("secret")?,
+        })
+    }
+}
+
+/// Signs the dashboard in: sets its HttpOnly session cookie.
+#[utoipa::path(post, path = "/api/v1/tenant/login", tag = "tenant", request_body = LoginRequest,
+    responses((status = 200, body = TenantAnswer,
+        headers(("Set-Cookie" = String, description = "the dashboard session"))), TenantErrors))]
 pub async fn login(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Body,
+    Json(r): Json<LoginRequest>,
 ) -> Result<Response, AppError> {
-    let obj = json_object(&headers, body).await?;
-    let f = Fields(&obj);
-    let (id, secret) = (f.str("tenantId")?, f.str("secret")?);
     let tenant = app
-        .tenant(id)
+        .tenant(&r.tenant_id)
         .await?
-        .filter(|t| t.secret_matches(secret))
+        .filter(|t| t.secret_matches(&r.secret))
         .ok_or(AppError::Unauthorized("wrong tenant id or secret"))?;
     let expires = now_ms() + COOKIE_HOURS * 3_600_000;
     let signed = sign_value(
@@ -173,7 +235,12 @@ pub async fn login(
         COOKIE_PURPOSE,
         &format!("{}\n{expires}", tenant.id),
     );
-    let mut res = json_response(StatusCode::OK, json!({"tenantId": tenant.id}).to_string());
+    let mut res = json(
+        StatusCode::OK,
+        &TenantAnswer {
+            tenant_id: tenant.id.clone(),
+        },
+    );
     res.headers_mut().insert(
         header::SET_COOKIE,
         cookie_header(&app, &signed, COOKIE_HOURS * 3600)?,
@@ -181,40 +248,70 @@ pub async fn login(
     Ok(res)
 }
 
+/// Signs the dashboard out: clears its cookie.
+#[utoipa::path(post, path = "/api/v1/tenant/logout", tag = "tenant",
+    responses((status = 200, body = Empty,
+        headers(("Set-Cookie" = String, description = "clears the dashboard session"))), TenantErrors))]
 pub async fn logout(State(app): State<Arc<App>>) -> Result<Response, AppError> {
-    let mut res = json_response(StatusCode::OK, "{}".into());
+    let mut res = json(StatusCode::OK, &Empty {});
     res.headers_mut()
         .insert(header::SET_COOKIE, cookie_header(&app, "", 0)?);
     Ok(res)
 }
 
-pub async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, AppError> {
-    let t = tenant_auth(&app, &headers).await?;
-    Ok(json_response(
+/// Who is signed in.
+#[utoipa::path(get, path = "/api/v1/tenant/me", tag = "tenant",
+    security(("tenant" = []), ("dashboard" = [])),
+    responses((status = 200, body = TenantAnswer), TenantErrors))]
+pub async fn me(TenantCaller(t): TenantCaller) -> Response {
+    json(
         StatusCode::OK,
-        json!({"tenantId": t.id}).to_string(),
-    ))
+        &TenantAnswer {
+            tenant_id: t.id.clone(),
+        },
+    )
 }
 
+/// `?from=YYYY-MM-DD&to=YYYY-MM-DD`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct UsageQuery {
+    /// First day (UTC), YYYY-MM-DD.
+    from: String,
+    /// Last day (UTC), at most 366 days after `from`.
+    to: String,
+}
+
+pub struct DayRange(i64, i64);
+
+impl FromQuery for DayRange {
+    fn from_query(q: &QueryMap) -> Result<Self, AppError> {
+        let day = |k: &'static str| {
+            q.get(k)
+                .and_then(|v| parse_day(v))
+                .ok_or_else(|| AppError::invalid(Some(k), format!("{k} must be a date YYYY-MM-DD")))
+        };
+        let (from, to) = (day("from")?, day("to")?);
+        if to < from || to - from >= MAX_USAGE_DAYS {
+            return Err(AppError::invalid(
+                Some("to"),
+                format!("to must be on or after from, at most {MAX_USAGE_DAYS} days in all"),
+            ));
+        }
+        Ok(DayRange(from, to))
+    }
+}
+
+/// Usage per day: messages, bandwidth, chats, comments, peak connections.
+#[utoipa::path(get, path = "/api/v1/tenant/usage", tag = "tenant", params(UsageQuery),
+    security(("tenant" = []), ("dashboard" = [])),
+    responses((status = 200, body = UsageAnswer), TenantErrors))]
 pub async fn usage(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    q: Result<Query<QueryMap>, QueryRejection>,
+    TenantCaller(t): TenantCaller,
+    Params(DayRange(from, to)): Params<DayRange>,
 ) -> Result<Response, AppError> {
-    let t = tenant_auth(&app, &headers).await?;
-    let Query(q) = q.map_err(|_| AppError::invalid(None, "the query string is malformed"))?;
-    let day = |k: &'static str| {
-        q.get(k)
-            .and_then(|v| parse_day(v))
-            .ok_or_else(|| AppError::invalid(Some(k), format!("{k} must be a date YYYY-MM-DD")))
-    };
-    let (from, to) = (day("from")?, day("to")?);
-    if to < from || to - from >= MAX_USAGE_DAYS {
-        return Err(AppError::invalid(
-            Some("to"),
-            format!("to must be on or after from, at most {MAX_USAGE_DAYS} days in all"),
-        ));
-    }
     // Counters waiting for the periodic flush belong in the answer too.
     if let Err(e) = app.usage.flush(app.store.as_ref()).await {
         tracing::warn!(error = %e, "usage flush failed");
@@ -240,70 +337,76 @@ pub async fn usage(
             peak_connections: c.peak_connections,
         });
     }
-    Ok(json_response(
+    Ok(json(
         StatusCode::OK,
-        json!({"tenantId": t.id, "days": days}).to_string(),
+        &UsageAnswer {
+            tenant_id: t.id.clone(),
+            days,
+        },
     ))
 }
 
-pub async fn live(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, AppError> {
+/// Open connections and subscriptions on this node.
+#[utoipa::path(get, path = "/api/v1/tenant/live", tag = "tenant",
+    security(("tenant" = []), ("dashboard" = [])),
+    responses((status = 200, body = LiveAnswer), TenantErrors))]
+pub async fn live(State(app): State<Arc<App>>, TenantCaller(t): TenantCaller) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
-    let t = tenant_auth(&app, &headers).await?;
     let l = app.usage.tenant(&t.id);
-    let body = json!({
-        "connections": l.connections.load(Relaxed),
-        "subscriptions": l.subscriptions.load(Relaxed),
-    });
-    Ok(json_response(StatusCode::OK, body.to_string()))
-}
-
-pub async fn images(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Response, AppError> {
-    let t = tenant_auth(&app, &headers).await?;
-    let list = app.store.images(&t.id, 500).await?;
-    let images: Vec<Value> = list
-        .into_iter()
-        .map(|i| json!({"urlId": i.url_id, "chatCount": i.chat_count, "lastActivity": i.last_activity, "seq": i.seq}))
-        .collect();
-    Ok(json_response(
+    json(
         StatusCode::OK,
-        json!({"images": images}).to_string(),
-    ))
+        &LiveAnswer {
+            connections: l.connections.load(Relaxed),
+            subscriptions: l.subscriptions.load(Relaxed),
+        },
+    )
 }
 
+/// The tenant's images, latest activity first (at most 500).
+#[utoipa::path(get, path = "/api/v1/tenant/images", tag = "tenant",
+    security(("tenant" = []), ("dashboard" = [])),
+    responses((status = 200, body = ImagesAnswer), TenantErrors))]
+pub async fn images(
+    State(app): State<Arc<App>>,
+    TenantCaller(t): TenantCaller,
+) -> Result<Response, AppError> {
+    let images = app.store.images(&t.id, 500).await?;
+    Ok(json(StatusCode::OK, &ImagesAnswer { images }))
+}
+
+/// One image's chats, for moderation.
+#[utoipa::path(get, path = "/api/v1/tenant/chats", tag = "tenant",
+    params(super::chats::ImageQuery),
+    security(("tenant" = []), ("dashboard" = [])),
+    responses((status = 200, body = SnapshotAnswer), TenantErrors))]
 pub async fn chats(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    q: Result<Query<QueryMap>, QueryRejection>,
+    TenantCaller(t): TenantCaller,
+    Params(super::chats::UrlId(url_id)): Params<super::chats::UrlId>,
 ) -> Result<Response, AppError> {
-    let t = tenant_auth(&app, &headers).await?;
-    let Query(q) = q.map_err(|_| AppError::invalid(None, "the query string is malformed"))?;
-    let url_id = q
-        .get("urlId")
-        .ok_or_else(|| AppError::invalid(Some("urlId"), "urlId is required"))?;
-    validate::url_id(url_id)?;
-    let (seq, chats) = app.store.snapshot(&t.id, url_id).await?;
-    let body = json!({"urlId": url_id, "epoch": app.store.epoch(), "seq": seq, "chats": chats});
-    Ok(json_response(StatusCode::OK, body.to_string()))
+    let (seq, chats) = app.store.snapshot(&t.id, &url_id).await?;
+    Ok(json(
+        StatusCode::OK,
+        &SnapshotAnswer {
+            url_id: &url_id,
+            epoch: app.store.epoch(),
+            seq,
+            chats,
+        },
+    ))
 }
 
+/// Deletes a chat as moderation; logs `deleted-image-chat`.
+#[utoipa::path(delete, path = "/api/v1/tenant/chats/{chatId}", tag = "tenant",
+    params(("chatId" = String, Path)),
+    security(("tenant" = []), ("dashboard" = [])),
+    responses((status = 200, body = SeqAnswer), TenantErrors))]
 pub async fn delete_chat(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(chat_id): Path<String>,
+    TenantCaller(t): TenantCaller,
+    Ids(chat_id): Ids<String>,
 ) -> Result<Response, AppError> {
-    let t = tenant_auth(&app, &headers).await?;
-    let c = app
-        .store
-        .apply(
-            &t.id,
-            &Mutation::DeleteChat { chat_id },
-            &Authority::Tenant,
-            None,
-        )
-        .await?;
-    app.publish(&t.id, &c).await;
-    Ok(json_response(
-        StatusCode::OK,
-        json!({"seq": c.seq}).to_string(),
-    ))
+    let m = Mutation::DeleteChat { chat_id };
+    let c = write::commit(&app, &t.id, m, Authority::Tenant, None).await?;
+    Ok(json(StatusCode::OK, &SeqAnswer { seq: c.seq }))
 }

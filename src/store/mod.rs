@@ -15,6 +15,7 @@ use bytes::Bytes;
 use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
 use crate::domain::{DomainError, Mutation, Tenant};
+pub use crate::protocol::ImageSummary;
 use crate::protocol::{Chat, Comment};
 
 #[derive(Debug, thiserror::Error)]
@@ -85,14 +86,6 @@ pub struct UsageDelta {
     /// UTC date, YYYY-MM-DD.
     pub day: String,
     pub counts: UsageCounts,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageSummary {
-    pub url_id: String,
-    pub chat_count: u64,
-    pub last_activity: i64,
-    pub seq: u64,
 }
 
 #[async_trait]

@@ -61,6 +61,17 @@ impl SqlStore {
         &self.writer
     }
 
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so it waits out `busy_timeout` while another
+    /// process writes: a deferred transaction that read first could not
+    /// upgrade to writing and would fail at once with "database is locked".
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.backend {
+            Backend::Sqlite => self.writing().begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writing().begin().await,
+        }
+    }
+
     /// Opens `sqlite://PATH` or `postgres://…`; `pool` bounds PostgreSQL
     /// connections (SQLite uses one writer and `pool` readers).
     pub async fn open(url: &str, pool: u32) -> anyhow::Result<Self> {
@@ -547,7 +558,7 @@ impl Store for SqlStore {
         by: &Authority,
         broadcast_id: Option<&str>,
     ) -> Result<Committed> {
-        let mut tx = self.writing().begin().await?;
+        let mut tx = self.begin_write().await?;
         let url_id = match (m, m.chat_id()) {
             (Mutation::CreateChat { url_id, .. }, _) => url_id.clone(),
             (_, Some(id)) => sqlx::query_scalar::<_, String>(
@@ -640,7 +651,7 @@ impl Store for SqlStore {
     }
 
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
-        let mut tx = self.writing().begin().await?;
+        let mut tx = self.begin_write().await?;
         for d in deltas {
             let c = &d.counts;
             sqlx::query(

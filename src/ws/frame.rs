@@ -6,6 +6,8 @@
 //! allocations sized to the frame, and freed once it is handled.
 
 use bytes::Bytes;
+
+use crate::protocol::CloseCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub const OP_CONT: u8 = 0x0;
@@ -40,11 +42,11 @@ pub enum FrameError {
 
 impl FrameError {
     /// The close code this error calls for (`None` when the peer is gone).
-    pub fn close_code(&self) -> Option<u16> {
+    pub fn close_code(&self) -> Option<CloseCode> {
         match self {
-            FrameError::TooBig => Some(1009),
-            FrameError::Protocol(_) => Some(1002),
-            FrameError::BadUtf8 => Some(1007),
+            FrameError::TooBig => Some(CloseCode::MessageTooBig),
+            FrameError::Protocol(_) => Some(CloseCode::ProtocolError),
+            FrameError::BadUtf8 => Some(CloseCode::InvalidPayload),
             FrameError::Io(_) => None,
         }
     }

@@ -28,13 +28,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
-use crate::app::App;
+use crate::app::{session, App};
 use crate::broker::TopicKey;
-use crate::domain::{now_ms, validate, Actor, Tenant};
-use crate::fanout::outbox::{Step, CLOSE_SILENT, CLOSE_SLOW_CONSUMER};
+use crate::domain::{validate, Actor, Tenant};
+use crate::fanout::outbox::Step;
 use crate::fanout::{ConnId, Outbox};
 use crate::http::error::AppError;
-use crate::protocol::{ClientMessage, ServerMessage};
+use crate::protocol::{ClientMessage, CloseCode, ServerMessage};
 use crate::usage::TenantLive;
 use frame::{Incoming, OP_PONG, OP_TEXT};
 
@@ -42,13 +42,15 @@ use frame::{Incoming, OP_PONG, OP_TEXT};
 pub const MAX_INBOUND: usize = 16 * 1024;
 pub const MAX_SUBSCRIPTIONS: usize = 100;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-const CLOSE_UNAUTHORIZED: u16 = 4401;
-const CLOSE_FORBIDDEN: u16 = 4403;
-const CLOSE_GOING_AWAY: u16 = 1001;
 /// Client messages per second a connection may send on average, and at once.
 const INBOUND_PER_SEC: f64 = 50.0;
 const INBOUND_BURST: f64 = 200.0;
 
+/// The WebSocket endpoint (RFC 6455); the messages are in docs/protocol.md.
+#[utoipa::path(get, path = "/api/v1/ws", tag = "node",
+    responses((status = 101, description = "Switching to WebSocket"),
+        (status = 400, body = crate::protocol::ErrorBody, description = "not a WebSocket handshake"),
+        (status = 503, body = crate::protocol::ErrorBody, description = "the connection limit is reached")))]
 pub async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response {
     let h = req.headers();
     let has = |name: header::HeaderName, want: &str| {
@@ -103,9 +105,9 @@ fn error_message(id: &Option<serde_json::Value>, code: &str, message: &str) -> B
     ServerMessage::Error { id, code, message }.to_bytes()
 }
 
-async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, code: &str, message: &str, close: u16) {
+async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, code: &str, message: &str, close: CloseCode) {
     let _ = frame::write_frame(w, OP_TEXT, &error_message(&None, code, message)).await;
-    let _ = frame::write_close(w, close, message).await;
+    let _ = frame::write_close(w, close.into(), message).await;
 }
 
 /// The write side of a connection: a TCP socket, which the outbox may write
@@ -209,7 +211,7 @@ where
         None => send_loop(&app, &out).await,
     };
     out.abandon();
-    if code == Some(CLOSE_SLOW_CONSUMER) {
+    if code == Some(CloseCode::SlowConsumer) {
         app.metrics.slow_consumers.fetch_add(1, Relaxed);
     }
     read_task.abort();
@@ -256,7 +258,7 @@ async fn hello<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     wr,
                     "unauthorized",
                     "no hello within 10 s",
-                    CLOSE_UNAUTHORIZED,
+                    CloseCode::Unauthorized,
                 )
                 .await;
                 return None;
@@ -268,12 +270,12 @@ async fn hello<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             Ok(Ok(Incoming::Pong)) => {}
             Ok(Ok(Incoming::Binary)) => break String::new(),
             Ok(Ok(Incoming::Close(_))) => {
-                let _ = frame::write_close(wr, 1000, "").await;
+                let _ = frame::write_close(wr, CloseCode::Normal.into(), "").await;
                 return None;
             }
             Ok(Err(e)) => {
                 if let Some(code) = e.close_code() {
-                    let _ = frame::write_close(wr, code, &e.to_string()).await;
+                    let _ = frame::write_close(wr, code.into(), &e.to_string()).await;
                 }
                 return None;
             }
@@ -284,45 +286,20 @@ async fn hello<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             wr,
             "unauthorized",
             "the first message must be hello",
-            CLOSE_UNAUTHORIZED,
+            CloseCode::Unauthorized,
         )
         .await;
         return None;
     };
-    let Some(actor) = app.token_key().verify(&token, now_ms()) else {
-        refuse(
-            wr,
-            "unauthorized",
-            "the session token is invalid or expired",
-            CLOSE_UNAUTHORIZED,
-        )
-        .await;
-        return None;
-    };
-    let tenant = match app.tenant(&actor.tenant_id).await {
-        Ok(Some(t)) => t,
-        _ => {
-            refuse(
-                wr,
-                "unauthorized",
-                "the session's tenant is unknown",
-                CLOSE_UNAUTHORIZED,
-            )
-            .await;
-            return None;
+    // The session path REST uses: a storage failure is "try again" (1013),
+    // never "your session is invalid" (4401), which makes the widget drop it.
+    match session::authenticate(app, Some(&token), origin, || {}).await {
+        Ok(s) => Some((s.actor, s.tenant)),
+        Err(e) => {
+            refuse(wr, e.code(), e.message(), e.close_code()).await;
+            None
         }
-    };
-    if !tenant.allows_origin(origin) || !actor.can_read(&tenant) {
-        refuse(
-            wr,
-            "forbidden",
-            "this origin may not use this tenant",
-            CLOSE_FORBIDDEN,
-        )
-        .await;
-        return None;
     }
-    Some((actor, tenant))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -343,7 +320,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Err(e) => {
                 match e.close_code() {
                     Some(code) => out.close(code, "protocol error"),
-                    None => out.close(CLOSE_SILENT, ""),
+                    None => out.close(CloseCode::Silent, ""),
                 }
                 return;
             }
@@ -357,7 +334,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             Incoming::Pong => continue,
             Incoming::Close(_) => {
-                out.close(1000, "");
+                out.close(CloseCode::Normal, "");
                 return;
             }
             Incoming::Binary => {
@@ -471,7 +448,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 
 /// A direct connection's writer: sends what its pushes could not write at
 /// once, whenever the socket can take more. Returns the close code.
-async fn send_loop(app: &App, out: &Outbox) -> Option<u16> {
+async fn send_loop(app: &App, out: &Outbox) -> Option<CloseCode> {
     let stall = Duration::from_millis(app.config.heartbeat * 2500);
     loop {
         out.ready().await;
@@ -493,7 +470,11 @@ async fn send_loop(app: &App, out: &Outbox) -> Option<u16> {
 
 /// Any other connection's writer: sends everything the outbox holds, as one
 /// write for all that waits, until it says close. Returns the close code.
-async fn write_loop<W: AsyncWrite + Unpin>(app: &App, out: &Outbox, wr: &mut W) -> Option<u16> {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    app: &App,
+    out: &Outbox,
+    wr: &mut W,
+) -> Option<CloseCode> {
     let stall = Duration::from_millis(app.config.heartbeat * 2500);
     let mut buf = Vec::new();
     loop {
@@ -538,7 +519,7 @@ pub async fn heartbeat_loop(app: Arc<App>) {
         let now = app.uptime_secs();
         for out in app.conns.all() {
             if now.saturating_sub(out.last_seen()) > silent_after {
-                out.close(CLOSE_GOING_AWAY, "silent for too long");
+                out.close(CloseCode::GoingAway, "silent for too long");
             } else {
                 out.ping();
             }
@@ -549,7 +530,7 @@ pub async fn heartbeat_loop(app: Arc<App>) {
 /// Asks every connection to close with 1001 (server going away).
 pub fn close_all(app: &App) {
     for out in app.conns.all() {
-        out.close(CLOSE_GOING_AWAY, "server going away");
+        out.close(CloseCode::GoingAway, "server going away");
     }
 }
 

@@ -8,3 +8,4 @@ mod binary;
 mod cluster;
 mod lifecycle;
 mod realtime;
+mod regressions;

@@ -1,17 +1,22 @@
-//! The shared state of one running node and the small services on it:
-//! tenant cache, write-rate limiter, connection registry and metrics.
+//! The shared state of one running node and the services every transport
+//! shares: the one session path ([`session`]), the one write path
+//! ([`write`]), the tenant cache, the write-rate limiter, the connection
+//! registry and metrics. Knows no HTTP and no sockets.
+
+pub mod session;
+pub mod write;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::broker::{Broker, BrokerMessage};
+use crate::broker::Broker;
 use crate::config::Config;
 use crate::domain::auth::TokenKey;
 use crate::domain::Tenant;
 use crate::fanout::{ConnId, Hub, Outbox};
-use crate::store::{Committed, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::usage::Usage;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -72,24 +77,6 @@ impl App {
             .await
             .inspect_err(|_| self.metrics.store_error())?;
         Ok(t.map(|t| self.tenants.put(t)))
-    }
-
-    /// Publishes what a write logged. The write is already durable: if the
-    /// broker fails, subscribers catch up by gap fill or resync.
-    pub async fn publish(&self, tenant: &str, c: &Committed) {
-        let topic = crate::broker::TopicKey::new(tenant, &c.url_id);
-        for e in &c.events {
-            self.metrics.events_logged.fetch_add(1, Relaxed);
-            let msg = BrokerMessage {
-                topic: topic.clone(),
-                seq: e.seq,
-                body: e.body.clone(),
-            };
-            if let Err(err) = self.broker.publish(msg).await {
-                self.metrics.broker_errors.fetch_add(1, Relaxed);
-                tracing::warn!(error = %err, "publish failed; subscribers will catch up from the log");
-            }
-        }
     }
 }
 

@@ -1,0 +1,194 @@
+//! The one write path. Every mutation, a user's over REST or a moderator's
+//! through the tenant API, goes through [`commit`]: stored, then published,
+//! then metered, in that order and only here ("stored before published"
+//! lives in this one function, the only caller of `Store::apply`).
+//!
+//! Committing and publishing run in a task of their own, so a client that
+//! hangs up mid-request (which drops the request's future) cannot stop a
+//! committed change from being published. The hub is also told what was
+//! committed, so should a publish still be lost, it reads the log after the
+//! image goes quiet (see `Hub::committed`).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use crate::app::App;
+use crate::broker::{BrokerMessage, TopicKey};
+use crate::domain::chat::Authority;
+use crate::domain::Mutation;
+use crate::error::AppError;
+use crate::store::{Committed, StoreError};
+
+/// Stores one mutation for `tenant`, publishes its events and meters it.
+///
+/// Errors: what the store refused (`invalid_input`, `not_found`,
+/// `forbidden`), or `unavailable` when storage failed (nothing was written).
+/// Once the store has committed, the result is `Ok` and the events are
+/// published even if the caller's future is dropped.
+pub async fn commit(
+    app: &Arc<App>,
+    tenant: &str,
+    m: Mutation,
+    by: Authority,
+    broadcast_id: Option<String>,
+) -> Result<Committed, AppError> {
+    let (app, tenant) = (Arc::clone(app), tenant.to_owned());
+    let task = tokio::spawn(async move {
+        let c = app
+            .store
+            .apply(&tenant, &m, &by, broadcast_id.as_deref())
+            .await
+            .inspect_err(|e| {
+                if matches!(e, StoreError::Unavailable(_)) {
+                    app.metrics.store_error();
+                }
+            })?;
+        publish(&app, &tenant, &c).await;
+        let live = app.usage.tenant(&tenant);
+        match m {
+            Mutation::CreateChat { .. } => live.created(1, 1),
+            Mutation::AddComment { .. } => live.created(0, 1),
+            _ => {}
+        }
+        Ok::<_, StoreError>(c)
+    });
+    match task.await {
+        Ok(result) => result.map_err(AppError::from),
+        Err(e) => {
+            tracing::error!(error = %e, "the write task failed");
+            Err(AppError::Internal)
+        }
+    }
+}
+
+/// Publishes what a write logged. The write is already durable: if the
+/// broker fails, subscribers catch up by gap fill or resync.
+async fn publish(app: &App, tenant: &str, c: &Committed) {
+    let Some(last) = c.events.last() else {
+        return;
+    };
+    let topic = TopicKey::new(tenant, &c.url_id);
+    app.hub.committed(&topic, last.seq);
+    for e in &c.events {
+        app.metrics.events_logged.fetch_add(1, Relaxed);
+        let msg = BrokerMessage {
+            topic: topic.clone(),
+            seq: e.seq,
+            body: e.body.clone(),
+        };
+        if let Err(err) = app.broker.publish(msg).await {
+            app.metrics.broker_errors.fetch_add(1, Relaxed);
+            tracing::warn!(error = %err, "publish failed; subscribers will catch up from the log");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use tokio::sync::{mpsc, Notify};
+
+    use super::*;
+    use crate::broker::{Broker, BrokerError, Inbound};
+    use crate::domain::{Actor, AnonymousPolicy, Tenant};
+
+    /// A broker whose `publish` stops at a gate until the test opens it.
+    struct Gated {
+        inner: Arc<dyn Broker>,
+        entered: Notify,
+        open: Notify,
+    }
+
+    #[async_trait]
+    impl Broker for Gated {
+        async fn publish(&self, msg: BrokerMessage) -> Result<(), BrokerError> {
+            self.entered.notify_one();
+            self.open.notified().await;
+            self.inner.publish(msg).await
+        }
+        async fn subscribe(&self, t: &TopicKey) -> Result<(), BrokerError> {
+            self.inner.subscribe(t).await
+        }
+        async fn unsubscribe(&self, t: &TopicKey) -> Result<(), BrokerError> {
+            self.inner.unsubscribe(t).await
+        }
+        async fn ping(&self) -> Result<(), BrokerError> {
+            self.inner.ping().await
+        }
+        async fn announce_viewers(&self, t: &TopicKey, n: usize) -> Result<(), BrokerError> {
+            self.inner.announce_viewers(t, n).await
+        }
+        async fn viewers(&self, t: &TopicKey, n: usize) -> Result<usize, BrokerError> {
+            self.inner.viewers(t, n).await
+        }
+        async fn connections(&self, t: &str, n: u64) -> Result<u64, BrokerError> {
+            self.inner.connections(t, n).await
+        }
+        async fn take_write(
+            &self,
+            k: &str,
+            p: u32,
+            b: u32,
+        ) -> Result<Option<Result<(), u64>>, BrokerError> {
+            self.inner.take_write(k, p, b).await
+        }
+    }
+
+    /// The caller of a write goes away (its future is dropped, as when an
+    /// HTTP client hangs up) after the commit and before the publish: the
+    /// event is published all the same.
+    #[tokio::test]
+    async fn a_committed_write_is_published_even_when_its_caller_is_dropped() {
+        let (store, dir, _) = crate::store::open_temp("write").await;
+        store
+            .create_tenant(&Tenant {
+                id: "t".into(),
+                secret: "s".into(),
+                origins: Vec::new(),
+                anonymous: AnonymousPolicy::Write,
+            })
+            .await
+            .unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let inner = crate::broker::open("memory", tx).await.unwrap();
+        let key = TopicKey::new("t", "img");
+        inner.subscribe(&key).await.unwrap();
+        let broker = Arc::new(Gated {
+            inner,
+            entered: Notify::new(),
+            open: Notify::new(),
+        });
+        let app = App::new(
+            crate::Config::for_database("x"),
+            store,
+            Arc::clone(&broker) as Arc<dyn Broker>,
+        );
+        let actor = Actor {
+            tenant_id: "t".into(),
+            user: crate::domain::auth::anonymous_user(),
+            moderator: false,
+            expires_at: i64::MAX,
+        };
+        let m = Mutation::CreateChat {
+            url_id: "img".into(),
+            x: 1.0,
+            y: 2.0,
+            text: "hi".into(),
+        };
+        let mut call = Box::pin(commit(&app, "t", m, Authority::User(actor), None));
+        tokio::select! {
+            _ = &mut call => panic!("the publish is held at the gate"),
+            _ = broker.entered.notified() => {}
+        }
+        drop(call);
+        broker.open.notify_one();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the event arrives")
+            .expect("the inbox is open");
+        assert!(matches!(got, Inbound::Event(m) if m.seq == 1 && m.topic == key));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
