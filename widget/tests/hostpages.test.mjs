@@ -484,7 +484,8 @@ test('touch: a swipe that starts on one’s own marker scrolls the page; a long 
   await ctx.close();
 });
 
-test('forced colors: the focused image layer shows an outline', async () => {
+test('forced colors: the focused image layer shows an outline; markers keep a visible edge', async () => {
+  await seed('forced', 30, 40);
   const ctx = await browser.newContext({ forcedColors: 'active', reducedMotion: 'reduce' });
   const page = await ctx.newPage();
   const href = hostPage('forced-colors', `<main style="padding:24px"><img id="img" src="${IMG()}" alt="Product" style="display:block;width:600px"></main>`, attachAll([['img', 'forced']]));
@@ -497,6 +498,11 @@ test('forced colors: the focused image layer shows an outline', async () => {
   });
   assert.ok(ring.focused, 'the layer has keyboard focus');
   assert.ok(ring.style !== 'none' && ring.width >= 2, `focus indicator ${JSON.stringify(ring)}`);
+  const edge = await markers(page).first().evaluate((el) => {
+    const cs = getComputedStyle(el);
+    return { style: cs.borderTopStyle, width: parseFloat(cs.borderTopWidth), color: cs.borderTopColor, bg: cs.backgroundColor };
+  });
+  assert.ok(edge.style === 'solid' && edge.width >= 2 && edge.color !== edge.bg, `marker edge ${JSON.stringify(edge)}`);
   await shot(page, 'forced-colors');
   await ctx.close();
 });
