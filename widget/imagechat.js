@@ -756,6 +756,9 @@
   addEventListener('popstate', kick);
   /** @type {any} */ (window).navigation?.addEventListener('currententrychange', kick);
   const resized = new ResizeObserver(kick);
+  // Content above that grows or shrinks (a web font arriving, a video's size) changes the page's height.
+  resized.observe(document.documentElement);
+  document.fonts?.addEventListener('loadingdone', kick);
 
   // ---------------------------------------------------------------- view
 
