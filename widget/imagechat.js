@@ -775,11 +775,11 @@
 :host([data-theme=dark])>*{--bg:#1f2937;--fg:#f9fafb;--mut:#d1d5db;--line:#4b5563;--acc:#2563eb;--bad:#fca5a5;--soft:#374151;--shadow:0 8px 28px rgba(0,0,0,.6)}
 *{box-sizing:border-box}[hidden]{display:none!important}
 .layer{position:absolute;inset:0;cursor:crosshair;outline:none;-webkit-tap-highlight-color:transparent}
-.layer,.bar{visibility:var(--v)}
+.layer,.bar{visibility:var(--v)}.bar,.err{zoom:var(--k)}
 .layer:focus-visible{outline:3px solid var(--acc);outline-offset:-3px}
 .layer.ro{cursor:default;pointer-events:none}
 .pic{position:absolute;pointer-events:none}
-.m{position:absolute;width:var(--s);height:var(--s);margin:calc(var(--s) / -2) 0 0 calc(var(--s) / -2);border-radius:50% 50% 50% 4px;border:2px solid #fff;background:var(--acc);color:#fff;font:700 12px/1 system-ui,sans-serif;
+.m{position:absolute;width:var(--s);height:var(--s);margin:calc(var(--s) / -2) 0 0 calc(var(--s) / -2);border-radius:50% 50% 50% 4px;border:2px solid #fff;background:var(--acc);color:#fff;font:700 calc(var(--s) * .43)/1 system-ui,sans-serif;
 display:flex;align-items:center;justify-content:center;cursor:pointer;box-shadow:0 2px 6px rgba(0,0,0,.35);padding:0;transition:transform .15s,left .2s,top .2s;pointer-events:auto}
 .m:hover,.m[aria-expanded=true]{transform:scale(1.15)}
 .m:focus-visible{outline:3px solid var(--fg);outline-offset:2px}
@@ -1034,6 +1034,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       for (const [k, v] of Object.entries(out)) s.setProperty(k, v.toFixed(2) + 'px');
       s.setProperty('--c', `inset(${clip})`);
       s.setProperty('--v', shown ? 'visible' : 'hidden');
+      s.setProperty('--k', String(1 / kh)); // the status line and errors keep their size under transforms and zoom
       Object.assign(this.pic.style, { left: (pic.l - box.l) / kh + 'px', top: (pic.t - box.t) / kh + 'px', width: pic.w / kh + 'px', height: pic.h / kh + 'px' });
       this.hintEl.hidden = box.w / kh < 480; // small images keep the status line short
       // A hidden image (closed lightbox, collapsed tab) leaves nothing floating in the top layer.
