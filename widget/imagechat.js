@@ -1073,7 +1073,9 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         const vw = document.documentElement.clientWidth;
         const w = el.offsetWidth;
         const ht = el.offsetHeight;
-        const fit = (/** @type {number} */ v, /** @type {number} */ max) => Math.max(8, Math.min(v, max - 8)) + 'px';
+        // Kept inside the viewport while its point is; scrolled away with it otherwise.
+        const off = p.x < 0 || p.y < 0 || p.x > vw || p.y > innerHeight;
+        const fit = (/** @type {number} */ v, /** @type {number} */ max) => (off ? v : Math.max(8, Math.min(v, max - 8))) + 'px';
         // Ancestors' CSS zoom reaches the top layer too: undo it, so card px are client px.
         el.style.zoom = String(1 / (/** @type {any} */ (this.host).currentCSSZoom || 1));
         el.style.left = fit(at.x > 55 ? p.x - gap - w : p.x + gap, vw - w);

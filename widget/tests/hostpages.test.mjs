@@ -636,6 +636,30 @@ test('markup that already worked keeps working: <picture>/srcset, RTL, iframe, 4
   await zoomed.close();
 });
 
+test('an open thread (in the top layer) stays beside its marker while the page scrolls, and scrolls away with it', async () => {
+  const id = await seed('scroll-thread', 30, 30);
+  const ctx = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  const page = await ctx.newPage();
+  const href = hostPage('scroll-thread', `<main style="padding:24px"><img id="img" src="${IMG()}" alt="Product" style="display:block;width:600px"><div style="height:3000px"></div></main>`, attachAll([['img', 'scroll-thread']]));
+  await page.goto(href);
+  await live(page);
+  await page.locator(`[data-chat-id="${id}"]`).click();
+  const thread = page.locator('[data-imagechat-thread]');
+  await thread.waitFor();
+  const beside = async () => {
+    const [m, t] = [await markerCentre(page, id), await box(thread)];
+    return Math.abs(t.y - (m.y - 20)) < 2 && t.x > m.x;
+  };
+  assert.ok(await beside(), 'beside its marker');
+  await page.mouse.wheel(0, 150);
+  await until(beside, 2000);
+  await page.evaluate(() => scrollTo(0, 2000));
+  await until(async () => { const t = await thread.boundingBox(); return !!t && t.y + t.height < 0; }, 2000);
+  await page.evaluate(() => scrollTo(0, 0));
+  await until(beside, 2000);
+  await ctx.close();
+});
+
 test('nothing runs while nothing moves', async () => {
   const ctx = await browser.newContext();
   const page = await ctx.newPage();
