@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every check and test of the project, on a fresh machine as on a developer's:
 # formatting, lints, unit and integration tests, the protocol conformance
-# suite against the release binary, and the widget's type check and browser
-# tests. Installs what is missing (Python, Node.js, Chromium) with apt.
+# suite against the release binary, schemathesis against the OpenAPI
+# document, and the widget's type check and browser tests. Installs what is
+# missing (Python, schemathesis, Node.js, Chromium) with apt and pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -114,6 +115,10 @@ fi
 kill "${nodes[@]}"; wait "${nodes[@]}" 2>/dev/null || true
 psql "$PG_URL" -q -c "DROP DATABASE $cluster_db" >/dev/null || true
 trap 'rm -rf "$work"' EXIT
+
+step "schemathesis: every REST answer against the OpenAPI document"
+python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+scripts/schemathesis.sh "$BIN" "${SCHEMATHESIS_EXAMPLES:-25}"
 
 step "widget: type check and browser tests"
 IMAGECHAT_BIN="$BIN" bash widget/scripts/test.sh

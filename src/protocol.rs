@@ -334,14 +334,19 @@ pub struct SessionAnswer<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct CreateChatRequest {
     /// The image's id: 1..=1024 UTF-8 bytes, no control characters.
+    #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\x00-\x1f\x7f]+$")]
     pub url_id: String,
     /// Percent of the picture's width, 0..=100.
+    #[schema(minimum = 0, maximum = 100)]
     pub x: f64,
     /// Percent of the picture's height, 0..=100.
+    #[schema(minimum = 0, maximum = 100)]
     pub y: f64,
     /// 1..=2000 characters after trimming.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub text: String,
-    /// Echoed in the event so the sending tab can skip it: 1..=64 of `A-Za-z0-9_-`.
+    /// Echoed in the event so the sending tab can skip it.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub broadcast_id: Option<String>,
 }
 
@@ -349,9 +354,12 @@ pub struct CreateChatRequest {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateChatRequest {
+    #[schema(minimum = 0, maximum = 100)]
     pub x: Option<f64>,
+    #[schema(minimum = 0, maximum = 100)]
     pub y: Option<f64>,
     pub resolved: Option<bool>,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub broadcast_id: Option<String>,
 }
 
@@ -360,7 +368,9 @@ pub struct UpdateChatRequest {
 #[serde(rename_all = "camelCase")]
 pub struct CommentRequest {
     /// 1..=2000 characters after trimming.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub text: String,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub broadcast_id: Option<String>,
 }
 
@@ -409,13 +419,16 @@ pub struct SeqAnswer {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateTenantRequest {
-    /// Lower-case letters, digits and dashes, 1..=64.
+    /// Lower-case letters, digits and dashes.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub tenant_id: String,
     /// Allowed browser origins; absent or empty: any.
     pub origins: Option<Vec<String>>,
     /// `none` (default), `read` or `write`: what users without SSO may do.
+    #[schema(pattern = "^(none|read|write)$")]
     pub anonymous: Option<String>,
     /// Generated when absent.
+    #[schema(min_length = 1, max_length = 256)]
     pub secret: Option<String>,
 }
 

@@ -31,8 +31,13 @@ const EVENTS_PAGE: u32 = 1000;
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct ImageQuery {
-    /// The image's id.
-    #[param(rename = "urlId")]
+    /// The image's id: 1..=1024 UTF-8 bytes, no control characters.
+    #[param(
+        rename = "urlId",
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\x00-\x1f\x7f]+$"
+    )]
     url_id: String,
 }
 
@@ -51,7 +56,12 @@ impl FromQuery for UrlId {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct EventsQuery {
-    #[param(rename = "urlId")]
+    #[param(
+        rename = "urlId",
+        min_length = 1,
+        max_length = 1024,
+        pattern = r"^[^\x00-\x1f\x7f]+$"
+    )]
     url_id: String,
     /// The epoch of the snapshot or subscription the position comes from.
     epoch: String,
@@ -86,7 +96,7 @@ impl FromQuery for Position {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct DeleteQuery {
-    #[param(rename = "broadcastId")]
+    #[param(rename = "broadcastId", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     broadcast_id: Option<String>,
 }
 

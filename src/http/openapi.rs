@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, ObjectBuilder, RefOr, Response, Type};
-use utoipa::{IntoResponses, Modify, OpenApi, PartialSchema};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Response, Type};
+use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use crate::protocol::ErrorBody;
 
@@ -73,7 +73,7 @@ fn error_response(status: u16) -> RefOr<Response> {
     let mut r = ResponseBuilder::new().description(description).content(
         "application/json",
         ContentBuilder::new()
-            .schema(Some(ErrorBody::schema()))
+            .schema(Some(Ref::from_schema_name(ErrorBody::name())))
             .build(),
     );
     if status == 429 || status == 503 {

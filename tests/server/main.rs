@@ -7,5 +7,6 @@ mod api;
 mod binary;
 mod cluster;
 mod lifecycle;
+mod openapi;
 mod realtime;
 mod regressions;
