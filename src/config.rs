@@ -53,6 +53,15 @@ pub struct Config {
     /// its socket before it is closed as a slow consumer.
     #[arg(long, env = "IMAGECHAT_OUTBOX_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub outbox_capacity: u64,
+    /// Most connections (HTTP and WebSocket) this node holds open; beyond
+    /// it a new connection is answered 503 with `Retry-After` and closed,
+    /// and the open ones are untouched.
+    #[arg(long, env = "IMAGECHAT_MAX_CONNECTIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_connections: u64,
+    /// Seconds a request body may take to arrive once its headers have;
+    /// slower ones are answered 408.
+    #[arg(long, env = "IMAGECHAT_BODY_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout: u64,
     /// Lifetime of a session token, in hours.
     #[arg(long, env = "IMAGECHAT_SESSION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub session_hours: u64,
@@ -80,6 +89,8 @@ impl Config {
             heartbeat: 25,
             batch_window_ms: 20,
             outbox_capacity: 1024,
+            max_connections: 100_000,
+            body_timeout: 30,
             session_hours: 24,
             assets_dir: None,
         }
@@ -101,6 +112,8 @@ impl std::fmt::Debug for Config {
             .field("heartbeat", &self.heartbeat)
             .field("batch_window_ms", &self.batch_window_ms)
             .field("outbox_capacity", &self.outbox_capacity)
+            .field("max_connections", &self.max_connections)
+            .field("body_timeout", &self.body_timeout)
             .field("session_hours", &self.session_hours)
             .field("assets_dir", &self.assets_dir)
             .finish()

@@ -26,7 +26,7 @@ pub enum AppError {
     HistoryGone(&'static str),
     /// 413: the body is larger than [`crate::http::MAX_BODY`].
     TooLarge,
-    /// 408: the body did not arrive within [`crate::http::BODY_TIMEOUT`].
+    /// 408: the body did not arrive within `--body-timeout`.
     BodyTimeout,
     Conflict(&'static str),
     /// 429 with `Retry-After` in whole seconds.

@@ -86,6 +86,16 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let open_now = http_open.load(std::sync::atomic::Ordering::Relaxed) + app.conns.count();
+        if open_now as u64 >= app.config.max_connections {
+            app.metrics
+                .connections_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if tls.is_none() {
+                tokio::spawn(refuse_connection(stream));
+            }
+            continue;
+        }
         let service = TowerToHyperService::new(router.clone());
         let draining = draining.clone();
         let tls = tls.clone();
@@ -131,6 +141,31 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Seconds a client refused for the connection limit is told to wait.
+const OVERLOADED_RETRY_AFTER: u64 = 5;
+
+/// Answers a connection beyond `--max-connections` with 503 and closes it,
+/// without reading its request (plain TCP; over TLS the handshake would
+/// cost what the limit is there to save, so the socket is just closed).
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let e = crate::error::AppError::Overloaded {
+        retry_after: OVERLOADED_RETRY_AFTER,
+    };
+    let body = serde_json::json!({"error": {"code": e.code(), "message": e.message()}}).to_string();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {OVERLOADED_RETRY_AFTER}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 /// Counts a live HTTP connection until dropped.

@@ -185,6 +185,7 @@ pub struct Metrics {
     pub store_errors: AtomicU64,
     pub broker_errors: AtomicU64,
     pub slow_consumers: AtomicU64,
+    pub connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -267,6 +268,12 @@ impl Metrics {
             "counter",
             "Connections closed because their outbound queue overflowed.",
             vec![(String::new(), self.slow_consumers.load(Relaxed))],
+        );
+        metric(
+            "imagechat_connections_refused_total",
+            "counter",
+            "Connections refused because the node was at --max-connections.",
+            vec![(String::new(), self.connections_refused.load(Relaxed))],
         );
         let mut http: Vec<_> = lock(&self.http)
             .iter()

@@ -84,6 +84,13 @@ const QUIET: Duration = Duration::from_secs(1);
 /// the next one.
 const QUIET_CHECKS_PER_TICK: usize = 256;
 
+/// Events one image's inbox may hold while its state is locked. Beyond it
+/// an event is dropped and the image is checked against the log once it is
+/// quiet (as for an event the broker lost), so nothing is lost, only late.
+const MAX_INBOX: usize = 65_536;
+/// Images checked against the log at once after a broker reconnect.
+const RESYNC_CONCURRENCY: usize = 16;
+
 /// Out-of-order events one image may hold while its gap is filled. Beyond it
 /// they are dropped and the gap fill fetches them from the store instead.
 const MAX_PENDING: usize = 4096;
@@ -234,9 +241,16 @@ impl Hub {
     /// the broker lost.
     pub fn resync_all(self: &Arc<Self>) {
         let topics: Vec<Arc<Topic>> = lock(&self.topics).values().cloned().collect();
+        let permits = Arc::new(tokio::sync::Semaphore::new(RESYNC_CONCURRENCY));
         for topic in topics {
-            let hub = Arc::clone(self);
-            tokio::spawn(async move { hub.catch_up(topic).await });
+            let (hub, permits) = (Arc::clone(self), Arc::clone(&permits));
+            tokio::spawn(async move {
+                // At most RESYNC_CONCURRENCY reads of the store at once.
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                hub.catch_up(topic).await
+            });
         }
     }
 
@@ -323,7 +337,19 @@ impl Hub {
         let Some(topic) = lock(&self.topics).get(&key).cloned() else {
             return;
         };
-        lock(&topic.inbox).push_back((seq, body));
+        {
+            let mut inbox = lock(&topic.inbox);
+            if inbox.len() >= MAX_INBOX {
+                drop(inbox);
+                tracing::warn!(
+                    url_id = key.url_id(),
+                    "an image's inbox is full; reading from the log instead"
+                );
+                self.mark_recent(&key);
+                return;
+            }
+            inbox.push_back((seq, body));
+        }
         self.pump(&topic);
     }
 
@@ -732,6 +758,35 @@ mod tests {
         let d = out.take();
         assert_eq!(d.frames.len(), 1);
         assert!(d.frames[0].ends_with(b"{\"seq\":1}"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(test)]
+mod bounds {
+    use super::*;
+
+    /// An image whose state stays locked does not buffer without end: past
+    /// `MAX_INBOX` events are dropped and the image is marked for a check
+    /// against the log, which is where they are read from.
+    #[tokio::test]
+    async fn a_full_inbox_drops_and_marks_the_image_for_the_log() {
+        let (store, dir, _) = crate::store::open_temp("inbox").await;
+        let (tx, _rx) = tokio::sync::mpsc::channel(8);
+        let broker = crate::broker::open("memory", tx).await.unwrap();
+        let hub = Hub::new(store, broker, Duration::from_secs(60), Duration::ZERO);
+        let out = Arc::new(Outbox::new(16, 0, None, None));
+        let key = TopicKey::new("t", "img");
+        hub.subscribe(1, &out, &key, &None, None).await.unwrap();
+        let topic = lock(&hub.topics).get(&key).cloned().unwrap();
+        let held = hub.lock_state(&topic).await;
+        lock(&hub.recent).clear();
+        for seq in 1..=(MAX_INBOX as u64 + 10) {
+            hub.on_event(key.clone(), seq, Bytes::from_static(b"{}"));
+        }
+        assert_eq!(lock(&topic.inbox).len(), MAX_INBOX);
+        assert!(lock(&hub.recent).contains_key(&key));
+        drop(held);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -29,8 +29,6 @@ use crate::error::AppError;
 
 /// Largest accepted request body, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
-/// How long a request body may take to arrive once its headers have.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The bearer token of a request, if any.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -89,20 +87,20 @@ pub trait FromJson: Sized {
 }
 
 /// A JSON object body of at most [`MAX_BODY`] bytes, arriving within
-/// [`BODY_TIMEOUT`], read into `T`.
+/// `--body-timeout` seconds, read into `T`.
 pub struct Json<T>(pub T);
 
 impl<T: FromJson> FromRequest<Arc<App>> for Json<T> {
     type Rejection = AppError;
 
-    async fn from_request(req: Request, _: &Arc<App>) -> Result<Self, AppError> {
-        let map = json_object(req).await?;
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, AppError> {
+        let map = json_object(req, Duration::from_secs(app.config.body_timeout)).await?;
         T::from_json(&Fields(&map)).map(Json)
     }
 }
 
 /// Reads a JSON object body.
-async fn json_object(req: Request) -> Result<Map<String, Value>, AppError> {
+async fn json_object(req: Request, timeout: Duration) -> Result<Map<String, Value>, AppError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -112,7 +110,7 @@ async fn json_object(req: Request) -> Result<Map<String, Value>, AppError> {
         return Err(AppError::TooLarge);
     }
     let body = req.into_body();
-    let bytes = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY))
+    let bytes = tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY))
         .await
         .map_err(|_| AppError::BodyTimeout)?
         .map_err(|_| AppError::TooLarge)?;

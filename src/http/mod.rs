@@ -28,7 +28,7 @@ use utoipa_axum::routes;
 use crate::app::App;
 use crate::protocol::{Health, Readiness};
 pub use error::AppError;
-pub use extract::{BODY_TIMEOUT, MAX_BODY};
+pub use extract::MAX_BODY;
 
 /// Every route with its OpenAPI entry, and the document they make.
 pub fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {

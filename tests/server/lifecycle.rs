@@ -161,3 +161,69 @@ async fn many_idle_connections_cost_little() {
     }
     s.stop().await;
 }
+
+/// Beyond `--max-connections` a new connection is answered 503 with
+/// `Retry-After`; the connections already open carry on.
+#[tokio::test]
+async fn connections_beyond_the_cap_are_refused_and_the_open_ones_untouched() {
+    let s = Server::start_with(|c| c.max_connections = 3).await;
+    let (t, _) = s.tenant("write").await;
+    let token = s.token(&t).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(s.ws(&token).await);
+    }
+    let r = s.http("GET", "/healthz", None, &[]).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("5"));
+    assert_eq!(r.error_code(), "unavailable");
+    for ws in &mut open {
+        ws.send(serde_json::json!({"type": "ping"})).await;
+        assert_eq!(ws.recv_where(|m| m["type"] == "pong").await["type"], "pong");
+    }
+    drop(open.pop());
+    let mut ok = false;
+    for _ in 0..100 {
+        if s.http("GET", "/healthz", None, &[]).await.status == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(ok, "a place freed is taken again");
+}
+
+/// A body that stops arriving is answered 408 after `--body-timeout`,
+/// and the request changes nothing.
+#[tokio::test]
+async fn a_body_that_stops_arriving_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start_with(|c| c.body_timeout = 1).await;
+    let (t, _) = s.tenant("write").await;
+    let token = s.token(&t).await;
+    let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/chats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"urlId\":"
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut chunk = [0u8; 1024];
+        while let Ok(n) = c.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.ends_with(b"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5));
+}
