@@ -15,7 +15,8 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::domain::auth::TokenKey;
 use crate::domain::Tenant;
-use crate::fanout::{ConnId, Hub, Outbox};
+use crate::fanout::{ConnId, Hub};
+use crate::protocol::CloseCode;
 use crate::store::{Store, StoreError};
 use crate::usage::Usage;
 
@@ -152,18 +153,28 @@ impl RateLimiter {
     }
 }
 
+/// What heartbeats and shutdown need of an open connection, whatever its
+/// transport.
+pub trait Connection: Send + Sync {
+    /// Sends what is queued, then a close frame with `code`, and ends.
+    fn close(&self, code: CloseCode, reason: &'static str);
+    fn ping(&self);
+    /// Node uptime in seconds when the peer last sent anything.
+    fn last_seen(&self) -> u64;
+}
+
 /// Open WebSocket connections, for heartbeats and shutdown.
 #[derive(Default)]
 pub struct Connections {
     next: AtomicU64,
-    open: Mutex<HashMap<ConnId, Arc<Outbox>>>,
+    open: Mutex<HashMap<ConnId, Arc<dyn Connection>>>,
 }
 
 impl Connections {
     pub fn next_id(&self) -> ConnId {
         self.next.fetch_add(1, Relaxed) + 1
     }
-    pub fn add(&self, id: ConnId, out: Arc<Outbox>) {
+    pub fn add(&self, id: ConnId, out: Arc<dyn Connection>) {
         lock(&self.open).insert(id, out);
     }
     pub fn remove(&self, id: ConnId) {
@@ -172,7 +183,7 @@ impl Connections {
     pub fn count(&self) -> usize {
         lock(&self.open).len()
     }
-    pub fn all(&self) -> Vec<Arc<Outbox>> {
+    pub fn all(&self) -> Vec<Arc<dyn Connection>> {
         lock(&self.open).values().cloned().collect()
     }
 }

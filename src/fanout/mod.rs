@@ -16,20 +16,16 @@
 //! write per window whatever its write rate, while a quiet one (even one
 //! whose events come in pairs) adds no delay.
 //!
-//! The hub never waits on a socket: it hands each frame to every
-//! connection's bounded `Outbox`, which writes it at once when the socket
-//! takes it and queues it otherwise.
-
-pub mod outbox;
+//! The hub knows no sockets and no framing: it hands each [`Batch`] to
+//! every viewer's [`Subscriber`] (for a WebSocket, its bounded outbox, which
+//! encodes the batch once for all viewers and never blocks the hub).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use serde_json::Value;
-
-pub use outbox::{Frame, Outbox};
 
 use crate::broker::{Broker, Inbound, TopicKey};
 use crate::protocol::ServerMessage;
@@ -37,6 +33,69 @@ use crate::store::{Store, StoreError};
 
 /// A connection's id, unique within this process.
 pub type ConnId = u64;
+
+/// Messages of one image, in order, sent to its viewers as one unit and
+/// shared by all of them. A transport encodes it once ([`Batch::encoded`]):
+/// the first viewer that needs the bytes makes them, the others share them.
+pub struct Batch {
+    messages: Vec<Bytes>,
+    encoded: OnceLock<Bytes>,
+}
+
+impl Batch {
+    /// `messages`: at least one, each a JSON object.
+    pub fn new(messages: Vec<Bytes>) -> Batch {
+        Batch {
+            messages,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    pub fn messages(&self) -> &[Bytes] {
+        &self.messages
+    }
+
+    /// Length of the JSON text [`Batch::write_payload`] writes.
+    pub fn payload_len(&self) -> usize {
+        match self.messages.as_slice() {
+            [one] => one.len(),
+            many => 1 + many.iter().map(|m| m.len() + 1).sum::<usize>(),
+        }
+    }
+
+    /// The JSON text: the message itself when alone, else a JSON array of
+    /// them (protocol §7: clients accept both).
+    pub fn write_payload(&self, buf: &mut impl BufMut) {
+        match self.messages.as_slice() {
+            [one] => buf.put_slice(one),
+            many => {
+                buf.put_u8(b'[');
+                for (i, m) in many.iter().enumerate() {
+                    if i > 0 {
+                        buf.put_u8(b',');
+                    }
+                    buf.put_slice(m);
+                }
+                buf.put_u8(b']');
+            }
+        }
+    }
+
+    /// The transport's encoding of this batch, made by `encode` the first
+    /// time it is asked for.
+    pub fn encoded(&self, encode: impl FnOnce(&Batch) -> Bytes) -> &Bytes {
+        self.encoded.get_or_init(|| encode(self))
+    }
+}
+
+/// One viewer of an image, as the hub sees it. Neither call may block: a
+/// subscriber that cannot keep up drops itself (and recovers by seq).
+pub trait Subscriber: Send + Sync {
+    /// A message for this subscriber only (`subscribed`).
+    fn send(&self, msg: &[u8]);
+    /// A batch shared with the image's other viewers.
+    fn deliver(&self, batch: &Batch);
+}
 
 /// Most events a resubscribe replays; beyond it a snapshot is cheaper.
 pub const MAX_REPLAY: u64 = 1000;
@@ -101,7 +160,7 @@ const REPLAY_CHUNK: usize = 64;
 
 struct Sub {
     conn: ConnId,
-    out: Arc<Outbox>,
+    out: Arc<dyn Subscriber>,
 }
 
 #[derive(Default)]
@@ -437,7 +496,7 @@ impl Hub {
     pub async fn subscribe(
         self: &Arc<Self>,
         conn: ConnId,
-        out: &Arc<Outbox>,
+        out: &Arc<dyn Subscriber>,
         key: &TopicKey,
         request_id: &Option<Value>,
         resume: Option<(&str, u64)>,
@@ -474,7 +533,7 @@ impl Hub {
         mut st: StateGuard<'_>,
         topic: &Arc<Topic>,
         conn: ConnId,
-        out: &Arc<Outbox>,
+        out: &Arc<dyn Subscriber>,
         request_id: &Option<Value>,
         resume: Option<(&str, u64)>,
     ) -> Result<Subscribed, StoreError> {
@@ -518,7 +577,7 @@ impl Hub {
         st: &mut TopicState,
         topic: &Arc<Topic>,
         conn: ConnId,
-        out: &Arc<Outbox>,
+        out: &Arc<dyn Subscriber>,
         request_id: &Option<Value>,
         head: u64,
         recovered: bool,
@@ -532,7 +591,7 @@ impl Hub {
             out: Arc::clone(out),
         });
         let viewers = st.subs.len();
-        out.push(
+        out.send(
             &ServerMessage::Subscribed {
                 id: request_id,
                 url_id: topic.key.url_id(),
@@ -545,7 +604,7 @@ impl Hub {
         );
         let replay: Vec<Bytes> = replay.into_iter().map(|e| e.body).collect();
         for chunk in replay.chunks(REPLAY_CHUNK) {
-            out.push_frame(&Frame::batch(chunk));
+            out.deliver(&Batch::new(chunk.to_vec()));
         }
         lock(&self.presence_dirty).insert(topic.key.clone());
         Ok(Subscribed {
@@ -681,15 +740,37 @@ impl Hub {
     }
 }
 
-/// Sends the batch, as one frame shared by every viewer.
+/// Sends the batch, shared by every viewer.
 fn send_batch(st: &mut TopicState) {
     if st.batch.is_empty() {
         return;
     }
-    let frame = Frame::batch(&st.batch);
-    st.batch.clear();
+    let batch = Batch::new(std::mem::take(&mut st.batch));
     for s in &st.subs {
-        s.out.push_frame(&frame);
+        s.out.deliver(&batch);
+    }
+}
+
+/// A subscriber that records what it is given (for the hub's tests).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Recorder(Mutex<Vec<Vec<Bytes>>>);
+
+#[cfg(test)]
+impl Recorder {
+    /// What arrived since the last call: one list of messages per send.
+    pub(crate) fn take(&self) -> Vec<Vec<Bytes>> {
+        std::mem::take(&mut *lock(&self.0))
+    }
+}
+
+#[cfg(test)]
+impl Subscriber for Recorder {
+    fn send(&self, msg: &[u8]) {
+        lock(&self.0).push(vec![Bytes::copy_from_slice(msg)]);
+    }
+    fn deliver(&self, batch: &Batch) {
+        lock(&self.0).push(batch.messages().to_vec());
     }
 }
 
@@ -743,21 +824,17 @@ mod tests {
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let broker = crate::broker::open("memory", tx).await.unwrap();
         let hub = Hub::new(store, broker, Duration::from_secs(60), Duration::ZERO);
-        let out = Arc::new(Outbox::new(16, 0, None, None));
+        let rec = Arc::new(Recorder::default());
+        let out: Arc<dyn Subscriber> = rec.clone();
         let key = TopicKey::new("t", "img");
         hub.subscribe(1, &out, &key, &None, None).await.unwrap();
-        assert_eq!(out.take().frames.len(), 1, "the subscribed reply");
+        assert_eq!(rec.take().len(), 1, "the subscribed reply");
         let topic = lock(&hub.topics).get(&key).cloned().unwrap();
         let held = hub.lock_state(&topic).await;
         hub.on_event(key.clone(), 1, Bytes::from_static(b"{\"seq\":1}"));
-        assert!(
-            out.take().frames.is_empty(),
-            "waits while the image is locked"
-        );
+        assert!(rec.take().is_empty(), "waits while the image is locked");
         drop(held);
-        let d = out.take();
-        assert_eq!(d.frames.len(), 1);
-        assert!(d.frames[0].ends_with(b"{\"seq\":1}"));
+        assert_eq!(rec.take(), vec![vec![Bytes::from_static(b"{\"seq\":1}")]]);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
@@ -775,7 +852,7 @@ mod bounds {
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let broker = crate::broker::open("memory", tx).await.unwrap();
         let hub = Hub::new(store, broker, Duration::from_secs(60), Duration::ZERO);
-        let out = Arc::new(Outbox::new(16, 0, None, None));
+        let out: Arc<dyn Subscriber> = Arc::new(Recorder::default());
         let key = TopicKey::new("t", "img");
         hub.subscribe(1, &out, &key, &None, None).await.unwrap();
         let topic = lock(&hub.topics).get(&key).cloned().unwrap();

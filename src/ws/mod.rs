@@ -10,6 +10,7 @@
 //! from one node-wide ticker (`heartbeat_loop`), not a timer per connection.
 
 pub mod frame;
+pub mod outbox;
 
 use std::collections::HashSet;
 use std::io::Cursor;
@@ -31,12 +32,12 @@ use tokio::net::TcpStream;
 use crate::app::{session, App};
 use crate::broker::TopicKey;
 use crate::domain::{validate, Actor, Tenant};
-use crate::fanout::outbox::Step;
-use crate::fanout::{ConnId, Outbox};
+use crate::fanout::{ConnId, Subscriber};
 use crate::http::error::AppError;
 use crate::protocol::{ClientMessage, CloseCode, ServerMessage};
 use crate::usage::TenantLive;
 use frame::{Incoming, OP_PONG, OP_TEXT};
+use outbox::{Outbox, Step};
 
 /// Largest inbound message; bigger ones close the connection with 1009.
 pub const MAX_INBOUND: usize = 16 * 1024;
@@ -190,11 +191,12 @@ where
         app.config.outbox_capacity as usize,
         app.uptime_secs(),
         socket,
-        Some(Arc::clone(&live)),
+        Some(meter(&live)),
     ));
     live.connected();
     report_connections(&app, &tenant.id, &live);
-    app.conns.add(id, Arc::clone(&out));
+    app.conns
+        .add(id, Arc::clone(&out) as Arc<dyn crate::app::Connection>);
     let state = Arc::new(ConnState::default());
     let read_task = tokio::spawn(read_loop(
         Arc::clone(&app),
@@ -228,6 +230,12 @@ where
     live.disconnected();
     report_connections(&app, &tenant.id, &live);
     app.conns.remove(id);
+}
+
+/// Usage metering of what a connection delivers, for its outbox.
+fn meter(live: &Arc<TenantLive>) -> outbox::Meter {
+    let live = Arc::clone(live);
+    Box::new(move |messages, bytes| live.delivered(messages, bytes))
 }
 
 /// Shares this node's connection count of a tenant, so the tenant's peak
@@ -408,7 +416,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     _ => None,
                 };
                 // Boxed so the idle reader does not carry the subscribe state.
-                if let Err(e) = Box::pin(app.hub.subscribe(id, &out, &key, &rid, resume)).await {
+                let sub: Arc<dyn Subscriber> = out.clone();
+                if let Err(e) = Box::pin(app.hub.subscribe(id, &sub, &key, &rid, resume)).await {
                     app.metrics.store_error();
                     tracing::warn!(error = %e, "subscribe failed");
                     if let Ok(mut subs) = state.subs.lock() {

@@ -1,7 +1,9 @@
-//! One connection's bounded outbound queue of encoded WebSocket frames.
+//! One connection's bounded outbound queue of encoded WebSocket frames: the
+//! hub's [`Subscriber`] for a WebSocket connection.
 //!
-//! Producers push complete frames: the hub one shared frame per image batch
-//! to every viewer, the connection's reader its replies. On a plain TCP
+//! Producers push complete frames: the hub one shared batch per image to
+//! every viewer (framed once, by the first viewer that needs it, and shared),
+//! the connection's reader its replies. On a plain TCP
 //! connection a push writes straight to the socket when nothing waits before
 //! it, so a delivery costs one non-blocking `write` and wakes no task. What
 //! the socket does not take at once waits here, in order, and the
@@ -21,9 +23,14 @@ use bytes::{Buf, BufMut, Bytes};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
+use crate::app::Connection;
+use crate::fanout::{Batch, Subscriber};
 use crate::protocol::CloseCode;
-use crate::usage::TenantLive;
 use crate::ws::frame::{self, OP_PING, OP_PONG, OP_TEXT};
+
+/// Counts what a connection delivered: (messages, payload bytes). Given by
+/// the connection's owner, so the queue knows nothing of metering.
+pub type Meter = Box<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Frames handed to one vectored write.
 const WRITE_SLICES: usize = 64;
@@ -45,24 +52,15 @@ impl Frame {
         Frame::text(msg.len(), 1, |b| b.put_slice(msg))
     }
 
-    /// A text frame holding every message of `msgs` (at least one): the
-    /// message itself when alone, else a JSON array of them, in order.
-    pub fn batch(msgs: &[Bytes]) -> Frame {
-        match msgs {
-            [one] => Frame::message(one),
-            _ => {
-                let len = 1 + msgs.iter().map(|m| m.len() + 1).sum::<usize>();
-                Frame::text(len, msgs.len() as u32, |b| {
-                    b.put_u8(b'[');
-                    for (i, m) in msgs.iter().enumerate() {
-                        if i > 0 {
-                            b.put_u8(b',');
-                        }
-                        b.put_slice(m);
-                    }
-                    b.put_u8(b']');
-                })
-            }
+    /// The text frame of a hub batch, encoded once for all its viewers.
+    pub fn batch(batch: &Batch) -> Frame {
+        let len = batch.payload_len();
+        let bytes =
+            batch.encoded(|b| frame::encode(OP_TEXT, len, |buf| b.write_payload(buf)).into());
+        Frame {
+            bytes: bytes.clone(),
+            messages: batch.messages().len().min(u32::MAX as usize) as u32,
+            payload: len.min(u32::MAX as usize) as u32,
         }
     }
 
@@ -126,12 +124,11 @@ pub struct Drained {
     pub close: Option<(CloseCode, &'static str)>,
 }
 
-#[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
     notify: Notify,
     capacity: usize,
-    usage: Option<Arc<TenantLive>>,
+    meter: Option<Meter>,
     /// Seconds (server clock) of the last frame read from the peer.
     last_seen: AtomicU64,
 }
@@ -142,7 +139,7 @@ impl Outbox {
         capacity: usize,
         now_secs: u64,
         socket: Option<Socket>,
-        usage: Option<Arc<TenantLive>>,
+        meter: Option<Meter>,
     ) -> Self {
         Outbox {
             state: Mutex::new(State {
@@ -151,7 +148,7 @@ impl Outbox {
             }),
             notify: Notify::new(),
             capacity: capacity.max(1),
-            usage,
+            meter,
             last_seen: AtomicU64::new(now_secs),
         }
     }
@@ -204,8 +201,8 @@ impl Outbox {
             (true, s.queue.len() == 1)
         });
         if accepted && frame.messages > 0 {
-            if let Some(u) = &self.usage {
-                u.delivered(u64::from(frame.messages), u64::from(frame.payload));
+            if let Some(meter) = &self.meter {
+                meter(u64::from(frame.messages), u64::from(frame.payload));
             }
         }
         if wake {
@@ -310,6 +307,27 @@ impl Outbox {
     }
 }
 
+impl Subscriber for Outbox {
+    fn send(&self, msg: &[u8]) {
+        self.push(msg);
+    }
+    fn deliver(&self, batch: &Batch) {
+        self.push_frame(&Frame::batch(batch));
+    }
+}
+
+impl Connection for Outbox {
+    fn close(&self, code: CloseCode, reason: &'static str) {
+        Outbox::close(self, code, reason);
+    }
+    fn ping(&self) {
+        Outbox::ping(self);
+    }
+    fn last_seen(&self) -> u64 {
+        Outbox::last_seen(self)
+    }
+}
+
 /// Writes queued frames until the queue is empty (`true`) or the socket is
 /// full (`false`).
 fn write_queue(sock: &OwnedWriteHalf, s: &mut State) -> io::Result<bool> {
@@ -389,11 +407,14 @@ mod tests {
 
     #[test]
     fn a_batch_is_a_json_array_in_one_frame() {
-        let f = Frame::batch(&[Bytes::from("{\"a\":1}"), Bytes::from("{\"b\":2}")]);
+        let f = Frame::batch(&Batch::new(vec![
+            Bytes::from("{\"a\":1}"),
+            Bytes::from("{\"b\":2}"),
+        ]));
         assert_eq!(&f.bytes[2..], b"[{\"a\":1},{\"b\":2}]");
         assert_eq!((f.messages, f.payload), (2, 17));
         assert_eq!(f.bytes[..2], [0x81, 17]);
-        let one = Frame::batch(&[Bytes::from("{}")]);
+        let one = Frame::batch(&Batch::new(vec![Bytes::from("{}")]));
         assert_eq!(&one.bytes[..], b"\x81\x02{}");
     }
 
