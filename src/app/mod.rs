@@ -27,7 +27,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct App {
     pub config: Config,
     pub store: Arc<dyn Store>,
-    pub broker: Arc<dyn Broker>,
+    pub broker: Arc<Broker>,
     pub hub: Arc<Hub>,
     pub tenants: TenantCache,
     pub limiter: RateLimiter,
@@ -38,7 +38,7 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(config: Config, store: Arc<dyn Store>, broker: Arc<dyn Broker>) -> Arc<App> {
+    pub fn new(config: Config, store: Arc<dyn Store>, broker: Arc<Broker>) -> Arc<App> {
         let hub = Hub::new(
             Arc::clone(&store),
             Arc::clone(&broker),

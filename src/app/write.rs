@@ -91,19 +91,19 @@ mod tests {
     use tokio::sync::{mpsc, Notify};
 
     use super::*;
-    use crate::broker::{Broker, BrokerError, Inbound};
+    use crate::broker::{Broker, BrokerError, Bus, Envelope, Inbound};
     use crate::domain::{Actor, AnonymousPolicy, Tenant};
 
-    /// A broker whose `publish` stops at a gate until the test opens it.
+    /// A bus whose `publish` stops at a gate until the test opens it.
     struct Gated {
-        inner: Arc<dyn Broker>,
+        inner: Arc<crate::broker::memory::MemoryBroker>,
         entered: Notify,
         open: Notify,
     }
 
     #[async_trait]
-    impl Broker for Gated {
-        async fn publish(&self, msg: BrokerMessage) -> Result<(), BrokerError> {
+    impl Bus for Gated {
+        async fn publish(&self, msg: Envelope) -> Result<(), BrokerError> {
             self.entered.notify_one();
             self.open.notified().await;
             self.inner.publish(msg).await
@@ -116,23 +116,6 @@ mod tests {
         }
         async fn ping(&self) -> Result<(), BrokerError> {
             self.inner.ping().await
-        }
-        async fn announce_viewers(&self, t: &TopicKey, n: usize) -> Result<(), BrokerError> {
-            self.inner.announce_viewers(t, n).await
-        }
-        async fn viewers(&self, t: &TopicKey, n: usize) -> Result<usize, BrokerError> {
-            self.inner.viewers(t, n).await
-        }
-        async fn connections(&self, t: &str, n: u64) -> Result<u64, BrokerError> {
-            self.inner.connections(t, n).await
-        }
-        async fn take_write(
-            &self,
-            k: &str,
-            p: u32,
-            b: u32,
-        ) -> Result<Option<Result<(), u64>>, BrokerError> {
-            self.inner.take_write(k, p, b).await
         }
     }
 
@@ -152,19 +135,16 @@ mod tests {
             .await
             .unwrap();
         let (tx, mut rx) = mpsc::channel(8);
-        let inner = crate::broker::open("memory", tx).await.unwrap();
+        let inner = Arc::new(crate::broker::memory::MemoryBroker::new(tx));
         let key = TopicKey::new("t", "img");
         inner.subscribe(&key).await.unwrap();
-        let broker = Arc::new(Gated {
-            inner,
+        let gated = Arc::new(Gated {
+            inner: Arc::clone(&inner),
             entered: Notify::new(),
             open: Notify::new(),
         });
-        let app = App::new(
-            crate::Config::for_database("x"),
-            store,
-            Arc::clone(&broker) as Arc<dyn Broker>,
-        );
+        let broker = Broker::new(gated.clone(), inner);
+        let app = App::new(crate::Config::for_database("x"), store, broker);
         let actor = Actor {
             tenant_id: "t".into(),
             user: crate::domain::auth::anonymous_user(),
@@ -180,10 +160,10 @@ mod tests {
         let mut call = Box::pin(commit(&app, "t", m, Authority::User(actor), None));
         tokio::select! {
             _ = &mut call => panic!("the publish is held at the gate"),
-            _ = broker.entered.notified() => {}
+            _ = gated.entered.notified() => {}
         }
         drop(call);
-        broker.open.notify_one();
+        gated.open.notify_one();
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("the event arrives")

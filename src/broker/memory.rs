@@ -1,5 +1,6 @@
-//! The in-process broker of a single node: publishing hands the event straight
-//! to this node's hub inbox.
+//! The in-process bus and cluster state of a single node: publishing hands
+//! the event straight to this node's hub inbox, and this node's counts are
+//! the global ones.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,7 +8,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{Broker, BrokerError, BrokerMessage, Inbound, TopicKey};
+use super::{BrokerError, Bus, ClusterState, Envelope, Inbound, TopicKey};
 
 pub struct MemoryBroker {
     inbox: mpsc::Sender<Inbound>,
@@ -26,8 +27,12 @@ impl MemoryBroker {
 }
 
 #[async_trait]
-impl Broker for MemoryBroker {
-    async fn publish(&self, msg: BrokerMessage) -> Result<(), BrokerError> {
+impl Bus for MemoryBroker {
+    async fn publish(&self, msg: Envelope) -> Result<(), BrokerError> {
+        // One node: its own presence changes are counted where they happen.
+        let Envelope::Event(msg) = msg else {
+            return Ok(());
+        };
         let wanted = self
             .topics
             .lock()
@@ -69,11 +74,13 @@ impl Broker for MemoryBroker {
         }
         Ok(())
     }
+}
 
-    // One node: its own counts are the global ones, and its local limiter
-    // is the only one.
-
-    async fn announce_viewers(&self, _topic: &TopicKey, _local: usize) -> Result<(), BrokerError> {
+// One node: its own counts are the global ones, and its local limiter is
+// the only one.
+#[async_trait]
+impl ClusterState for MemoryBroker {
+    async fn set_viewers(&self, _topic: &TopicKey, _local: usize) -> Result<(), BrokerError> {
         Ok(())
     }
 
@@ -106,10 +113,12 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(8);
         let b = MemoryBroker::new(tx);
         let k = TopicKey::new("t", "u");
-        let msg = |seq| BrokerMessage {
-            topic: k.clone(),
-            seq,
-            body: bytes::Bytes::from_static(b"{}"),
+        let msg = |seq| {
+            Envelope::Event(super::super::BrokerMessage {
+                topic: k.clone(),
+                seq,
+                body: bytes::Bytes::from_static(b"{}"),
+            })
         };
         b.subscribe(&k).await.unwrap();
         b.subscribe(&k).await.unwrap();

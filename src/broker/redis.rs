@@ -3,12 +3,10 @@
 //! viewer and connection counts per node, and a Lua token bucket for write
 //! rates.
 //!
-//! Redis pub/sub is at-most-once. What this module adds to make delivery
-//! whole: after its subscriber connection comes back it tells the hub to
-//! resync every image from the store, and it republishes the last event of
-//! each image whose publish failed meanwhile, so the other nodes see the gap
-//! and fill it. Counts of a node that stops refreshing its liveness key
-//! (20 s) are ignored and then removed.
+//! Redis pub/sub is at-most-once: after its subscriber connection comes
+//! back this bus says `Resync`, and the layers above publish again what
+//! failed and check every image against the store. Counts of a node that
+//! stops refreshing its liveness key (20 s) are ignored and then removed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +19,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, PubSubSink};
 use tokio::sync::mpsc;
 
-use super::{Broker, BrokerError, BrokerMessage, Inbound, TopicKey};
+use super::{BrokerError, BrokerMessage, Bus, ClusterState, Envelope, Inbound, TopicKey};
 
 const EVENTS: &str = "imagechat:ev:";
 const VIEWERS: &str = "imagechat:viewers:";
@@ -32,8 +30,6 @@ const BUCKET: &str = "imagechat:rate:";
 /// this. With the hub's 5 s recount, a dead node's viewers are gone within
 /// 25 s.
 const NODE_TTL_SECS: u64 = 20;
-/// Most images remembered for republishing after a failed publish.
-const UNPUBLISHED_MAX: usize = 10_000;
 /// The payload that says "a viewer count changed" rather than an event.
 const PRESENCE_MARK: &[u8] = b"p";
 
@@ -79,8 +75,6 @@ pub struct RedisBroker {
     /// outstanding (a dying and a fresh copy of one image may overlap):
     /// restored after a reconnect.
     topics: Mutex<HashMap<TopicKey, usize>>,
-    /// The last event of each image whose publish failed.
-    unpublished: Mutex<HashMap<TopicKey, (u64, Bytes)>>,
     subscribed: AtomicBool,
     inbox: mpsc::Sender<Inbound>,
     take_write: redis::Script,
@@ -104,7 +98,6 @@ impl RedisBroker {
             cmd,
             sink: tokio::sync::Mutex::new(None),
             topics: Mutex::new(HashMap::new()),
-            unpublished: Mutex::new(HashMap::new()),
             subscribed: AtomicBool::new(false),
             inbox,
             take_write: redis::Script::new(TAKE_WRITE),
@@ -183,13 +176,6 @@ impl RedisBroker {
         }
         Ok(total)
     }
-
-    async fn republish(&self) {
-        let pending: Vec<(TopicKey, (u64, Bytes))> = lock(&self.unpublished).drain().collect();
-        for (topic, (seq, body)) in pending {
-            let _ = self.publish(BrokerMessage { topic, seq, body }).await;
-        }
-    }
 }
 
 fn payload(seq: u64, body: &[u8]) -> Vec<u8> {
@@ -242,7 +228,6 @@ async fn subscriber_loop(weak: Weak<RedisBroker>) {
                     drop(slot);
                     b.subscribed.store(true, Ordering::Relaxed);
                     tracing::info!(images = topics.len(), "subscribed at Redis");
-                    b.republish().await;
                     let _ = inbox.send(Inbound::Resync).await;
                     backoff = Duration::from_millis(100);
                     drop(b);
@@ -275,24 +260,18 @@ async fn liveness_loop(weak: Weak<RedisBroker>) {
 }
 
 #[async_trait]
-impl Broker for RedisBroker {
-    async fn publish(&self, msg: BrokerMessage) -> Result<(), BrokerError> {
-        let r: redis::RedisResult<()> = redis::cmd("PUBLISH")
-            .arg(Self::channel(&msg.topic))
-            .arg(payload(msg.seq, &msg.body))
-            .query_async(&mut self.cmd.clone())
-            .await;
-        if let Err(e) = r {
-            let mut u = lock(&self.unpublished);
-            if u.len() < UNPUBLISHED_MAX || u.contains_key(&msg.topic) {
-                let newer = u.get(&msg.topic).is_none_or(|(s, _)| *s < msg.seq);
-                if newer {
-                    u.insert(msg.topic, (msg.seq, msg.body));
-                }
-            }
-            return Err(unavailable(e));
-        }
-        Ok(())
+impl Bus for RedisBroker {
+    async fn publish(&self, msg: Envelope) -> Result<(), BrokerError> {
+        let (channel, data) = match &msg {
+            Envelope::Event(m) => (Self::channel(&m.topic), payload(m.seq, &m.body)),
+            Envelope::Presence(t) => (Self::channel(t), PRESENCE_MARK.to_vec()),
+        };
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(data)
+            .query_async::<()>(&mut self.cmd.clone())
+            .await
+            .map_err(unavailable)
     }
 
     async fn subscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
@@ -350,8 +329,11 @@ impl Broker for RedisBroker {
         }
         Ok(())
     }
+}
 
-    async fn announce_viewers(&self, topic: &TopicKey, local: usize) -> Result<(), BrokerError> {
+#[async_trait]
+impl ClusterState for RedisBroker {
+    async fn set_viewers(&self, topic: &TopicKey, local: usize) -> Result<(), BrokerError> {
         let key = format!("{VIEWERS}{}", topic.as_str());
         let mut p = redis::pipe();
         if local > 0 {
@@ -360,10 +342,6 @@ impl Broker for RedisBroker {
         } else {
             p.cmd("HDEL").arg(&key).arg(&self.node).ignore();
         }
-        p.cmd("PUBLISH")
-            .arg(Self::channel(topic))
-            .arg(PRESENCE_MARK)
-            .ignore();
         p.query_async::<()>(&mut self.cmd.clone())
             .await
             .map_err(unavailable)

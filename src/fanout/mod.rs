@@ -208,7 +208,7 @@ pub struct Hub {
     /// `QUIET`, each is checked against the log once (see `Hub::committed`).
     recent: Mutex<HashMap<TopicKey, Instant>>,
     store: Arc<dyn Store>,
-    broker: Arc<dyn Broker>,
+    broker: Arc<Broker>,
     gap_wait: Duration,
     window: Duration,
 }
@@ -252,7 +252,7 @@ impl Hub {
     /// batched (zero: never).
     pub fn new(
         store: Arc<dyn Store>,
-        broker: Arc<dyn Broker>,
+        broker: Arc<Broker>,
         gap_wait: Duration,
         window: Duration,
     ) -> Arc<Self> {
@@ -291,7 +291,12 @@ impl Hub {
                     tracing::debug!(url_id = key.url_id(), "presence changed elsewhere");
                     lock(&self.presence_recount).insert(key);
                 }
-                Inbound::Resync => self.resync_all(),
+                Inbound::Resync => {
+                    // Above any bus: what this node failed to publish goes
+                    // out again, and what it may have missed is read back.
+                    self.broker.republish().await;
+                    self.resync_all();
+                }
             }
         }
     }
@@ -865,5 +870,182 @@ mod bounds {
         assert!(lock(&hub.recent).contains_key(&key));
         drop(held);
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Several hubs in one process, joined by the stub bus that drops,
+/// duplicates and reorders, over an event log kept in memory; time is
+/// paused, so the gap fills and quiet checks run in virtual time.
+#[cfg(test)]
+mod over_a_lossy_bus {
+    use async_trait::async_trait;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::broker::stub::{Faults, StubNet};
+    use crate::broker::{BrokerMessage, Bus};
+    use crate::domain::auth::TokenKey;
+    use crate::domain::chat::Authority;
+    use crate::domain::{Mutation, Tenant};
+    use crate::protocol::Chat;
+    use crate::store::{Committed, ImageSummary, LoggedEvent, UsageCounts, UsageDelta};
+
+    /// Only the log: what the hub reads.
+    struct Log {
+        events: Mutex<Vec<Bytes>>,
+        key: TokenKey,
+    }
+
+    fn absent<T>() -> Result<T, StoreError> {
+        Err(StoreError::Unavailable(
+            "not kept by this test store".into(),
+        ))
+    }
+
+    #[async_trait]
+    impl Store for Log {
+        fn epoch(&self) -> &str {
+            "e"
+        }
+        fn token_key(&self) -> &TokenKey {
+            &self.key
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn maintain(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn create_tenant(&self, _: &Tenant) -> Result<(), StoreError> {
+            absent()
+        }
+        async fn tenant(&self, _: &str) -> Result<Option<Tenant>, StoreError> {
+            absent()
+        }
+        async fn snapshot(&self, _: &str, _: &str) -> Result<(u64, Vec<Chat>), StoreError> {
+            absent()
+        }
+        async fn latest_seq(&self, _: &str, _: &str) -> Result<u64, StoreError> {
+            Ok(lock(&self.events).len() as u64)
+        }
+        async fn events_since(
+            &self,
+            _: &str,
+            _: &str,
+            since: u64,
+            limit: u32,
+        ) -> Result<Vec<LoggedEvent>, StoreError> {
+            Ok(lock(&self.events)
+                .iter()
+                .enumerate()
+                .map(|(i, b)| LoggedEvent {
+                    seq: i as u64 + 1,
+                    body: b.clone(),
+                })
+                .filter(|e| e.seq > since)
+                .take(limit as usize)
+                .collect())
+        }
+        async fn apply(
+            &self,
+            _: &str,
+            _: &Mutation,
+            _: &Authority,
+            _: Option<&str>,
+        ) -> Result<Committed, StoreError> {
+            absent()
+        }
+        async fn add_usage(&self, _: &[UsageDelta]) -> Result<(), StoreError> {
+            absent()
+        }
+        async fn usage(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<(String, UsageCounts)>, StoreError> {
+            absent()
+        }
+        async fn images(&self, _: &str, _: u32) -> Result<Vec<ImageSummary>, StoreError> {
+            absent()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn three_hubs_deliver_every_event_once_and_in_order() {
+        let log = Arc::new(Log {
+            events: Mutex::new(Vec::new()),
+            key: TokenKey::new(vec![0; 32]),
+        });
+        let store: Arc<dyn Store> = log.clone();
+        let net = StubNet::new(42);
+        let key = TopicKey::new("t", "img");
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let (tx, rx) = mpsc::channel(4096);
+            let bus: Arc<dyn Bus> = net.node(tx);
+            let (state_tx, _state_rx) = mpsc::channel(1);
+            let state = Arc::new(crate::broker::memory::MemoryBroker::new(state_tx));
+            let broker = Broker::new(bus, state);
+            let hub = Hub::new(
+                Arc::clone(&store),
+                Arc::clone(&broker),
+                Duration::from_millis(100),
+                Duration::from_millis(20),
+            );
+            tokio::spawn(Arc::clone(&hub).run_inbox(rx));
+            let rec = Arc::new(Recorder::default());
+            let sub: Arc<dyn Subscriber> = rec.clone();
+            hub.subscribe(1, &sub, &key, &None, None).await.unwrap();
+            nodes.push((hub, broker, rec));
+        }
+        net.set_faults(Faults {
+            drop: 0.2,
+            duplicate: 0.2,
+            reorder: 0.3,
+        });
+        let write = |seq: u64| {
+            let body = Bytes::from(format!("{{\"seq\":{seq}}}"));
+            lock(&log.events).push(body.clone());
+            BrokerMessage {
+                topic: key.clone(),
+                seq,
+                body,
+            }
+        };
+        for seq in 1..=300u64 {
+            // Stored, then published through some node.
+            let m = write(seq);
+            let _ = nodes[(seq % 3) as usize].1.publish(m).await;
+            if seq % 7 == 0 {
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        }
+        // The bus goes down: these publishes fail, and come back after.
+        net.go_down();
+        for seq in 301..=320u64 {
+            let m = write(seq);
+            assert!(nodes[(seq % 3) as usize].1.publish(m).await.is_err());
+        }
+        net.come_back().await;
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for (hub, _, _) in &nodes {
+                hub.check_quiet().await;
+            }
+        }
+        net.flush().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let [dropped, duplicated, reordered] = net.faults_done();
+        assert!(
+            dropped > 50 && duplicated > 50 && reordered > 50,
+            "{dropped} {duplicated} {reordered}"
+        );
+        let want: Vec<Bytes> = lock(&log.events).clone();
+        for (n, (_, _, rec)) in nodes.iter().enumerate() {
+            let got: Vec<Bytes> = rec.take().into_iter().skip(1).flatten().collect();
+            assert_eq!(got.len(), want.len(), "node {n}: every event once");
+            assert!(got == want, "node {n}: in order");
+        }
     }
 }
