@@ -88,9 +88,7 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
         let open_now = http_open.load(std::sync::atomic::Ordering::Relaxed) + app.conns.count();
         if open_now as u64 >= app.config.max_connections {
-            app.metrics
-                .connections_refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            app.metrics.connections_refused.increment(1);
             if tls.is_none() {
                 tokio::spawn(refuse_connection(stream));
             }

@@ -3,6 +3,7 @@
 //! ([`write`]), the tenant cache, the write-rate limiter, the connection
 //! registry and metrics. Knows no HTTP and no sockets.
 
+pub mod metrics;
 pub mod session;
 pub mod write;
 
@@ -19,6 +20,7 @@ use crate::fanout::{ConnId, Hub};
 use crate::protocol::CloseCode;
 use crate::store::{Store, StoreError};
 use crate::usage::Usage;
+pub use metrics::Metrics;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -39,11 +41,13 @@ pub struct App {
 
 impl App {
     pub fn new(config: Config, store: Arc<dyn Store>, broker: Arc<Broker>) -> Arc<App> {
+        let metrics = Metrics::new();
         let hub = Hub::new(
             Arc::clone(&store),
             Arc::clone(&broker),
             Duration::from_millis(100),
             Duration::from_millis(config.batch_window_ms),
+            metrics.event_delivery.clone(),
         );
         Arc::new(App {
             limiter: RateLimiter::new(config.write_rate_per_minute, config.write_burst),
@@ -53,7 +57,7 @@ impl App {
             broker,
             hub,
             usage: Usage::default(),
-            metrics: Metrics::default(),
+            metrics,
             conns: Connections::default(),
             started: Instant::now(),
         })
@@ -186,132 +190,6 @@ impl Connections {
     pub fn all(&self) -> Vec<Arc<dyn Connection>> {
         lock(&self.open).values().cloned().collect()
     }
-}
-
-/// Counters for `/metrics` that are not per tenant.
-#[derive(Default)]
-pub struct Metrics {
-    http: Mutex<HashMap<(String, u16), u64>>,
-    pub events_logged: AtomicU64,
-    pub store_errors: AtomicU64,
-    pub broker_errors: AtomicU64,
-    pub slow_consumers: AtomicU64,
-    pub connections_refused: AtomicU64,
-}
-
-impl Metrics {
-    pub fn http_request(&self, route: &str, status: u16) {
-        *lock(&self.http)
-            .entry((route.to_owned(), status))
-            .or_default() += 1;
-    }
-    pub fn store_error(&self) {
-        self.store_errors.fetch_add(1, Relaxed);
-    }
-
-    /// Prometheus text exposition.
-    pub fn render(&self, app: &App) -> String {
-        use std::fmt::Write;
-        let mut s = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in rows {
-                let _ = writeln!(s, "{name}{labels} {v}");
-            }
-        };
-        let tenants = app.usage.all();
-        let per_tenant = |f: &dyn Fn(&crate::usage::TenantLive) -> u64| {
-            tenants
-                .iter()
-                .map(|(t, l)| (format!("{{tenant=\"{}\"}}", escape(t)), f(l)))
-                .collect::<Vec<_>>()
-        };
-        metric(
-            "imagechat_connections",
-            "gauge",
-            "Open WebSocket connections.",
-            per_tenant(&|l| l.connections.load(Relaxed)),
-        );
-        metric(
-            "imagechat_subscriptions",
-            "gauge",
-            "Image subscriptions held by open connections.",
-            per_tenant(&|l| l.subscriptions.load(Relaxed)),
-        );
-        metric(
-            "imagechat_messages_delivered_total",
-            "counter",
-            "Messages delivered to WebSocket clients.",
-            per_tenant(&|l| l.messages_total.load(Relaxed)),
-        );
-        metric(
-            "imagechat_bytes_delivered_total",
-            "counter",
-            "Payload bytes of the frames delivered to WebSocket clients.",
-            per_tenant(&|l| l.bytes_total.load(Relaxed)),
-        );
-        metric(
-            "imagechat_images_subscribed",
-            "gauge",
-            "Images with a subscriber on this node.",
-            vec![(String::new(), app.hub.topic_count() as u64)],
-        );
-        metric(
-            "imagechat_events_logged_total",
-            "counter",
-            "Events logged by writes through this node.",
-            vec![(String::new(), self.events_logged.load(Relaxed))],
-        );
-        metric(
-            "imagechat_store_errors_total",
-            "counter",
-            "Storage operations that failed.",
-            vec![(String::new(), self.store_errors.load(Relaxed))],
-        );
-        metric(
-            "imagechat_broker_errors_total",
-            "counter",
-            "Broker operations that failed.",
-            vec![(String::new(), self.broker_errors.load(Relaxed))],
-        );
-        metric(
-            "imagechat_slow_consumers_total",
-            "counter",
-            "Connections closed because their outbound queue overflowed.",
-            vec![(String::new(), self.slow_consumers.load(Relaxed))],
-        );
-        metric(
-            "imagechat_connections_refused_total",
-            "counter",
-            "Connections refused because the node was at --max-connections.",
-            vec![(String::new(), self.connections_refused.load(Relaxed))],
-        );
-        let mut http: Vec<_> = lock(&self.http)
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        http.sort();
-        metric(
-            "imagechat_http_requests_total",
-            "counter",
-            "HTTP requests by route and status.",
-            http.into_iter()
-                .map(|((route, status), v)| {
-                    (
-                        format!("{{route=\"{}\",status=\"{status}\"}}", escape(&route)),
-                        v,
-                    )
-                })
-                .collect(),
-        );
-        s
-    }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -83,9 +83,7 @@ impl Session {
             Ok(Some(v)) => v,
             Ok(None) => app.limiter.check(&key),
             Err(e) => {
-                app.metrics
-                    .broker_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                app.metrics.broker_errors.increment(1);
                 tracing::warn!(error = %e, "shared rate limit unavailable; using this node's");
                 app.limiter.check(&key)
             }

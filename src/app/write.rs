@@ -9,7 +9,6 @@
 //! committed, so should a publish still be lost, it reads the log after the
 //! image goes quiet (see `Hub::committed`).
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::app::App;
@@ -34,15 +33,19 @@ pub async fn commit(
 ) -> Result<Committed, AppError> {
     let (app, tenant) = (Arc::clone(app), tenant.to_owned());
     let task = tokio::spawn(async move {
-        let c = app
+        let started = std::time::Instant::now();
+        let applied = app
             .store
             .apply(&tenant, &m, &by, broadcast_id.as_deref())
-            .await
-            .inspect_err(|e| {
-                if matches!(e, StoreError::Unavailable(_)) {
-                    app.metrics.store_error();
-                }
-            })?;
+            .await;
+        app.metrics
+            .store_transaction
+            .record(started.elapsed().as_secs_f64());
+        let c = applied.inspect_err(|e| {
+            if matches!(e, StoreError::Unavailable(_)) {
+                app.metrics.store_error();
+            }
+        })?;
         publish(&app, &tenant, &c).await;
         let live = app.usage.tenant(&tenant);
         match m {
@@ -70,14 +73,14 @@ async fn publish(app: &App, tenant: &str, c: &Committed) {
     let topic = TopicKey::new(tenant, &c.url_id);
     app.hub.committed(&topic, last.seq);
     for e in &c.events {
-        app.metrics.events_logged.fetch_add(1, Relaxed);
+        app.metrics.events_logged.increment(1);
         let msg = BrokerMessage {
             topic: topic.clone(),
             seq: e.seq,
             body: e.body.clone(),
         };
         if let Err(err) = app.broker.publish(msg).await {
-            app.metrics.broker_errors.fetch_add(1, Relaxed);
+            app.metrics.broker_errors.increment(1);
             tracing::warn!(error = %err, "publish failed; subscribers will catch up from the log");
         }
     }

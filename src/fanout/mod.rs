@@ -211,6 +211,8 @@ pub struct Hub {
     broker: Arc<Broker>,
     gap_wait: Duration,
     window: Duration,
+    /// Records, per batch, the time from its first event's commit to now.
+    latency: metrics::Histogram,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -255,6 +257,7 @@ impl Hub {
         broker: Arc<Broker>,
         gap_wait: Duration,
         window: Duration,
+        latency: metrics::Histogram,
     ) -> Arc<Self> {
         Arc::new(Hub {
             topics: Mutex::new(HashMap::new()),
@@ -265,6 +268,7 @@ impl Hub {
             broker,
             gap_wait,
             window,
+            latency,
         })
     }
 
@@ -589,7 +593,7 @@ impl Hub {
         replay: Vec<crate::store::LoggedEvent>,
     ) -> Result<Subscribed, StoreError> {
         // What is batched precedes this subscriber's `seq`: send it first.
-        send_batch(st);
+        send_batch(st, &self.latency);
         st.subs.retain(|s| s.conn != conn);
         st.subs.push(Sub {
             conn,
@@ -725,7 +729,7 @@ impl Hub {
         };
         if due <= now {
             st.pacer.spend();
-            send_batch(st);
+            send_batch(st, &self.latency);
         } else if !st.send_scheduled {
             st.send_scheduled = true;
             let (hub, topic, window) = (Arc::clone(self), Arc::clone(topic), self.window);
@@ -738,15 +742,16 @@ impl Hub {
                     // the send takes.
                     st.pacer.refill(Instant::now(), window);
                     st.pacer.spend();
-                    send_batch(&mut st);
+                    send_batch(&mut st, &hub.latency);
                 }
             });
         }
     }
 }
 
-/// Sends the batch, shared by every viewer.
-fn send_batch(st: &mut TopicState) {
+/// Sends the batch, shared by every viewer, and records how long after
+/// its first event's commit that was.
+fn send_batch(st: &mut TopicState, latency: &metrics::Histogram) {
     if st.batch.is_empty() {
         return;
     }
@@ -754,6 +759,23 @@ fn send_batch(st: &mut TopicState) {
     for s in &st.subs {
         s.out.deliver(&batch);
     }
+    if let Some(at) = batch.messages().iter().find_map(|m| committed_at(m)) {
+        let ms = crate::domain::now_ms().saturating_sub(at).max(0);
+        latency.record(ms as f64 / 1000.0);
+    }
+}
+
+/// The `at` (commit time, ms) of a logged event's JSON, which the store
+/// writes last; `None` for other messages (presence).
+fn committed_at(body: &[u8]) -> Option<i64> {
+    const KEY: &[u8] = b"\"at\":";
+    let tail = body.strip_suffix(b"}")?;
+    let window = &tail[tail.len().saturating_sub(24)..];
+    let pos = window.windows(KEY.len()).rposition(|w| w == KEY)?;
+    std::str::from_utf8(&window[pos + KEY.len()..])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// A subscriber that records what it is given (for the hub's tests).
@@ -785,6 +807,18 @@ mod tests {
 
     fn near(a: Instant, b: Instant) -> bool {
         a.max(b).duration_since(a.min(b)) < Duration::from_micros(1)
+    }
+
+    #[test]
+    fn the_commit_time_is_read_from_the_end_of_an_event() {
+        let ev = br#"{"type":"deleted-image-chat","chatId":"c","urlId":"u","seq":3,"broadcastId":null,"at":1764000000123}"#;
+        assert_eq!(committed_at(ev), Some(1_764_000_000_123));
+        assert_eq!(
+            committed_at(br#"{"type":"presence","urlId":"u","viewers":2}"#),
+            None
+        );
+        assert_eq!(committed_at(b"}"), None);
+        assert_eq!(committed_at(b""), None);
     }
 
     #[test]
@@ -828,7 +862,13 @@ mod tests {
         let (store, dir, _) = crate::store::open_temp("hub").await;
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let broker = crate::broker::open("memory", tx).await.unwrap();
-        let hub = Hub::new(store, broker, Duration::from_secs(60), Duration::ZERO);
+        let hub = Hub::new(
+            store,
+            broker,
+            Duration::from_secs(60),
+            Duration::ZERO,
+            metrics::Histogram::noop(),
+        );
         let rec = Arc::new(Recorder::default());
         let out: Arc<dyn Subscriber> = rec.clone();
         let key = TopicKey::new("t", "img");
@@ -856,7 +896,13 @@ mod bounds {
         let (store, dir, _) = crate::store::open_temp("inbox").await;
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let broker = crate::broker::open("memory", tx).await.unwrap();
-        let hub = Hub::new(store, broker, Duration::from_secs(60), Duration::ZERO);
+        let hub = Hub::new(
+            store,
+            broker,
+            Duration::from_secs(60),
+            Duration::ZERO,
+            metrics::Histogram::noop(),
+        );
         let out: Arc<dyn Subscriber> = Arc::new(Recorder::default());
         let key = TopicKey::new("t", "img");
         hub.subscribe(1, &out, &key, &None, None).await.unwrap();
@@ -992,6 +1038,7 @@ mod over_a_lossy_bus {
                 Arc::clone(&broker),
                 Duration::from_millis(100),
                 Duration::from_millis(20),
+                metrics::Histogram::noop(),
             );
             tokio::spawn(Arc::clone(&hub).run_inbox(rx));
             let rec = Arc::new(Recorder::default());

@@ -114,7 +114,8 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
             HeaderValue::from_static("600"),
         );
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        app.metrics.http_request("preflight", 204);
+        app.metrics
+            .http_request("preflight", 204, std::time::Duration::ZERO);
         return res;
     }
     let route = req
@@ -123,7 +124,9 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let grant = CorsGrant::default();
     req.extensions_mut().insert(grant.clone());
+    let started = std::time::Instant::now();
     let mut res = next.run(req).await;
+    let took = started.elapsed();
     let status = res.status();
     if let Some(o) = origin {
         // A 401 carries CORS too, so the widget can read why and get a new token.
@@ -137,7 +140,7 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
             h.append(header::VARY, HeaderValue::from_static("Origin"));
         }
     }
-    app.metrics.http_request(&route, status.as_u16());
+    app.metrics.http_request(&route, status.as_u16(), took);
     res
 }
 

@@ -214,7 +214,7 @@ where
     };
     out.abandon();
     if code == Some(CloseCode::SlowConsumer) {
-        app.metrics.slow_consumers.fetch_add(1, Relaxed);
+        app.metrics.slow_consumers.increment(1);
     }
     read_task.abort();
     let _ = read_task.await;

@@ -823,8 +823,26 @@ async fn usage_is_metered_per_day() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("imagechat_http_requests_total{route=\"/api/v1/chats\",status=\"201\"} 1")
+        metrics.contains("imagechat_http_requests_total{route=\"/api/v1/chats\",status=\"201\"} 1"),
+        "{metrics}"
     );
+    // Latency histograms: HTTP by route, write transactions, and events
+    // from commit to the viewers' sockets (two events were delivered).
+    assert!(
+        metrics.contains(
+            "imagechat_http_request_duration_seconds_bucket{route=\"/api/v1/chats\",le=\"0.005\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("imagechat_store_transaction_seconds_count 2"),
+        "{metrics}"
+    );
+    let deliveries = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("imagechat_event_delivery_seconds_count "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(deliveries.is_some_and(|n| n >= 1), "{metrics}");
     s.stop().await;
 }
 
