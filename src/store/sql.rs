@@ -34,11 +34,16 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Versioned schema files, applied in order, each once.
-    fn migrations(self) -> &'static [(i64, &'static str)] {
+    /// Versioned schema files (`migrations/<backend>/NNNN_name.sql`),
+    /// embedded at build time and applied in order, each once, by sqlx's
+    /// migrator (which holds an advisory lock on PostgreSQL, so nodes
+    /// starting together take turns).
+    fn migrator(self) -> &'static sqlx::migrate::Migrator {
+        static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+        static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
         match self {
-            Backend::Sqlite => &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))],
-            Backend::Postgres => &[(1, include_str!("../../migrations/postgres/0001_init.sql"))],
+            Backend::Sqlite => &SQLITE,
+            Backend::Postgres => &POSTGRES,
         }
     }
 }
@@ -143,39 +148,57 @@ impl SqlStore {
 }
 
 async fn migrate(pool: &AnyPool, backend: Backend) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
-    if backend == Backend::Postgres {
-        // Nodes starting together take turns.
-        sqlx::query("SELECT pg_advisory_xact_lock(7263547)")
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-        .execute(&mut *tx)
-        .await?;
-    for &(version, sql) in backend.migrations() {
-        let done: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if done.is_none() {
-            // Migration files hold plain DDL: no `;` inside statements or comments.
-            for stmt in sql.split(';').map(str::trim).filter(|s| {
-                !s.lines()
-                    .all(|l| l.trim().is_empty() || l.trim_start().starts_with("--"))
-            }) {
-                sqlx::query(stmt).execute(&mut *tx).await?;
-            }
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-                .bind(version)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
-    tx.commit().await?;
+    adopt_legacy_migrations(pool, backend).await?;
+    backend.migrator().run(pool).await?;
     Ok(())
+}
+
+/// Databases made before the schema moved to sqlx's migrator record their
+/// versions in `schema_migrations`; the migrator is told that those are
+/// applied (with their checksums), so it does not run them again.
+async fn adopt_legacy_migrations(pool: &AnyPool, backend: Backend) -> anyhow::Result<()> {
+    use sqlx::migrate::Migrate;
+    let legacy_table = match backend {
+        Backend::Sqlite => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        }
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'schema_migrations' \
+             AND table_schema = current_schema()"
+        }
+    };
+    let exists: i64 = sqlx::query_scalar(legacy_table).fetch_one(pool).await?;
+    if exists == 0 {
+        return Ok(());
+    }
+    let mut conn = pool.acquire().await?;
+    conn.lock().await?;
+    let adopted = async {
+        conn.ensure_migrations_table().await?;
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *conn)
+            .await?;
+        for m in backend.migrator().iter() {
+            if versions.contains(&m.version) {
+                sqlx::query(
+                    "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                     VALUES ($1, $2, TRUE, $3, 0) ON CONFLICT (version) DO NOTHING",
+                )
+                .bind(m.version)
+                .bind(m.description.to_string())
+                .bind(m.checksum.to_vec())
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        sqlx::query("DROP TABLE schema_migrations")
+            .execute(&mut *conn)
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    conn.unlock().await?;
+    adopted
 }
 
 async fn meta(pool: &AnyPool) -> anyhow::Result<(String, Vec<u8>)> {
@@ -746,6 +769,54 @@ fn send_checks(pool: &'static AnyPool) {
 #[cfg(test)]
 mod tests {
     use crate::store::{UsageCounts, UsageDelta};
+
+    /// A database made before migrations moved to sqlx keeps its data and
+    /// is not migrated twice.
+    #[tokio::test]
+    async fn a_database_of_the_old_migration_table_is_adopted() {
+        use sqlx::{Connection, Executor};
+        let (store, dir, path) = crate::store::open_temp("legacy").await;
+        let tenant = crate::domain::Tenant {
+            id: "kept".into(),
+            secret: "s".into(),
+            origins: Vec::new(),
+            anonymous: crate::domain::AnonymousPolicy::Read,
+        };
+        store.create_tenant(&tenant).await.unwrap();
+        drop(store);
+        let url = format!("sqlite://{}", path.display());
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        c.execute(
+            "DROP TABLE _sqlx_migrations; \
+             CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); \
+             INSERT INTO schema_migrations VALUES (1, 0);",
+        )
+        .await
+        .unwrap();
+        c.close().await.unwrap();
+        let store = crate::store::open(&url, 1)
+            .await
+            .expect("the old database opens");
+        assert!(store.tenant("kept").await.unwrap().is_some());
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+        assert_eq!(applied, vec![1]);
+        let legacy: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'schema_migrations'",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        assert_eq!(legacy, 0);
+        // And it opens again as a current one.
+        drop(store);
+        crate::store::open(&url, 1).await.expect("opens again");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     /// Writes leave what they wrote in the write-ahead log (no checkpoint on
     /// the write path); `maintain` moves it into the database file.
