@@ -123,46 +123,23 @@ impl Usage {
     }
 }
 
+/// Calendar dates in the usage API: YYYY-MM-DD, ISO 8601's calendar date.
+const DAY: &[time::format_description::FormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
+
 /// Today's UTC date as YYYY-MM-DD.
 pub fn today() -> String {
-    let days = crate::domain::now_ms().div_euclid(86_400_000);
-    format_day(days)
+    format_day(time::OffsetDateTime::now_utc().date())
 }
 
-/// Days since 1970-01-01 → YYYY-MM-DD (proleptic Gregorian).
-pub fn format_day(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+/// A date as YYYY-MM-DD.
+pub fn format_day(d: time::Date) -> String {
+    d.format(DAY).unwrap_or_default()
 }
 
-/// YYYY-MM-DD → days since 1970-01-01; `None` unless a real date.
-pub fn parse_day(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    if !(1..=12).contains(&m) || d < 1 {
-        return None;
-    }
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    // Reject 2026-02-30 and friends by round-tripping.
-    (format_day(days) == s).then_some(days)
+/// YYYY-MM-DD → the date; `None` unless a real date.
+pub fn parse_day(s: &str) -> Option<time::Date> {
+    time::Date::parse(s, DAY).ok()
 }
 
 #[cfg(test)]
@@ -171,9 +148,8 @@ mod tests {
 
     #[test]
     fn dates_round_trip() {
-        assert_eq!(format_day(0), "1970-01-01");
-        assert_eq!(parse_day("2024-02-29"), Some(19_782));
-        assert_eq!(format_day(19_782), "2024-02-29");
+        let leap = parse_day("2024-02-29").expect("a leap day");
+        assert_eq!(format_day(leap), "2024-02-29");
         assert_eq!(parse_day("2026-02-29"), None);
         assert_eq!(parse_day("2026-13-01"), None);
         assert_eq!(parse_day("26-01-01"), None);

@@ -109,51 +109,40 @@ impl TenantCache {
     }
 }
 
-/// Token buckets per (tenant, user): `burst` writes at once, then
-/// `per_minute` a minute.
+/// Per-(tenant, user) write rates on one node: `burst` writes at once,
+/// then `per_minute` a minute (GCRA, by `governor`). Used when the broker
+/// keeps no shared buckets (one node) or cannot answer.
 pub struct RateLimiter {
-    per_sec: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// `None`: unlimited.
+    limiter: Option<governor::DefaultKeyedRateLimiter<String>>,
 }
 
-/// Bound on remembered buckets; full (idle) ones are forgotten first.
+/// Bound on remembered keys; past it the idle ones are forgotten.
 const BUCKETS_MAX: usize = 100_000;
 
 impl RateLimiter {
     pub fn new(per_minute: u32, burst: u32) -> Self {
-        RateLimiter {
-            per_sec: per_minute as f64 / 60.0,
-            burst: burst.max(1) as f64,
-            buckets: Mutex::new(HashMap::new()),
-        }
+        let limiter = std::num::NonZeroU32::new(per_minute).map(|rate| {
+            let burst = std::num::NonZeroU32::new(burst).unwrap_or(std::num::NonZeroU32::MIN);
+            governor::RateLimiter::keyed(governor::Quota::per_minute(rate).allow_burst(burst))
+        });
+        RateLimiter { limiter }
     }
 
-    /// Takes one write; `Err(seconds)` to wait when the bucket is empty.
+    /// Takes one write; `Err(seconds)` to wait (at least 1) when the
+    /// bucket is empty.
     pub fn check(&self, key: &str) -> Result<(), u64> {
-        if self.per_sec == 0.0 {
+        let Some(l) = &self.limiter else {
             return Ok(());
+        };
+        if l.len() >= BUCKETS_MAX {
+            l.retain_recent();
         }
-        let now = Instant::now();
-        let mut b = lock(&self.buckets);
-        if b.len() >= BUCKETS_MAX && !b.contains_key(key) {
-            let (per_sec, burst) = (self.per_sec, self.burst);
-            b.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * per_sec < burst
-            });
-            if b.len() >= BUCKETS_MAX {
-                b.clear();
-            }
-        }
-        let (tokens, at) = b.entry(key.to_owned()).or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_sec).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / self.per_sec).ceil().max(1.0) as u64)
-        }
+        l.check_key(&key.to_owned()).map_err(|not_until| {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            wait.as_secs_f64().ceil().max(1.0) as u64
+        })
     }
 }
 
@@ -203,6 +192,9 @@ mod tests {
             assert_eq!(r.check("a"), Ok(()));
         }
         assert_eq!(r.check("a"), Err(1));
+        let slow = RateLimiter::new(1, 1);
+        assert_eq!(slow.check("a"), Ok(()));
+        assert!(matches!(slow.check("a"), Err(s) if (59..=60).contains(&s)));
         assert_eq!(r.check("b"), Ok(()));
         let unlimited = RateLimiter::new(0, 1);
         for _ in 0..100 {

@@ -283,7 +283,7 @@ pub struct UsageQuery {
     to: String,
 }
 
-pub struct DayRange(i64, i64);
+pub struct DayRange(time::Date, time::Date);
 
 impl FromQuery for DayRange {
     fn from_query(q: &QueryMap) -> Result<Self, AppError> {
@@ -293,7 +293,7 @@ impl FromQuery for DayRange {
                 .ok_or_else(|| AppError::invalid(Some(k), format!("{k} must be a date YYYY-MM-DD")))
         };
         let (from, to) = (day("from")?, day("to")?);
-        if to < from || to - from >= MAX_USAGE_DAYS {
+        if to < from || (to - from).whole_days() >= MAX_USAGE_DAYS {
             return Err(AppError::invalid(
                 Some("to"),
                 format!("to must be on or after from, at most {MAX_USAGE_DAYS} days in all"),
@@ -322,7 +322,9 @@ pub async fn usage(
         .await?;
     let mut rows = rows.into_iter().peekable();
     let mut days = Vec::new();
-    for d in from..=to {
+    let mut next = Some(from);
+    while let Some(d) = next.filter(|d| *d <= to) {
+        next = d.next_day();
         let date = format_day(d);
         let mut c = UsageCounts::default();
         while let Some((_, counts)) = rows.next_if(|(day, _)| *day == date) {
