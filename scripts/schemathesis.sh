@@ -7,6 +7,7 @@
 # Installs schemathesis from PyPI when it is missing.
 set -euo pipefail
 BIN="${1:?usage: scripts/schemathesis.sh BINARY [MAX_EXAMPLES]}"
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
 EXAMPLES="${2:-25}"
 if ! command -v schemathesis >/dev/null; then
   python3 -m pip install --quiet schemathesis || python3 -m pip install --quiet --break-system-packages schemathesis
@@ -20,6 +21,8 @@ base="http://127.0.0.1:$port"
   --admin-key schemathesis-key --write-rate-per-minute 0 >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+# schemathesis keeps its state in the working directory: not in the checkout.
+cd "$work"
 for _ in $(seq 1 100); do curl -fs "$base/healthz" >/dev/null && break; sleep 0.1; done
 json() { python3 -c "import json,sys;print(json.load(sys.stdin)$1)"; }
 secret=$(curl -fs -XPOST "$base/api/v1/admin/tenants" -H 'authorization: Bearer schemathesis-key' \

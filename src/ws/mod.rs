@@ -9,14 +9,19 @@
 //! An idle connection holds two small tasks and no buffers; heartbeats come
 //! from one node-wide ticker (`heartbeat_loop`), not a timer per connection.
 
+mod client;
 pub mod frame;
 pub mod outbox;
+mod writer;
 
-use std::collections::HashSet;
+pub use client::MAX_SUBSCRIPTIONS;
+use client::{hello, read_loop, ConnState};
+use writer::{send_loop, write_loop};
+
 use std::io::Cursor;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -25,27 +30,20 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
-use crate::app::{session, App};
+use crate::app::App;
 use crate::broker::TopicKey;
-use crate::domain::{validate, Actor, Tenant};
-use crate::fanout::{ConnId, Subscriber};
-use crate::http::error::AppError;
-use crate::protocol::{ClientMessage, CloseCode, ServerMessage};
+use crate::error::AppError;
+use crate::protocol::{CloseCode, ServerMessage};
 use crate::usage::TenantLive;
-use frame::{Incoming, OP_PONG, OP_TEXT};
-use outbox::{Outbox, Step};
+use frame::OP_TEXT;
+use outbox::Outbox;
 
 /// Largest inbound message; bigger ones close the connection with 1009.
 pub const MAX_INBOUND: usize = 16 * 1024;
-pub const MAX_SUBSCRIPTIONS: usize = 100;
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Client messages per second a connection may send on average, and at once.
-const INBOUND_PER_SEC: f64 = 50.0;
-const INBOUND_BURST: f64 = 200.0;
 
 /// The WebSocket endpoint (RFC 6455); the messages are in docs/protocol.md.
 #[utoipa::path(get, path = "/api/v1/ws", tag = "node",
@@ -93,22 +91,6 @@ pub async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response 
         hs.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     res
-}
-
-/// One client's subscriptions; shared so the connection can clean up after
-/// its reader, however the reader ended.
-#[derive(Default)]
-struct ConnState {
-    subs: Mutex<HashSet<TopicKey>>,
-}
-
-fn error_message(id: &Option<serde_json::Value>, code: &str, message: &str) -> Bytes {
-    ServerMessage::Error { id, code, message }.to_bytes()
-}
-
-async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, code: &str, message: &str, close: CloseCode) {
-    let _ = frame::write_frame(w, OP_TEXT, &error_message(&None, code, message)).await;
-    let _ = frame::write_close(w, close.into(), message).await;
 }
 
 /// The write side of a connection: a TCP socket, which the outbox may write
@@ -250,272 +232,6 @@ fn report_connections(app: &Arc<App>, tenant: &str, live: &Arc<TenantLive>) {
     });
 }
 
-/// Waits for `hello` and checks it; on refusal the connection is closed here.
-async fn hello<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    app: &App,
-    reader: &mut frame::Reader,
-    rd: &mut R,
-    wr: &mut W,
-    origin: Option<&str>,
-) -> Option<(Actor, Arc<Tenant>)> {
-    let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
-    let text = loop {
-        match tokio::time::timeout_at(deadline, reader.read(rd)).await {
-            Err(_) => {
-                refuse(
-                    wr,
-                    "unauthorized",
-                    "no hello within 10 s",
-                    CloseCode::Unauthorized,
-                )
-                .await;
-                return None;
-            }
-            Ok(Ok(Incoming::Text(t))) => break t,
-            Ok(Ok(Incoming::Ping(p))) => {
-                let _ = frame::write_frame(wr, OP_PONG, &p).await;
-            }
-            Ok(Ok(Incoming::Pong)) => {}
-            Ok(Ok(Incoming::Binary)) => break String::new(),
-            Ok(Ok(Incoming::Close(_))) => {
-                let _ = frame::write_close(wr, CloseCode::Normal.into(), "").await;
-                return None;
-            }
-            Ok(Err(e)) => {
-                if let Some(code) = e.close_code() {
-                    let _ = frame::write_close(wr, code.into(), &e.to_string()).await;
-                }
-                return None;
-            }
-        }
-    };
-    let Ok(ClientMessage::Hello { token }) = ClientMessage::parse(&text) else {
-        refuse(
-            wr,
-            "unauthorized",
-            "the first message must be hello",
-            CloseCode::Unauthorized,
-        )
-        .await;
-        return None;
-    };
-    // The session path REST uses: a storage failure is "try again" (1013),
-    // never "your session is invalid" (4401), which makes the widget drop it.
-    match session::authenticate(app, Some(&token), origin, || {}).await {
-        Ok(s) => Some((s.actor, s.tenant)),
-        Err(e) => {
-            refuse(wr, e.code(), e.message(), e.close_code()).await;
-            None
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn read_loop<R: AsyncRead + Unpin>(
-    app: Arc<App>,
-    id: ConnId,
-    actor: Actor,
-    out: Arc<Outbox>,
-    state: Arc<ConnState>,
-    live: Arc<TenantLive>,
-    mut reader: frame::Reader,
-    mut rd: R,
-) {
-    let (mut budget, mut refilled) = (INBOUND_BURST, Instant::now());
-    loop {
-        let msg = match reader.read(&mut rd).await {
-            Ok(m) => m,
-            Err(e) => {
-                match e.close_code() {
-                    Some(code) => out.close(code, "protocol error"),
-                    None => out.close(CloseCode::Silent, ""),
-                }
-                return;
-            }
-        };
-        out.touch(app.uptime_secs());
-        let text = match msg {
-            Incoming::Text(t) => t,
-            Incoming::Ping(p) => {
-                out.pong(&p);
-                continue;
-            }
-            Incoming::Pong => continue,
-            Incoming::Close(_) => {
-                out.close(CloseCode::Normal, "");
-                return;
-            }
-            Incoming::Binary => {
-                out.push(&error_message(
-                    &None,
-                    "invalid_message",
-                    "binary frames are not supported",
-                ));
-                continue;
-            }
-        };
-        let now = Instant::now();
-        budget = (budget + now.duration_since(refilled).as_secs_f64() * INBOUND_PER_SEC)
-            .min(INBOUND_BURST);
-        refilled = now;
-        if budget < 1.0 {
-            out.push(&error_message(
-                &None,
-                "rate_limited",
-                "too many messages; slow down",
-            ));
-            continue;
-        }
-        budget -= 1.0;
-        match ClientMessage::parse(&text) {
-            Err(bad) => {
-                out.push(&error_message(&bad.id, "invalid_message", &bad.message));
-            }
-            Ok(ClientMessage::Ping) => {
-                out.push(&ServerMessage::Pong.to_bytes());
-            }
-            Ok(ClientMessage::Hello { .. }) => {
-                out.push(&error_message(
-                    &None,
-                    "invalid_message",
-                    "hello was already said",
-                ));
-            }
-            Ok(ClientMessage::Subscribe {
-                id: rid,
-                url_id,
-                epoch,
-                seq,
-            }) => {
-                if let Err(e) = validate::url_id(&url_id) {
-                    out.push(&error_message(&rid, "invalid_message", &e.to_string()));
-                    continue;
-                }
-                let key = TopicKey::new(&actor.tenant_id, &url_id);
-                let added = {
-                    let mut subs = state.subs.lock().unwrap_or_else(|p| p.into_inner());
-                    if !subs.contains(&key) && subs.len() >= MAX_SUBSCRIPTIONS {
-                        None
-                    } else {
-                        Some(subs.insert(key.clone()))
-                    }
-                };
-                let Some(added) = added else {
-                    out.push(&error_message(
-                        &rid,
-                        "too_many_subscriptions",
-                        "a connection may hold 100 subscriptions",
-                    ));
-                    continue;
-                };
-                if added {
-                    live.subscriptions.fetch_add(1, Relaxed);
-                }
-                let resume = match (&epoch, seq) {
-                    (Some(e), Some(s)) => Some((e.as_str(), s)),
-                    _ => None,
-                };
-                // Boxed so the idle reader does not carry the subscribe state.
-                let sub: Arc<dyn Subscriber> = out.clone();
-                if let Err(e) = Box::pin(app.hub.subscribe(id, &sub, &key, &rid, resume)).await {
-                    app.metrics.store_error();
-                    tracing::warn!(error = %e, "subscribe failed");
-                    if let Ok(mut subs) = state.subs.lock() {
-                        if subs.remove(&key) {
-                            live.subscriptions.fetch_sub(1, Relaxed);
-                        }
-                    }
-                    out.push(&error_message(
-                        &rid,
-                        "unavailable",
-                        "storage is unavailable; try again",
-                    ));
-                }
-            }
-            Ok(ClientMessage::Unsubscribe { id: rid, url_id }) => {
-                let key = TopicKey::new(&actor.tenant_id, &url_id);
-                let removed = state
-                    .subs
-                    .lock()
-                    .map(|mut s| s.remove(&key))
-                    .unwrap_or(false);
-                if removed {
-                    live.subscriptions.fetch_sub(1, Relaxed);
-                    Box::pin(app.hub.unsubscribe(id, &key)).await;
-                }
-                out.push(
-                    &ServerMessage::Unsubscribed {
-                        id: &rid,
-                        url_id: &url_id,
-                    }
-                    .to_bytes(),
-                );
-            }
-        }
-    }
-}
-
-/// A direct connection's writer: sends what its pushes could not write at
-/// once, whenever the socket can take more. Returns the close code.
-async fn send_loop(app: &App, out: &Outbox) -> Option<CloseCode> {
-    let stall = Duration::from_millis(app.config.heartbeat * 2500);
-    loop {
-        out.ready().await;
-        match out.send_waiting() {
-            Step::Idle => {}
-            Step::Blocked => {
-                let socket = out.socket()?;
-                // Boxed: a timer only while blocked, none on an idle connection.
-                match Box::pin(tokio::time::timeout(stall, socket.writable())).await {
-                    Ok(Ok(())) => {}
-                    _ => return None,
-                }
-            }
-            Step::Done(code) => return Some(code),
-            Step::Failed => return None,
-        }
-    }
-}
-
-/// Any other connection's writer: sends everything the outbox holds, as one
-/// write for all that waits, until it says close. Returns the close code.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    app: &App,
-    out: &Outbox,
-    wr: &mut W,
-) -> Option<CloseCode> {
-    let stall = Duration::from_millis(app.config.heartbeat * 2500);
-    let mut buf = Vec::new();
-    loop {
-        out.ready().await;
-        let d = out.take();
-        buf.clear();
-        for f in &d.frames {
-            buf.extend_from_slice(f);
-        }
-        // Boxed: the sending state only lives while sending.
-        let res = Box::pin(tokio::time::timeout(stall, async {
-            wr.write_all(&buf).await?;
-            wr.flush().await?;
-            if d.close.is_some() {
-                wr.shutdown().await?;
-            }
-            std::io::Result::Ok(())
-        }))
-        .await;
-        // Keep no large buffer around on an idle connection.
-        if buf.capacity() > 4096 {
-            buf = Vec::new();
-        }
-        if !matches!(res, Ok(Ok(()))) {
-            return None;
-        }
-        if let Some((code, _)) = d.close {
-            return Some(code);
-        }
-    }
-}
-
 /// Pings every connection each heartbeat and closes those silent for 2.5
 /// heartbeats. One loop for the node: idle connections own no timers.
 pub async fn heartbeat_loop(app: Arc<App>) {
@@ -567,7 +283,7 @@ mod idle_size {
         let f = serve(Arc::clone(&app), r, w, None);
         let writer = std::mem::size_of_val(&f).max(tcp_writer);
         let out = Arc::new(Outbox::new(8, 0, None, None));
-        let actor = Actor {
+        let actor = crate::domain::Actor {
             tenant_id: "t".into(),
             user: crate::domain::auth::anonymous_user(),
             moderator: false,

@@ -12,12 +12,21 @@
 //! to arbitrate between writers; reads use their own pool and see consistent
 //! snapshots thanks to WAL.
 
+mod rows;
+mod schema;
+
+use rows::{
+    chat_of, comment_of, image_seq, load_chat, lock_image, write_event, CHAT_COLUMNS,
+    COMMENT_COLUMNS,
+};
+use schema::{meta, meta_value, migrate};
+
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
 
 use super::{
     Committed, ImageSummary, LoggedEvent, Result, Store, StoreError, UsageCounts, UsageDelta,
@@ -25,7 +34,7 @@ use super::{
 use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
 use crate::domain::{fold, now_ms, plan, AnonymousPolicy, DomainError, Mutation, Tenant};
-use crate::protocol::{Change, Chat, Comment, Event, EventKind, User};
+use crate::protocol::{Change, Chat, Event, EventKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -145,304 +154,6 @@ impl SqlStore {
     pub fn backend(&self) -> Backend {
         self.backend
     }
-}
-
-async fn migrate(pool: &AnyPool, backend: Backend) -> anyhow::Result<()> {
-    adopt_legacy_migrations(pool, backend).await?;
-    backend.migrator().run(pool).await?;
-    Ok(())
-}
-
-/// Databases made before the schema moved to sqlx's migrator record their
-/// versions in `schema_migrations`; the migrator is told that those are
-/// applied (with their checksums), so it does not run them again.
-async fn adopt_legacy_migrations(pool: &AnyPool, backend: Backend) -> anyhow::Result<()> {
-    use sqlx::migrate::Migrate;
-    let legacy_table = match backend {
-        Backend::Sqlite => {
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-        }
-        Backend::Postgres => {
-            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'schema_migrations' \
-             AND table_schema = current_schema()"
-        }
-    };
-    let exists: i64 = sqlx::query_scalar(legacy_table).fetch_one(pool).await?;
-    if exists == 0 {
-        return Ok(());
-    }
-    let mut conn = pool.acquire().await?;
-    conn.lock().await?;
-    let adopted = async {
-        conn.ensure_migrations_table().await?;
-        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-            .fetch_all(&mut *conn)
-            .await?;
-        for m in backend.migrator().iter() {
-            if versions.contains(&m.version) {
-                sqlx::query(
-                    "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-                     VALUES ($1, $2, TRUE, $3, 0) ON CONFLICT (version) DO NOTHING",
-                )
-                .bind(m.version)
-                .bind(m.description.to_string())
-                .bind(m.checksum.to_vec())
-                .execute(&mut *conn)
-                .await?;
-            }
-        }
-        sqlx::query("DROP TABLE schema_migrations")
-            .execute(&mut *conn)
-            .await?;
-        anyhow::Ok(())
-    }
-    .await;
-    conn.unlock().await?;
-    adopted
-}
-
-async fn meta(pool: &AnyPool) -> anyhow::Result<(String, Vec<u8>)> {
-    let mut key = [0u8; 32];
-    crate::domain::fill_random(&mut key);
-    let fresh = [
-        ("epoch", crate::domain::random_id(9)),
-        ("token_key", hex::encode(key)),
-    ];
-    for (k, v) in fresh {
-        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-            .bind(k.to_owned())
-            .bind(v)
-            .execute(pool)
-            .await?;
-    }
-    let epoch = meta_value(pool, "epoch").await?;
-    let key = hex::decode(meta_value(pool, "token_key").await?)?;
-    Ok((epoch, key))
-}
-
-async fn meta_value(pool: &AnyPool, key: &str) -> sqlx::Result<String> {
-    sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = $1")
-        .bind(key)
-        .fetch_one(pool)
-        .await
-}
-
-fn user_of(json: &str) -> Result<User> {
-    serde_json::from_str(json)
-        .map_err(|e| StoreError::Unavailable(format!("corrupt user row: {e}")))
-}
-
-fn user_json(u: &User) -> String {
-    serde_json::to_string(u).unwrap_or_default()
-}
-
-fn chat_of(row: &AnyRow) -> Result<Chat> {
-    Ok(Chat {
-        id: row.try_get("id")?,
-        x: row.try_get("x")?,
-        y: row.try_get("y")?,
-        resolved: row.try_get::<i64, _>("resolved")? != 0,
-        user: user_of(row.try_get("user_json")?)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        comments: Vec::new(),
-    })
-}
-
-fn comment_of(row: &AnyRow) -> Result<Comment> {
-    Ok(Comment {
-        id: row.try_get("id")?,
-        user: user_of(row.try_get("user_json")?)?,
-        text: row.try_get("text")?,
-        created_at: row.try_get("created_at")?,
-        edited_at: row.try_get("edited_at")?,
-    })
-}
-
-const CHAT_COLUMNS: &str = "id, url_id, x, y, resolved, user_json, created_at, updated_at";
-const COMMENT_COLUMNS: &str = "id, chat_id, user_json, text, created_at, edited_at";
-
-/// Loads one chat with its comments, and its urlId.
-async fn load_chat(
-    c: &mut AnyConnection,
-    tenant: &str,
-    chat_id: &str,
-) -> Result<Option<(String, Chat)>> {
-    let Some(row) = sqlx::query(&format!(
-        "SELECT {CHAT_COLUMNS} FROM chats WHERE tenant_id = $1 AND id = $2"
-    ))
-    .bind(tenant)
-    .bind(chat_id)
-    .fetch_optional(&mut *c)
-    .await?
-    else {
-        return Ok(None);
-    };
-    let url_id: String = row.try_get("url_id")?;
-    let mut chat = chat_of(&row)?;
-    let rows = sqlx::query(&format!(
-        "SELECT {COMMENT_COLUMNS} FROM comments WHERE tenant_id = $1 AND chat_id = $2 ORDER BY ord, created_at"
-    ))
-    .bind(tenant)
-    .bind(chat_id)
-    .fetch_all(&mut *c)
-    .await?;
-    chat.comments = rows.iter().map(comment_of).collect::<Result<_>>()?;
-    Ok(Some((url_id, chat)))
-}
-
-async fn image_seq(c: &mut AnyConnection, tenant: &str, url_id: &str) -> Result<u64> {
-    let seq: Option<i64> =
-        sqlx::query_scalar("SELECT seq FROM images WHERE tenant_id = $1 AND url_id = $2")
-            .bind(tenant)
-            .bind(url_id)
-            .fetch_optional(&mut *c)
-            .await?;
-    Ok(seq.unwrap_or(0) as u64)
-}
-
-/// Makes sure the image has a row, locks it for this transaction and
-/// returns its seq.
-async fn lock_image(c: &mut AnyConnection, tenant: &str, url_id: &str, now: i64) -> Result<u64> {
-    // One statement: creates the row if needed and, either way, writes it
-    // (which is what takes the lock) and returns its seq.
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO images (tenant_id, url_id, seq, last_activity) VALUES ($1, $2, 0, $3) \
-         ON CONFLICT (tenant_id, url_id) DO UPDATE SET seq = images.seq RETURNING seq",
-    )
-    .bind(tenant)
-    .bind(url_id)
-    .bind(now)
-    .fetch_one(&mut *c)
-    .await?;
-    Ok(seq.max(0) as u64)
-}
-
-async fn insert_comment(
-    c: &mut AnyConnection,
-    tenant: &str,
-    chat_id: &str,
-    url_id: &str,
-    seq: u64,
-    k: &Comment,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO comments (tenant_id, id, chat_id, url_id, ord, user_id, user_json, text, created_at, edited_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(tenant)
-    .bind(&k.id)
-    .bind(chat_id)
-    .bind(url_id)
-    .bind(seq as i64)
-    .bind(&k.user.id)
-    .bind(user_json(&k.user))
-    .bind(&k.text)
-    .bind(k.created_at)
-    .bind(k.edited_at)
-    .execute(&mut *c)
-    .await?;
-    Ok(())
-}
-
-/// Writes the table changes one event stands for.
-async fn write_event(
-    c: &mut AnyConnection,
-    tenant: &str,
-    url_id: &str,
-    seq: u64,
-    kind: &EventKind,
-    at: i64,
-) -> Result<()> {
-    match kind {
-        EventKind::NewImageChat { chat } => {
-            sqlx::query(
-                "INSERT INTO chats (tenant_id, id, url_id, ord, x, y, resolved, user_id, user_json, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(tenant)
-            .bind(&chat.id)
-            .bind(url_id)
-            .bind(seq as i64)
-            .bind(chat.x)
-            .bind(chat.y)
-            .bind(chat.resolved as i64)
-            .bind(&chat.user.id)
-            .bind(user_json(&chat.user))
-            .bind(chat.created_at)
-            .bind(chat.updated_at)
-            .execute(&mut *c)
-            .await?;
-            for k in &chat.comments {
-                insert_comment(c, tenant, &chat.id, url_id, seq, k).await?;
-            }
-        }
-        EventKind::DeletedImageChat { chat_id } => {
-            sqlx::query("DELETE FROM comments WHERE tenant_id = $1 AND chat_id = $2")
-                .bind(tenant)
-                .bind(chat_id)
-                .execute(&mut *c)
-                .await?;
-            sqlx::query("DELETE FROM chats WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(chat_id)
-                .execute(&mut *c)
-                .await?;
-        }
-        EventKind::ImageChatUpdated { chat_id, change } => {
-            match change {
-                Change::CommentAdded { comment } => {
-                    insert_comment(c, tenant, chat_id, url_id, seq, comment).await?
-                }
-                Change::CommentEdited { comment } => {
-                    sqlx::query(
-                        "UPDATE comments SET text = $1, edited_at = $2 WHERE tenant_id = $3 AND chat_id = $4 AND id = $5",
-                    )
-                    .bind(&comment.text)
-                    .bind(comment.edited_at)
-                    .bind(tenant)
-                    .bind(chat_id)
-                    .bind(&comment.id)
-                        .execute(&mut *c)
-                        .await?;
-                }
-                Change::CommentDeleted { comment_id } => {
-                    sqlx::query(
-                        "DELETE FROM comments WHERE tenant_id = $1 AND chat_id = $2 AND id = $3",
-                    )
-                    .bind(tenant)
-                    .bind(chat_id)
-                    .bind(comment_id)
-                    .execute(&mut *c)
-                    .await?;
-                }
-                Change::Moved { x, y } => {
-                    sqlx::query("UPDATE chats SET x = $1, y = $2 WHERE tenant_id = $3 AND id = $4")
-                        .bind(x)
-                        .bind(y)
-                        .bind(tenant)
-                        .bind(chat_id)
-                        .execute(&mut *c)
-                        .await?;
-                }
-                Change::Resolved { resolved } => {
-                    sqlx::query("UPDATE chats SET resolved = $1 WHERE tenant_id = $2 AND id = $3")
-                        .bind(*resolved as i64)
-                        .bind(tenant)
-                        .bind(chat_id)
-                        .execute(&mut *c)
-                        .await?;
-                }
-            }
-            sqlx::query("UPDATE chats SET updated_at = $1 WHERE tenant_id = $2 AND id = $3")
-                .bind(at)
-                .bind(tenant)
-                .bind(chat_id)
-                .execute(&mut *c)
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 #[async_trait]
