@@ -125,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
             validate::tenant_id(&id).map_err(|e| anyhow::anyhow!("{e}"))?;
             let store = imagechat::store::open(&database, 2).await?;
             let tenant = Tenant {
-                id,
+                id: id.into(),
                 secret: secret.unwrap_or_else(|| random_id(24)),
                 origins,
                 anonymous: AnonymousPolicy::parse(&anonymous).unwrap_or(AnonymousPolicy::None),

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::domain::{ChatId, Seq, TenantId};
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -40,7 +42,7 @@ pub struct Comment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Chat {
-    pub id: String,
+    pub id: ChatId,
     pub x: f64,
     pub y: f64,
     pub resolved: bool,
@@ -83,12 +85,12 @@ pub enum EventKind {
     },
     #[serde(rename_all = "camelCase")]
     ImageChatUpdated {
-        chat_id: String,
+        chat_id: ChatId,
         change: Change,
     },
     #[serde(rename_all = "camelCase")]
     DeletedImageChat {
-        chat_id: String,
+        chat_id: ChatId,
     },
 }
 
@@ -99,7 +101,7 @@ pub struct Event {
     #[serde(flatten)]
     pub kind: EventKind,
     pub url_id: String,
-    pub seq: u64,
+    pub seq: Seq,
     pub broadcast_id: Option<String>,
     pub at: i64,
 }
@@ -116,7 +118,7 @@ pub enum ClientMessage {
         id: Option<Value>,
         url_id: String,
         epoch: Option<String>,
-        seq: Option<u64>,
+        seq: Option<Seq>,
     },
     Unsubscribe {
         id: Option<Value>,
@@ -167,6 +169,7 @@ impl ClientMessage {
                     None | Some(Value::Null) => None,
                     Some(v) => Some(
                         v.as_u64()
+                            .map(Seq)
                             .ok_or_else(|| bad("seq must be a non-negative integer"))?,
                     ),
                 };
@@ -201,7 +204,7 @@ pub enum ServerMessage<'a> {
         id: &'a Option<Value>,
         url_id: &'a str,
         epoch: &'a str,
-        seq: u64,
+        seq: Seq,
         recovered: bool,
         viewers: usize,
     },
@@ -380,7 +383,7 @@ pub struct SnapshotAnswer<'a> {
     pub url_id: &'a str,
     pub epoch: &'a str,
     /// The log position this snapshot reflects (0: never written).
-    pub seq: u64,
+    pub seq: Seq,
     /// Oldest first.
     pub chats: Vec<Chat>,
 }
@@ -391,7 +394,7 @@ pub struct EventsAnswer {
     pub url_id: String,
     pub epoch: String,
     /// The image's latest seq: more events exist when it is beyond the last one here.
-    pub seq: u64,
+    pub seq: Seq,
     /// At most 1000, in seq order.
     pub events: Vec<Event>,
 }
@@ -400,19 +403,19 @@ pub struct EventsAnswer {
 pub struct ChatAnswer {
     /// `null` only in a reply to a change that deleted it.
     pub chat: Option<Chat>,
-    pub seq: u64,
+    pub seq: Seq,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CommentAnswer {
     pub comment: Option<Comment>,
-    pub seq: u64,
+    pub seq: Seq,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SeqAnswer {
     /// The image's latest seq after the change.
-    pub seq: u64,
+    pub seq: Seq,
 }
 
 /// `POST /api/v1/admin/tenants`.
@@ -435,7 +438,7 @@ pub struct CreateTenantRequest {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantCreated {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub secret: String,
 }
 
@@ -450,7 +453,7 @@ pub struct LoginRequest {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantAnswer {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -459,7 +462,7 @@ pub struct Empty {}
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageAnswer {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     /// One entry per day of the range, days without activity included.
     pub days: Vec<UsageDay>,
 }
@@ -490,7 +493,7 @@ pub struct ImageSummary {
     pub chat_count: u64,
     /// Milliseconds since the Unix epoch.
     pub last_activity: i64,
-    pub seq: u64,
+    pub seq: Seq,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -526,7 +529,7 @@ mod tests {
                 },
             },
             url_id: "u".into(),
-            seq: 3,
+            seq: Seq(3),
             broadcast_id: None,
             at: 5,
         };
@@ -556,7 +559,7 @@ mod tests {
                 id: Some(Value::from("r1")),
                 url_id: "u".into(),
                 epoch: None,
-                seq: Some(4)
+                seq: Some(Seq(4))
             })
         );
         let e = ClientMessage::parse(r#"{"type":"subscribe","id":7,"urlId":3}"#).unwrap_err();

@@ -104,7 +104,7 @@ impl TenantCache {
             m.clear();
         }
         let t = Arc::new(t);
-        m.insert(t.id.clone(), Arc::clone(&t));
+        m.insert(t.id.to_string(), Arc::clone(&t));
         t
     }
 }

@@ -12,9 +12,9 @@
 use std::sync::Arc;
 
 use crate::app::App;
-use crate::broker::{BrokerMessage, TopicKey};
+use crate::broker::{BrokerMessage, ImageKey};
 use crate::domain::chat::Authority;
-use crate::domain::Mutation;
+use crate::domain::{Mutation, TenantId};
 use crate::error::AppError;
 use crate::store::{Committed, StoreError};
 
@@ -26,12 +26,12 @@ use crate::store::{Committed, StoreError};
 /// published even if the caller's future is dropped.
 pub async fn commit(
     app: &Arc<App>,
-    tenant: &str,
+    tenant: &TenantId,
     m: Mutation,
     by: Authority,
     broadcast_id: Option<String>,
 ) -> Result<Committed, AppError> {
-    let (app, tenant) = (Arc::clone(app), tenant.to_owned());
+    let (app, tenant) = (Arc::clone(app), tenant.clone());
     let task = tokio::spawn(async move {
         let started = std::time::Instant::now();
         let applied = app
@@ -70,7 +70,7 @@ async fn publish(app: &App, tenant: &str, c: &Committed) {
     let Some(last) = c.events.last() else {
         return;
     };
-    let topic = TopicKey::new(tenant, &c.url_id);
+    let topic = ImageKey::new(tenant, &c.url_id);
     app.hub.committed(&topic, last.seq);
     for e in &c.events {
         app.metrics.events_logged.increment(1);
@@ -111,10 +111,10 @@ mod tests {
             self.open.notified().await;
             self.inner.publish(msg).await
         }
-        async fn subscribe(&self, t: &TopicKey) -> Result<(), BrokerError> {
+        async fn subscribe(&self, t: &ImageKey) -> Result<(), BrokerError> {
             self.inner.subscribe(t).await
         }
-        async fn unsubscribe(&self, t: &TopicKey) -> Result<(), BrokerError> {
+        async fn unsubscribe(&self, t: &ImageKey) -> Result<(), BrokerError> {
             self.inner.unsubscribe(t).await
         }
         async fn ping(&self) -> Result<(), BrokerError> {
@@ -139,7 +139,7 @@ mod tests {
             .unwrap();
         let (tx, mut rx) = mpsc::channel(8);
         let inner = Arc::new(crate::broker::memory::MemoryBroker::new(tx));
-        let key = TopicKey::new("t", "img");
+        let key = ImageKey::new("t", "img");
         inner.subscribe(&key).await.unwrap();
         let gated = Arc::new(Gated {
             inner: Arc::clone(&inner),
@@ -160,7 +160,8 @@ mod tests {
             y: 2.0,
             text: "hi".into(),
         };
-        let mut call = Box::pin(commit(&app, "t", m, Authority::User(actor), None));
+        let tenant = TenantId::from("t");
+        let mut call = Box::pin(commit(&app, &tenant, m, Authority::User(actor), None));
         tokio::select! {
             _ = &mut call => panic!("the publish is held at the gate"),
             _ = gated.entered.notified() => {}
@@ -171,7 +172,7 @@ mod tests {
             .await
             .expect("the event arrives")
             .expect("the inbox is open");
-        assert!(matches!(got, Inbound::Event(m) if m.seq == 1 && m.topic == key));
+        assert!(matches!(got, Inbound::Event(m) if m.seq.get() == 1 && m.topic == key));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

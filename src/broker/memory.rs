@@ -8,13 +8,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{BrokerError, Bus, ClusterState, Envelope, Inbound, TopicKey};
+use super::{BrokerError, Bus, ClusterState, Envelope, ImageKey, Inbound};
 
 pub struct MemoryBroker {
     inbox: mpsc::Sender<Inbound>,
     /// Topics with local subscribers (how many subscribe calls are
     /// outstanding): others are not worth a channel hop.
-    topics: Mutex<HashMap<TopicKey, usize>>,
+    topics: Mutex<HashMap<ImageKey, usize>>,
 }
 
 impl MemoryBroker {
@@ -49,14 +49,14 @@ impl Bus for MemoryBroker {
         Ok(())
     }
 
-    async fn subscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
+    async fn subscribe(&self, topic: &ImageKey) -> Result<(), BrokerError> {
         if let Ok(mut t) = self.topics.lock() {
             *t.entry(topic.clone()).or_default() += 1;
         }
         Ok(())
     }
 
-    async fn unsubscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
+    async fn unsubscribe(&self, topic: &ImageKey) -> Result<(), BrokerError> {
         if let Ok(mut t) = self.topics.lock() {
             if let Some(n) = t.get_mut(topic) {
                 *n -= 1;
@@ -80,11 +80,11 @@ impl Bus for MemoryBroker {
 // the only one.
 #[async_trait]
 impl ClusterState for MemoryBroker {
-    async fn set_viewers(&self, _topic: &TopicKey, _local: usize) -> Result<(), BrokerError> {
+    async fn set_viewers(&self, _topic: &ImageKey, _local: usize) -> Result<(), BrokerError> {
         Ok(())
     }
 
-    async fn viewers(&self, _topic: &TopicKey, local: usize) -> Result<usize, BrokerError> {
+    async fn viewers(&self, _topic: &ImageKey, local: usize) -> Result<usize, BrokerError> {
         Ok(local)
     }
 
@@ -112,11 +112,11 @@ mod tests {
     async fn subscriptions_are_counted() {
         let (tx, mut rx) = mpsc::channel(8);
         let b = MemoryBroker::new(tx);
-        let k = TopicKey::new("t", "u");
+        let k = ImageKey::new("t", "u");
         let msg = |seq| {
             Envelope::Event(super::super::BrokerMessage {
                 topic: k.clone(),
-                seq,
+                seq: crate::domain::Seq(seq),
                 body: bytes::Bytes::from_static(b"{}"),
             })
         };
@@ -124,7 +124,7 @@ mod tests {
         b.subscribe(&k).await.unwrap();
         b.unsubscribe(&k).await.unwrap();
         b.publish(msg(1)).await.unwrap();
-        assert!(matches!(rx.try_recv(), Ok(Inbound::Event(m)) if m.seq == 1));
+        assert!(matches!(rx.try_recv(), Ok(Inbound::Event(m)) if m.seq.get() == 1));
         b.unsubscribe(&k).await.unwrap();
         b.publish(msg(2)).await.unwrap();
         assert!(rx.try_recv().is_err());

@@ -27,31 +27,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-/// Names one image's event stream: tenant and urlId. A urlId never holds a
-/// control character, so a newline separates the two unambiguously.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicKey(Arc<str>);
-
-impl TopicKey {
-    pub fn new(tenant: &str, url_id: &str) -> Self {
-        TopicKey(format!("{tenant}\n{url_id}").into())
-    }
-    pub fn tenant(&self) -> &str {
-        self.0.split_once('\n').map_or("", |(t, _)| t)
-    }
-    pub fn url_id(&self) -> &str {
-        self.0.split_once('\n').map_or("", |(_, u)| u)
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use crate::domain::ImageKey;
+use crate::domain::Seq;
 
 /// One logged event in transit.
 #[derive(Debug, Clone)]
 pub struct BrokerMessage {
-    pub topic: TopicKey,
-    pub seq: u64,
+    pub topic: ImageKey,
+    pub seq: Seq,
     pub body: Bytes,
 }
 
@@ -60,7 +43,7 @@ pub struct BrokerMessage {
 pub enum Envelope {
     Event(BrokerMessage),
     /// Some node's viewer count of this image changed: recount.
-    Presence(TopicKey),
+    Presence(ImageKey),
 }
 
 /// What a bus hands to its node's hub.
@@ -68,7 +51,7 @@ pub enum Envelope {
 pub enum Inbound {
     Event(BrokerMessage),
     /// Some node's viewer count of this image changed: recount.
-    Presence(TopicKey),
+    Presence(ImageKey),
     /// Messages may have been lost (the bus reconnected): publish again what
     /// failed, and check every subscribed image against the store.
     Resync,
@@ -97,8 +80,8 @@ pub trait Bus: Send + Sync + 'static {
     /// Starts receiving a topic on this node's inbox. Counted: as many
     /// `unsubscribe`s as `subscribe`s end it (a dying and a fresh copy of
     /// one image may overlap).
-    async fn subscribe(&self, topic: &TopicKey) -> Result<(), BrokerError>;
-    async fn unsubscribe(&self, topic: &TopicKey) -> Result<(), BrokerError>;
+    async fn subscribe(&self, topic: &ImageKey) -> Result<(), BrokerError>;
+    async fn unsubscribe(&self, topic: &ImageKey) -> Result<(), BrokerError>;
     async fn ping(&self) -> Result<(), BrokerError>;
 }
 
@@ -106,9 +89,9 @@ pub trait Bus: Send + Sync + 'static {
 #[async_trait]
 pub trait ClusterState: Send + Sync + 'static {
     /// Records this node's viewer count of an image.
-    async fn set_viewers(&self, topic: &TopicKey, local: usize) -> Result<(), BrokerError>;
+    async fn set_viewers(&self, topic: &ImageKey, local: usize) -> Result<(), BrokerError>;
     /// Viewers of an image across all live nodes, given this node's count.
-    async fn viewers(&self, topic: &TopicKey, local: usize) -> Result<usize, BrokerError>;
+    async fn viewers(&self, topic: &ImageKey, local: usize) -> Result<usize, BrokerError>;
     /// Records this node's open connections of a tenant; the count across
     /// all live nodes.
     async fn connections(&self, tenant: &str, local: u64) -> Result<u64, BrokerError>;
@@ -131,7 +114,7 @@ pub struct Broker {
     bus: Arc<dyn Bus>,
     state: Arc<dyn ClusterState>,
     /// The last event of each image whose publish failed (bounded).
-    unpublished: Mutex<HashMap<TopicKey, (u64, Bytes)>>,
+    unpublished: Mutex<HashMap<ImageKey, (Seq, Bytes)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -166,17 +149,17 @@ impl Broker {
     /// Publishes again the last event of every image whose publish failed,
     /// so the nodes that missed it see a gap and fill it from the store.
     pub async fn republish(&self) {
-        let pending: Vec<(TopicKey, (u64, Bytes))> = lock(&self.unpublished).drain().collect();
+        let pending: Vec<(ImageKey, (Seq, Bytes))> = lock(&self.unpublished).drain().collect();
         for (topic, (seq, body)) in pending {
             let _ = self.publish(BrokerMessage { topic, seq, body }).await;
         }
     }
 
-    pub async fn subscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
+    pub async fn subscribe(&self, topic: &ImageKey) -> Result<(), BrokerError> {
         self.bus.subscribe(topic).await
     }
 
-    pub async fn unsubscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
+    pub async fn unsubscribe(&self, topic: &ImageKey) -> Result<(), BrokerError> {
         self.bus.unsubscribe(topic).await
     }
 
@@ -188,14 +171,14 @@ impl Broker {
     /// nodes subscribed to it.
     pub async fn announce_viewers(
         &self,
-        topic: &TopicKey,
+        topic: &ImageKey,
         local: usize,
     ) -> Result<(), BrokerError> {
         self.state.set_viewers(topic, local).await?;
         self.bus.publish(Envelope::Presence(topic.clone())).await
     }
 
-    pub async fn viewers(&self, topic: &TopicKey, local: usize) -> Result<usize, BrokerError> {
+    pub async fn viewers(&self, topic: &ImageKey, local: usize) -> Result<usize, BrokerError> {
         self.state.viewers(topic, local).await
     }
 
@@ -237,10 +220,10 @@ pub(crate) mod conformance {
 
     use super::*;
 
-    fn event(topic: &TopicKey, seq: u64) -> Envelope {
+    fn event(topic: &ImageKey, seq: u64) -> Envelope {
         Envelope::Event(BrokerMessage {
             topic: topic.clone(),
-            seq,
+            seq: Seq(seq),
             body: Bytes::from(format!("{{\"seq\":{seq}}}")),
         })
     }
@@ -270,8 +253,8 @@ pub(crate) mod conformance {
     ) {
         let tag = crate::domain::random_id(6);
         let (a, b) = (
-            TopicKey::new("t", &format!("a-{tag}")),
-            TopicKey::new("t", &format!("b-{tag}")),
+            ImageKey::new("t", &format!("a-{tag}")),
+            ImageKey::new("t", &format!("b-{tag}")),
         );
         bus.ping().await.expect("ping");
         bus.subscribe(&a).await.expect("subscribe");
@@ -281,14 +264,14 @@ pub(crate) mod conformance {
             .expect("a subscriber receives its topic's events");
         assert_eq!(
             (m.topic.clone(), m.seq, &m.body[..]),
-            (a.clone(), 1, &b"{\"seq\":1}"[..])
+            (a.clone(), Seq(1), &b"{\"seq\":1}"[..])
         );
         publisher.publish(event(&b, 1)).await.expect("publish");
         publisher.publish(event(&a, 2)).await.expect("publish");
         let m = next_event(rx, wait).await.expect("the second event");
         assert_eq!(
             (m.topic.clone(), m.seq),
-            (a.clone(), 2),
+            (a.clone(), Seq(2)),
             "nothing of a topic not subscribed"
         );
         // Counted: two subscribes need two unsubscribes.
@@ -296,7 +279,7 @@ pub(crate) mod conformance {
         bus.unsubscribe(&a).await.expect("unsubscribe");
         publisher.publish(event(&a, 3)).await.expect("publish");
         assert_eq!(
-            next_event(rx, wait).await.map(|m| m.seq),
+            next_event(rx, wait).await.map(|m| m.seq.get()),
             Some(3),
             "still subscribed once"
         );
@@ -357,7 +340,7 @@ pub(crate) mod conformance {
         let (a, b) = (net.node(tx_a), net.node(tx_b));
         let (tx_state, _rx_state) = mpsc::channel(1);
         let broker = Broker::new(a, Arc::new(memory::MemoryBroker::new(tx_state)));
-        let t = TopicKey::new("t", "u");
+        let t = ImageKey::new("t", "u");
         b.subscribe(&t).await.unwrap();
         net.go_down();
         for seq in [5, 7, 6] {
@@ -371,7 +354,7 @@ pub(crate) mod conformance {
         let m = next_event(&mut rx_b, Duration::from_millis(200))
             .await
             .expect("republished");
-        assert_eq!(m.seq, 7, "the image's latest");
+        assert_eq!(m.seq, Seq(7), "the image's latest");
         assert!(next_event(&mut rx_b, Duration::from_millis(50))
             .await
             .is_none());

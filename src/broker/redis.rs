@@ -19,7 +19,8 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, PubSubSink};
 use tokio::sync::mpsc;
 
-use super::{BrokerError, BrokerMessage, Bus, ClusterState, Envelope, Inbound, TopicKey};
+use super::{BrokerError, BrokerMessage, Bus, ClusterState, Envelope, ImageKey, Inbound};
+use crate::domain::Seq;
 
 const EVENTS: &str = "imagechat:ev:";
 const VIEWERS: &str = "imagechat:viewers:";
@@ -74,7 +75,7 @@ pub struct RedisBroker {
     /// Images this node wants events of, with how many subscribe calls are
     /// outstanding (a dying and a fresh copy of one image may overlap):
     /// restored after a reconnect.
-    topics: Mutex<HashMap<TopicKey, usize>>,
+    topics: Mutex<HashMap<ImageKey, usize>>,
     subscribed: AtomicBool,
     inbox: mpsc::Sender<Inbound>,
     take_write: redis::Script,
@@ -108,7 +109,7 @@ impl RedisBroker {
         Ok(broker)
     }
 
-    fn channel(topic: &TopicKey) -> String {
+    fn channel(topic: &ImageKey) -> String {
         format!("{EVENTS}{}", topic.as_str())
     }
 
@@ -178,7 +179,7 @@ impl RedisBroker {
     }
 }
 
-fn payload(seq: u64, body: &[u8]) -> Vec<u8> {
+fn payload(seq: Seq, body: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(body.len() + 21);
     p.extend_from_slice(seq.to_string().as_bytes());
     p.push(b'\n');
@@ -189,12 +190,12 @@ fn payload(seq: u64, body: &[u8]) -> Vec<u8> {
 fn parse(channel: &str, data: &[u8]) -> Option<Inbound> {
     let key = channel.strip_prefix(EVENTS)?;
     let (tenant, url_id) = key.split_once('\n')?;
-    let topic = TopicKey::new(tenant, url_id);
+    let topic = ImageKey::new(tenant, url_id);
     if data == PRESENCE_MARK {
         return Some(Inbound::Presence(topic));
     }
     let nl = data.iter().position(|b| *b == b'\n')?;
-    let seq = std::str::from_utf8(&data[..nl]).ok()?.parse().ok()?;
+    let seq = Seq(std::str::from_utf8(&data[..nl]).ok()?.parse().ok()?);
     Some(Inbound::Event(BrokerMessage {
         topic,
         seq,
@@ -215,7 +216,7 @@ async fn subscriber_loop(weak: Weak<RedisBroker>) {
                 // Held while restoring, so a concurrent subscribe either is
                 // in this list or runs on the new sink afterwards.
                 let mut slot = b.sink.lock().await;
-                let topics: Vec<TopicKey> = lock(&b.topics).keys().cloned().collect();
+                let topics: Vec<ImageKey> = lock(&b.topics).keys().cloned().collect();
                 let mut ok = true;
                 for t in &topics {
                     if sink.subscribe(RedisBroker::channel(t)).await.is_err() {
@@ -274,7 +275,7 @@ impl Bus for RedisBroker {
             .map_err(unavailable)
     }
 
-    async fn subscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
+    async fn subscribe(&self, topic: &ImageKey) -> Result<(), BrokerError> {
         // The sink lock orders counting and commands together, so an
         // unsubscribe never overtakes the subscribe that followed it.
         let mut sink = self.sink.lock().await;
@@ -293,7 +294,7 @@ impl Bus for RedisBroker {
         Ok(())
     }
 
-    async fn unsubscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
+    async fn unsubscribe(&self, topic: &ImageKey) -> Result<(), BrokerError> {
         let mut sink = self.sink.lock().await;
         let last = {
             let mut t = lock(&self.topics);
@@ -333,7 +334,7 @@ impl Bus for RedisBroker {
 
 #[async_trait]
 impl ClusterState for RedisBroker {
-    async fn set_viewers(&self, topic: &TopicKey, local: usize) -> Result<(), BrokerError> {
+    async fn set_viewers(&self, topic: &ImageKey, local: usize) -> Result<(), BrokerError> {
         let key = format!("{VIEWERS}{}", topic.as_str());
         let mut p = redis::pipe();
         if local > 0 {
@@ -347,7 +348,7 @@ impl ClusterState for RedisBroker {
             .map_err(unavailable)
     }
 
-    async fn viewers(&self, topic: &TopicKey, local: usize) -> Result<usize, BrokerError> {
+    async fn viewers(&self, topic: &ImageKey, local: usize) -> Result<usize, BrokerError> {
         let key = format!("{VIEWERS}{}", topic.as_str());
         Ok(self.shared_count(&key, local as u64).await? as usize)
     }
@@ -385,14 +386,14 @@ mod tests {
 
     #[test]
     fn payloads_round_trip() {
-        let t = TopicKey::new("acme", "https://x.example/#a.png");
+        let t = ImageKey::new("acme", "https://x.example/#a.png");
         let ch = RedisBroker::channel(&t);
-        let Some(Inbound::Event(m)) = parse(&ch, &payload(42, b"{\"a\":1}")) else {
+        let Some(Inbound::Event(m)) = parse(&ch, &payload(Seq(42), b"{\"a\":1}")) else {
             panic!("an event");
         };
         assert_eq!(
             (m.topic, m.seq, &m.body[..]),
-            (t.clone(), 42, &b"{\"a\":1}"[..])
+            (t.clone(), Seq(42), &b"{\"a\":1}"[..])
         );
         assert!(matches!(parse(&ch, PRESENCE_MARK), Some(Inbound::Presence(k)) if k == t));
         assert!(parse("other:channel", b"1\n{}").is_none());

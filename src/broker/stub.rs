@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{BrokerError, Bus, Envelope, Inbound, TopicKey};
+use super::{BrokerError, Bus, Envelope, ImageKey, Inbound};
 
 /// What goes wrong, each a probability in 0..=1 per delivery.
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,7 +23,7 @@ pub struct Faults {
 
 struct Node {
     inbox: mpsc::Sender<Inbound>,
-    topics: HashMap<TopicKey, usize>,
+    topics: HashMap<ImageKey, usize>,
     held: Vec<Inbound>,
 }
 
@@ -178,13 +178,13 @@ impl Bus for StubBus {
         Ok(())
     }
 
-    async fn subscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
+    async fn subscribe(&self, topic: &ImageKey) -> Result<(), BrokerError> {
         let mut net = lock(&self.net.0);
         *net.nodes[self.id].topics.entry(topic.clone()).or_default() += 1;
         Ok(())
     }
 
-    async fn unsubscribe(&self, topic: &TopicKey) -> Result<(), BrokerError> {
+    async fn unsubscribe(&self, topic: &ImageKey) -> Result<(), BrokerError> {
         let mut net = lock(&self.net.0);
         let topics = &mut net.nodes[self.id].topics;
         if let Some(n) = topics.get_mut(topic) {

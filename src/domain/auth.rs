@@ -1,6 +1,7 @@
 //! Identity: tenants, sessions (signed tokens), FastComments-compatible secure
 //! SSO, anonymous users and who may do what.
 
+use super::ids::TenantId;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -40,7 +41,7 @@ impl AnonymousPolicy {
 /// One customer site.
 #[derive(Clone, PartialEq)]
 pub struct Tenant {
-    pub id: String,
+    pub id: TenantId,
     /// Signs SSO payloads and authenticates the tenant's own API calls.
     pub secret: String,
     /// Browser origins allowed to use the tenant; empty allows any.
@@ -78,7 +79,7 @@ impl Tenant {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Actor {
     #[serde(rename = "t")]
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     #[serde(rename = "u")]
     pub user: User,
     #[serde(rename = "m")]

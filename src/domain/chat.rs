@@ -3,6 +3,7 @@
 //! chat. Storage runs `plan` inside its write transaction, so the check and the
 //! write see the same state.
 
+use super::ids::{ChatId, Seq};
 use super::{short_id, Actor, DomainError};
 use crate::protocol::{Change, Chat, Comment, EventKind};
 
@@ -19,24 +20,24 @@ pub enum Mutation {
         text: String,
     },
     UpdateChat {
-        chat_id: String,
+        chat_id: ChatId,
         position: Option<(f64, f64)>,
         resolved: Option<bool>,
     },
     DeleteChat {
-        chat_id: String,
+        chat_id: ChatId,
     },
     AddComment {
-        chat_id: String,
+        chat_id: ChatId,
         text: String,
     },
     EditComment {
-        chat_id: String,
+        chat_id: ChatId,
         comment_id: String,
         text: String,
     },
     DeleteComment {
-        chat_id: String,
+        chat_id: ChatId,
         comment_id: String,
     },
 }
@@ -93,7 +94,7 @@ pub fn plan(
     current: Option<&Chat>,
     by: &Authority,
     now: i64,
-    next_seq: u64,
+    next_seq: Seq,
 ) -> Result<Vec<EventKind>, DomainError> {
     if let Mutation::CreateChat { x, y, text, .. } = m {
         let user = by.user()?.user.clone();
@@ -105,7 +106,7 @@ pub fn plan(
             edited_at: None,
         };
         let chat = Chat {
-            id: short_id(ID_CHARS),
+            id: short_id(ID_CHARS).into(),
             x: *x,
             y: *y,
             resolved: false,
@@ -228,7 +229,7 @@ mod tests {
             y: 2.0,
             text: "hi".into(),
         };
-        match plan(&m, None, by, 10, 1).unwrap().remove(0) {
+        match plan(&m, None, by, 10, Seq(1)).unwrap().remove(0) {
             EventKind::NewImageChat { chat } => chat,
             other => panic!("{other:?}"),
         }
@@ -244,12 +245,17 @@ mod tests {
             resolved: None,
         };
         assert!(matches!(
-            plan(&mv, Some(&chat), &other, 11, 2),
+            plan(&mv, Some(&chat), &other, 11, Seq(2)),
             Err(DomainError::Forbidden(_))
         ));
-        assert_eq!(plan(&mv, Some(&chat), &moderator, 11, 2).unwrap().len(), 1);
         assert_eq!(
-            plan(&mv, Some(&chat), &Authority::Tenant, 11, 2)
+            plan(&mv, Some(&chat), &moderator, 11, Seq(2))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            plan(&mv, Some(&chat), &Authority::Tenant, 11, Seq(2))
                 .unwrap()
                 .len(),
             1
@@ -259,8 +265,16 @@ mod tests {
             position: None,
             resolved: Some(true),
         };
-        assert_eq!(plan(&resolve, Some(&chat), &other, 11, 2).unwrap().len(), 1);
-        assert_eq!(plan(&mv, None, &author, 11, 2), Err(DomainError::NotFound));
+        assert_eq!(
+            plan(&resolve, Some(&chat), &other, 11, Seq(2))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            plan(&mv, None, &author, 11, Seq(2)),
+            Err(DomainError::NotFound)
+        );
     }
 
     #[test]
@@ -272,27 +286,31 @@ mod tests {
             position: Some((1.0, 2.0)),
             resolved: Some(false),
         };
-        assert!(plan(&same, Some(&chat), &author, 11, 2).unwrap().is_empty());
+        assert!(plan(&same, Some(&chat), &author, 11, Seq(2))
+            .unwrap()
+            .is_empty());
         let del = Mutation::DeleteComment {
             chat_id: chat.id.clone(),
             comment_id: chat.comments[0].id.clone(),
         };
         assert!(matches!(
-            plan(&del, Some(&chat), &author, 11, 2).unwrap()[0],
+            plan(&del, Some(&chat), &author, 11, Seq(2)).unwrap()[0],
             EventKind::DeletedImageChat { .. }
         ));
         let add = Mutation::AddComment {
             chat_id: chat.id.clone(),
             text: "more".into(),
         };
-        let ev = plan(&add, Some(&chat), &author, 12, 2).unwrap().remove(0);
+        let ev = plan(&add, Some(&chat), &author, 12, Seq(2))
+            .unwrap()
+            .remove(0);
         let EventKind::ImageChatUpdated { change, .. } = ev else {
             panic!()
         };
         fold(&mut chat, &change, 12);
         assert_eq!((chat.comments.len(), chat.updated_at), (2, Some(12)));
         assert!(matches!(
-            plan(&del, Some(&chat), &author, 13, 2).unwrap()[0],
+            plan(&del, Some(&chat), &author, 13, Seq(2)).unwrap()[0],
             EventKind::ImageChatUpdated { .. }
         ));
     }

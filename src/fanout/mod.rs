@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::broker::{Broker, Inbound, TopicKey};
+use crate::broker::{Broker, ImageKey, Inbound};
+use crate::domain::Seq;
 use crate::protocol::ServerMessage;
 use crate::store::{Store, StoreError};
 
@@ -77,9 +78,9 @@ struct TopicState {
     ready: bool,
     /// Removed from the map: a subscriber holding a stale `Arc` must retry.
     dead: bool,
-    delivered: u64,
+    delivered: Seq,
     subs: Vec<Sub>,
-    pending: BTreeMap<u64, Bytes>,
+    pending: BTreeMap<Seq, Bytes>,
     gap_fill_running: bool,
     /// The viewer count last sent to this node's subscribers.
     last_viewers: Option<usize>,
@@ -92,29 +93,29 @@ struct TopicState {
 }
 
 struct Topic {
-    key: TopicKey,
+    key: ImageKey,
     /// Events waiting for the state lock; see `Hub::pump`.
-    inbox: Mutex<VecDeque<(u64, Bytes)>>,
+    inbox: Mutex<VecDeque<(Seq, Bytes)>>,
     state: tokio::sync::Mutex<TopicState>,
 }
 
 /// How a subscription started.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscribed {
-    pub seq: u64,
+    pub seq: Seq,
     pub recovered: bool,
     pub viewers: usize,
 }
 
 pub struct Hub {
-    topics: Mutex<HashMap<TopicKey, Arc<Topic>>>,
+    topics: Mutex<HashMap<ImageKey, Arc<Topic>>>,
     /// Topics whose viewer count on this node changed since the last tick.
-    presence_dirty: Mutex<HashSet<TopicKey>>,
+    presence_dirty: Mutex<HashSet<ImageKey>>,
     /// Topics whose count changed on some node: recount at the next tick.
-    presence_recount: Mutex<HashSet<TopicKey>>,
+    presence_recount: Mutex<HashSet<ImageKey>>,
     /// Images written or delivered to lately, with when: once quiet for
     /// `QUIET`, each is checked against the log once (see `Hub::committed`).
-    recent: Mutex<HashMap<TopicKey, Instant>>,
+    recent: Mutex<HashMap<ImageKey, Instant>>,
     store: Arc<dyn Store>,
     broker: Arc<Broker>,
     gap_wait: Duration,
@@ -236,8 +237,7 @@ impl Hub {
             if !st.ready || st.dead {
                 return;
             }
-            let (tenant, url_id) = (topic.key.tenant(), topic.key.url_id());
-            let latest = match self.store.latest_seq(tenant, url_id).await {
+            let latest = match self.store.latest_seq(&topic.key).await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %e, "resync could not read the store");
@@ -245,10 +245,10 @@ impl Hub {
                 }
             };
             if latest > st.delivered {
-                let want = (latest - st.delivered).min(u32::MAX as u64) as u32;
+                let want = u32::try_from(latest.since(st.delivered)).unwrap_or(u32::MAX);
                 match self
                     .store
-                    .events_since(tenant, url_id, st.delivered, want)
+                    .events_since(&topic.key, st.delivered, want)
                     .await
                 {
                     Ok(events) => {
@@ -267,13 +267,13 @@ impl Hub {
     /// Should its event never arrive (a publish lost between commit and
     /// broker), the image's next quiet check reads it from the log; so does
     /// an event that is the last of a burst and lost by the broker.
-    pub fn committed(&self, key: &TopicKey, _seq: u64) {
+    pub fn committed(&self, key: &ImageKey, _seq: Seq) {
         if lock(&self.topics).contains_key(key) {
             self.mark_recent(key);
         }
     }
 
-    fn mark_recent(&self, key: &TopicKey) {
+    fn mark_recent(&self, key: &ImageKey) {
         let mut recent = lock(&self.recent);
         match recent.get_mut(key) {
             Some(at) => *at = Instant::now(),
@@ -287,9 +287,9 @@ impl Hub {
     /// since its last write or event, and delivers what it missed.
     pub async fn check_quiet(self: &Arc<Self>) {
         let now = Instant::now();
-        let due: Vec<TopicKey> = {
+        let due: Vec<ImageKey> = {
             let mut recent = lock(&self.recent);
-            let due: Vec<TopicKey> = recent
+            let due: Vec<ImageKey> = recent
                 .iter()
                 .filter(|(_, &at)| now.duration_since(at) >= QUIET)
                 .map(|(k, _)| k.clone())
@@ -309,7 +309,7 @@ impl Hub {
     }
 
     /// Takes one event from the broker.
-    pub fn on_event(self: &Arc<Self>, key: TopicKey, seq: u64, body: Bytes) {
+    pub fn on_event(self: &Arc<Self>, key: ImageKey, seq: Seq, body: Bytes) {
         let Some(topic) = lock(&self.topics).get(&key).cloned() else {
             return;
         };
@@ -349,17 +349,17 @@ impl Hub {
         }
     }
 
-    fn accept(self: &Arc<Self>, topic: &Arc<Topic>, st: &mut TopicState, seq: u64, body: Bytes) {
+    fn accept(self: &Arc<Self>, topic: &Arc<Topic>, st: &mut TopicState, seq: Seq, body: Bytes) {
         if st.dead || seq <= st.delivered {
             return; // a duplicate, or already covered by a snapshot or gap fill
         }
-        if seq == st.delivered + 1 {
+        if seq == st.delivered.next() {
             self.mark_recent(&topic.key);
             self.deliver(topic, st, body);
             st.delivered = seq;
-            while let Some(next) = st.pending.remove(&(st.delivered + 1)) {
+            while let Some(next) = st.pending.remove(&st.delivered.next()) {
                 self.deliver(topic, st, next);
-                st.delivered += 1;
+                st.delivered = st.delivered.next();
             }
             return;
         }
@@ -385,12 +385,8 @@ impl Hub {
                 break;
             };
             let from = st.delivered;
-            let want = (last - from).min(u32::MAX as u64) as u32;
-            match self
-                .store
-                .events_since(topic.key.tenant(), topic.key.url_id(), from, want)
-                .await
-            {
+            let want = u32::try_from(last.since(from)).unwrap_or(u32::MAX);
+            match self.store.events_since(&topic.key, from, want).await {
                 Ok(events) => {
                     for e in events {
                         self.accept(&topic, &mut st, e.seq, e.body);
@@ -414,9 +410,9 @@ impl Hub {
         self: &Arc<Self>,
         conn: ConnId,
         out: &Arc<dyn Subscriber>,
-        key: &TopicKey,
+        key: &ImageKey,
         request_id: &Option<Value>,
-        resume: Option<(&str, u64)>,
+        resume: Option<(&str, Seq)>,
     ) -> Result<Subscribed, StoreError> {
         let (topic, result) = loop {
             let topic = Arc::clone(lock(&self.topics).entry(key.clone()).or_insert_with(|| {
@@ -452,9 +448,8 @@ impl Hub {
         conn: ConnId,
         out: &Arc<dyn Subscriber>,
         request_id: &Option<Value>,
-        resume: Option<(&str, u64)>,
+        resume: Option<(&str, Seq)>,
     ) -> Result<Subscribed, StoreError> {
-        let (tenant, url_id) = (topic.key.tenant(), topic.key.url_id());
         if !st.ready {
             // Subscribe at the broker before reading the position, so every
             // event after that position reaches this node.
@@ -462,21 +457,23 @@ impl Hub {
                 .subscribe(&topic.key)
                 .await
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            st.delivered = self.store.latest_seq(tenant, url_id).await?;
+            st.delivered = self.store.latest_seq(&topic.key).await?;
             st.ready = true;
         }
         let head = st.delivered;
         let mut recovered = false;
         let mut replay = Vec::new();
         if let Some((epoch, from)) = resume {
-            if epoch == self.store.epoch() && from <= head && head - from <= MAX_REPLAY {
-                let events = self
-                    .store
-                    .events_since(tenant, url_id, from, (head - from) as u32)
-                    .await?;
+            let missed = head.since(from);
+            if epoch == self.store.epoch() && from <= head && missed <= MAX_REPLAY {
+                let want = u32::try_from(missed).unwrap_or(u32::MAX);
+                let events = self.store.events_since(&topic.key, from, want).await?;
                 // The log may have been trimmed: recover only from a whole run.
-                if events.len() as u64 == head - from
-                    && events.iter().zip(from + 1..).all(|(e, s)| e.seq == s)
+                if events.len() as u64 == missed
+                    && events
+                        .iter()
+                        .zip(from.get() + 1..)
+                        .all(|(e, s)| e.seq == Seq(s))
                 {
                     recovered = true;
                     replay = events;
@@ -496,7 +493,7 @@ impl Hub {
         conn: ConnId,
         out: &Arc<dyn Subscriber>,
         request_id: &Option<Value>,
-        head: u64,
+        head: Seq,
         recovered: bool,
         replay: Vec<crate::store::LoggedEvent>,
     ) -> Result<Subscribed, StoreError> {
@@ -531,7 +528,7 @@ impl Hub {
         })
     }
 
-    pub async fn unsubscribe(self: &Arc<Self>, conn: ConnId, key: &TopicKey) {
+    pub async fn unsubscribe(self: &Arc<Self>, conn: ConnId, key: &ImageKey) {
         let Some(topic) = lock(&self.topics).get(key).cloned() else {
             return;
         };
@@ -578,8 +575,8 @@ impl Hub {
     /// differs from what they last got. With `sweep`, every image is
     /// recounted, which is how the viewers of a dead node disappear.
     pub async fn presence_tick(self: &Arc<Self>, sweep: bool) {
-        let dirty: Vec<TopicKey> = lock(&self.presence_dirty).drain().collect();
-        let mut recount: HashSet<TopicKey> = lock(&self.presence_recount).drain().collect();
+        let dirty: Vec<ImageKey> = lock(&self.presence_dirty).drain().collect();
+        let mut recount: HashSet<ImageKey> = lock(&self.presence_recount).drain().collect();
         if sweep {
             recount.extend(lock(&self.topics).keys().cloned());
         }

@@ -92,12 +92,12 @@ mod pacing_and_locks {
         );
         let rec = Arc::new(Recorder::default());
         let out: Arc<dyn Subscriber> = rec.clone();
-        let key = TopicKey::new("t", "img");
+        let key = ImageKey::new("t", "img");
         hub.subscribe(1, &out, &key, &None, None).await.unwrap();
         assert_eq!(rec.take().len(), 1, "the subscribed reply");
         let topic = lock(&hub.topics).get(&key).cloned().unwrap();
         let held = hub.lock_state(&topic).await;
-        hub.on_event(key.clone(), 1, Bytes::from_static(b"{\"seq\":1}"));
+        hub.on_event(key.clone(), Seq(1), Bytes::from_static(b"{\"seq\":1}"));
         assert!(rec.take().is_empty(), "waits while the image is locked");
         drop(held);
         assert_eq!(rec.take(), vec![vec![Bytes::from_static(b"{\"seq\":1}")]]);
@@ -124,13 +124,13 @@ mod bounds {
             metrics::Histogram::noop(),
         );
         let out: Arc<dyn Subscriber> = Arc::new(Recorder::default());
-        let key = TopicKey::new("t", "img");
+        let key = ImageKey::new("t", "img");
         hub.subscribe(1, &out, &key, &None, None).await.unwrap();
         let topic = lock(&hub.topics).get(&key).cloned().unwrap();
         let held = hub.lock_state(&topic).await;
         lock(&hub.recent).clear();
         for seq in 1..=(MAX_INBOX as u64 + 10) {
-            hub.on_event(key.clone(), seq, Bytes::from_static(b"{}"));
+            hub.on_event(key.clone(), Seq(seq), Bytes::from_static(b"{}"));
         }
         assert_eq!(lock(&topic.inbox).len(), MAX_INBOX);
         assert!(lock(&hub.recent).contains_key(&key));
@@ -151,7 +151,7 @@ mod over_a_lossy_bus {
     use crate::broker::{BrokerMessage, Bus};
     use crate::domain::auth::TokenKey;
     use crate::domain::chat::Authority;
-    use crate::domain::{Mutation, Tenant};
+    use crate::domain::{Mutation, Tenant, TenantId};
     use crate::protocol::Chat;
     use crate::store::{Committed, ImageSummary, LoggedEvent, UsageCounts, UsageDelta};
 
@@ -187,24 +187,23 @@ mod over_a_lossy_bus {
         async fn tenant(&self, _: &str) -> Result<Option<Tenant>, StoreError> {
             absent()
         }
-        async fn snapshot(&self, _: &str, _: &str) -> Result<(u64, Vec<Chat>), StoreError> {
+        async fn snapshot(&self, _: &ImageKey) -> Result<(Seq, Vec<Chat>), StoreError> {
             absent()
         }
-        async fn latest_seq(&self, _: &str, _: &str) -> Result<u64, StoreError> {
-            Ok(lock(&self.events).len() as u64)
+        async fn latest_seq(&self, _: &ImageKey) -> Result<Seq, StoreError> {
+            Ok(Seq(lock(&self.events).len() as u64))
         }
         async fn events_since(
             &self,
-            _: &str,
-            _: &str,
-            since: u64,
+            _: &ImageKey,
+            since: Seq,
             limit: u32,
         ) -> Result<Vec<LoggedEvent>, StoreError> {
             Ok(lock(&self.events)
                 .iter()
                 .enumerate()
                 .map(|(i, b)| LoggedEvent {
-                    seq: i as u64 + 1,
+                    seq: Seq(i as u64 + 1),
                     body: b.clone(),
                 })
                 .filter(|e| e.seq > since)
@@ -213,7 +212,7 @@ mod over_a_lossy_bus {
         }
         async fn apply(
             &self,
-            _: &str,
+            _: &TenantId,
             _: &Mutation,
             _: &Authority,
             _: Option<&str>,
@@ -244,7 +243,7 @@ mod over_a_lossy_bus {
         });
         let store: Arc<dyn Store> = log.clone();
         let net = StubNet::new(42);
-        let key = TopicKey::new("t", "img");
+        let key = ImageKey::new("t", "img");
         let mut nodes = Vec::new();
         for _ in 0..3 {
             let (tx, rx) = mpsc::channel(4096);
@@ -275,7 +274,7 @@ mod over_a_lossy_bus {
             lock(&log.events).push(body.clone());
             BrokerMessage {
                 topic: key.clone(),
-                seq,
+                seq: Seq(seq),
                 body,
             }
         };

@@ -16,7 +16,7 @@ use super::{json, json_response, AppError};
 use crate::app::session::Session;
 use crate::app::{write, App};
 use crate::domain::chat::Authority;
-use crate::domain::{validate, Mutation};
+use crate::domain::{validate, ChatId, ImageKey, Mutation, Seq};
 use crate::protocol::{
     ChatAnswer, CommentAnswer, CommentRequest, CreateChatRequest, EventsAnswer, SeqAnswer,
     SnapshotAnswer, UpdateChatRequest,
@@ -73,14 +73,14 @@ pub struct EventsQuery {
 pub struct Position {
     url_id: String,
     epoch: String,
-    since: u64,
+    since: Seq,
 }
 
 impl FromQuery for Position {
     fn from_query(q: &QueryMap) -> Result<Self, AppError> {
         let UrlId(url_id) = UrlId::from_query(q)?;
         let epoch = required(q, "epoch")?.to_owned();
-        let since = required(q, "since")?.parse().map_err(|_| {
+        let since = required(q, "since")?.parse().map(Seq).map_err(|_| {
             AppError::invalid(Some("since"), "since must be a non-negative integer")
         })?;
         Ok(Position {
@@ -165,7 +165,8 @@ pub async fn snapshot(
     Reader(s): Reader,
     Params(UrlId(url_id)): Params<UrlId>,
 ) -> Result<Response, AppError> {
-    let (seq, chats) = app.store.snapshot(&s.tenant.id, &url_id).await?;
+    let image = ImageKey::new(&s.tenant.id, &url_id);
+    let (seq, chats) = app.store.snapshot(&image).await?;
     let epoch = app.store.epoch();
     Ok(json(
         StatusCode::OK,
@@ -187,23 +188,21 @@ pub async fn events(
     Reader(s): Reader,
     Params(p): Params<Position>,
 ) -> Result<Response, AppError> {
-    let (tenant, url_id, since) = (&s.tenant.id, &p.url_id, p.since);
+    let (url_id, since) = (&p.url_id, p.since);
+    let image = ImageKey::new(&s.tenant.id, url_id);
     if p.epoch != app.store.epoch() {
         return Err(AppError::HistoryGone(
             "that epoch is over: reload the snapshot",
         ));
     }
-    let latest = app.store.latest_seq(tenant, url_id).await?;
+    let latest = app.store.latest_seq(&image).await?;
     if since > latest {
         return Err(AppError::HistoryGone(
             "that position is beyond the log: reload the snapshot",
         ));
     }
-    let events = app
-        .store
-        .events_since(tenant, url_id, since, EVENTS_PAGE)
-        .await?;
-    if since < latest && events.first().is_none_or(|e| e.seq != since + 1) {
+    let events = app.store.events_since(&image, since, EVENTS_PAGE).await?;
+    if since < latest && events.first().is_none_or(|e| e.seq != since.next()) {
         return Err(AppError::HistoryGone(
             "the log no longer holds that position: reload the snapshot",
         ));
@@ -268,7 +267,7 @@ pub async fn create(
 pub async fn update(
     State(app): State<Arc<App>>,
     Writer(s): Writer,
-    Ids(chat_id): Ids<String>,
+    Ids(chat_id): Ids<ChatId>,
     Json(r): Json<UpdateChatRequest>,
 ) -> Result<Response, AppError> {
     let position = r.x.zip(r.y);
@@ -295,7 +294,7 @@ pub async fn update(
 pub async fn remove(
     State(app): State<Arc<App>>,
     Writer(s): Writer,
-    Ids(chat_id): Ids<String>,
+    Ids(chat_id): Ids<ChatId>,
     Params(BroadcastId(bid)): Params<BroadcastId>,
 ) -> Result<Response, AppError> {
     let c = commit(&app, s, Mutation::DeleteChat { chat_id }, bid).await?;
@@ -310,7 +309,7 @@ pub async fn remove(
 pub async fn add_comment(
     State(app): State<Arc<App>>,
     Writer(s): Writer,
-    Ids(chat_id): Ids<String>,
+    Ids(chat_id): Ids<ChatId>,
     Json(r): Json<CommentRequest>,
 ) -> Result<Response, AppError> {
     let m = Mutation::AddComment {
@@ -335,7 +334,7 @@ pub async fn add_comment(
 pub async fn edit_comment(
     State(app): State<Arc<App>>,
     Writer(s): Writer,
-    Ids((chat_id, comment_id)): Ids<(String, String)>,
+    Ids((chat_id, comment_id)): Ids<(ChatId, String)>,
     Json(r): Json<CommentRequest>,
 ) -> Result<Response, AppError> {
     let m = Mutation::EditComment {
@@ -361,7 +360,7 @@ pub async fn edit_comment(
 pub async fn delete_comment(
     State(app): State<Arc<App>>,
     Writer(s): Writer,
-    Ids((chat_id, comment_id)): Ids<(String, String)>,
+    Ids((chat_id, comment_id)): Ids<(ChatId, String)>,
     Params(BroadcastId(bid)): Params<BroadcastId>,
 ) -> Result<Response, AppError> {
     let m = Mutation::DeleteComment {

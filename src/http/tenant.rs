@@ -17,7 +17,7 @@ use super::{json, AppError};
 use crate::app::{write, App};
 use crate::domain::auth::{constant_time_eq, sign_value, verify_value};
 use crate::domain::chat::Authority;
-use crate::domain::{now_ms, random_id, validate, AnonymousPolicy, Mutation, Tenant};
+use crate::domain::{now_ms, random_id, validate, AnonymousPolicy, ChatId, Mutation, Tenant};
 use crate::protocol::{
     CreateTenantRequest, Empty, ImagesAnswer, LiveAnswer, LoginRequest, SeqAnswer, SnapshotAnswer,
     TenantAnswer, TenantCreated, UsageAnswer, UsageDay,
@@ -124,7 +124,7 @@ pub async fn create_tenant(
         .and_then(AnonymousPolicy::parse)
         .unwrap_or(AnonymousPolicy::None);
     let tenant = Tenant {
-        id: r.tenant_id,
+        id: r.tenant_id.into(),
         secret: r.secret.unwrap_or_else(|| random_id(24)),
         origins: r.origins.unwrap_or_default(),
         anonymous,
@@ -386,7 +386,8 @@ pub async fn chats(
     TenantCaller(t): TenantCaller,
     Params(super::chats::UrlId(url_id)): Params<super::chats::UrlId>,
 ) -> Result<Response, AppError> {
-    let (seq, chats) = app.store.snapshot(&t.id, &url_id).await?;
+    let image = crate::domain::ImageKey::new(&t.id, &url_id);
+    let (seq, chats) = app.store.snapshot(&image).await?;
     Ok(json(
         StatusCode::OK,
         &SnapshotAnswer {
@@ -406,7 +407,7 @@ pub async fn chats(
 pub async fn delete_chat(
     State(app): State<Arc<App>>,
     TenantCaller(t): TenantCaller,
-    Ids(chat_id): Ids<String>,
+    Ids(chat_id): Ids<ChatId>,
 ) -> Result<Response, AppError> {
     let m = Mutation::DeleteChat { chat_id };
     let c = write::commit(&app, &t.id, m, Authority::Tenant, None).await?;

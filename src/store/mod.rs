@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
-use crate::domain::{DomainError, Mutation, Tenant};
+use crate::domain::{DomainError, ImageKey, Mutation, Seq, Tenant, TenantId};
 pub use crate::protocol::ImageSummary;
 use crate::protocol::{Chat, Comment};
 
@@ -39,7 +39,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// One logged event: its seq and the exact JSON sent to clients.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoggedEvent {
-    pub seq: u64,
+    pub seq: Seq,
     pub body: Bytes,
 }
 
@@ -48,7 +48,7 @@ pub struct LoggedEvent {
 pub struct Committed {
     pub url_id: String,
     /// The image's latest seq after the write (unchanged for a no-op).
-    pub seq: u64,
+    pub seq: Seq,
     /// The events logged, in seq order; empty for a no-op.
     pub events: Vec<LoggedEvent>,
     /// The chat as it is now, `None` once deleted.
@@ -104,20 +104,19 @@ pub trait Store: Send + Sync + 'static {
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>>;
 
     /// The image's chats, oldest first, and the seq they reflect.
-    async fn snapshot(&self, tenant: &str, url_id: &str) -> Result<(u64, Vec<Chat>)>;
-    async fn latest_seq(&self, tenant: &str, url_id: &str) -> Result<u64>;
+    async fn snapshot(&self, image: &ImageKey) -> Result<(Seq, Vec<Chat>)>;
+    async fn latest_seq(&self, image: &ImageKey) -> Result<Seq>;
     /// Logged events with seq > `since`, in order, at most `limit`.
     async fn events_since(
         &self,
-        tenant: &str,
-        url_id: &str,
-        since: u64,
+        image: &ImageKey,
+        since: Seq,
         limit: u32,
     ) -> Result<Vec<LoggedEvent>>;
     /// Validates, authorizes and stores one mutation with its events.
     async fn apply(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         m: &Mutation,
         by: &Authority,
         broadcast_id: Option<&str>,

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::frame::{self, Incoming, OP_PONG, OP_TEXT};
 use super::outbox::Outbox;
 use crate::app::{session, App};
-use crate::broker::TopicKey;
+use crate::broker::ImageKey;
 use crate::domain::{validate, Actor, Tenant};
 use crate::fanout::{ConnId, Subscriber};
 use crate::protocol::{ClientMessage, CloseCode, ServerMessage};
@@ -28,7 +28,7 @@ const INBOUND_BURST: f64 = 200.0;
 /// its reader, however the reader ended.
 #[derive(Default)]
 pub(super) struct ConnState {
-    pub(super) subs: Mutex<HashSet<TopicKey>>,
+    pub(super) subs: Mutex<HashSet<ImageKey>>,
 }
 
 pub(super) fn error_message(id: &Option<serde_json::Value>, code: &str, message: &str) -> Bytes {
@@ -181,7 +181,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                     out.push(&error_message(&rid, "invalid_message", &e.to_string()));
                     continue;
                 }
-                let key = TopicKey::new(&actor.tenant_id, &url_id);
+                let key = ImageKey::new(&actor.tenant_id, &url_id);
                 let added = {
                     let mut subs = state.subs.lock().unwrap_or_else(|p| p.into_inner());
                     if !subs.contains(&key) && subs.len() >= MAX_SUBSCRIPTIONS {
@@ -223,7 +223,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
             Ok(ClientMessage::Unsubscribe { id: rid, url_id }) => {
-                let key = TopicKey::new(&actor.tenant_id, &url_id);
+                let key = ImageKey::new(&actor.tenant_id, &url_id);
                 let removed = state
                     .subs
                     .lock()

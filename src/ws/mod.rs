@@ -35,7 +35,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
 use crate::app::App;
-use crate::broker::TopicKey;
+use crate::broker::ImageKey;
 use crate::error::AppError;
 use crate::protocol::{CloseCode, ServerMessage};
 use crate::usage::TenantLive;
@@ -200,7 +200,7 @@ where
     }
     read_task.abort();
     let _ = read_task.await;
-    let subs: Vec<TopicKey> = state
+    let subs: Vec<ImageKey> = state
         .subs
         .lock()
         .map(|mut s| s.drain().collect())

@@ -33,7 +33,10 @@ use super::{
 };
 use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
-use crate::domain::{fold, now_ms, plan, AnonymousPolicy, DomainError, Mutation, Tenant};
+use crate::domain::{
+    fold, now_ms, plan, AnonymousPolicy, ChatId, DomainError, ImageKey, Mutation, Seq, Tenant,
+    TenantId,
+};
 use crate::protocol::{Change, Chat, Event, EventKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +191,7 @@ impl Store for SqlStore {
         let done = sqlx::query(
             "INSERT INTO tenants (id, secret, origins, anonymous, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
         )
-        .bind(&t.id)
+        .bind(t.id.as_str())
         .bind(&t.secret)
         .bind(serde_json::to_string(&t.origins).unwrap_or_else(|_| "[]".into()))
         .bind(t.anonymous.as_str())
@@ -213,14 +216,15 @@ impl Store for SqlStore {
         let origins: String = row.try_get("origins")?;
         let anonymous: String = row.try_get("anonymous")?;
         Ok(Some(Tenant {
-            id: row.try_get("id")?,
+            id: TenantId::from(row.try_get::<String, _>("id")?),
             secret: row.try_get("secret")?,
             origins: serde_json::from_str(&origins).unwrap_or_default(),
             anonymous: AnonymousPolicy::parse(&anonymous).unwrap_or(AnonymousPolicy::None),
         }))
     }
 
-    async fn snapshot(&self, tenant: &str, url_id: &str) -> Result<(u64, Vec<Chat>)> {
+    async fn snapshot(&self, image: &ImageKey) -> Result<(Seq, Vec<Chat>)> {
+        let (tenant, url_id) = (image.tenant(), image.url_id());
         // One read transaction, so the seq and the rows describe the same moment.
         let mut tx = self.reader.begin().await?;
         let seq = image_seq(&mut tx, tenant, url_id).await?;
@@ -232,7 +236,7 @@ impl Store for SqlStore {
         .fetch_all(&mut *tx)
         .await?;
         let mut chats = rows.iter().map(chat_of).collect::<Result<Vec<_>>>()?;
-        let index: HashMap<String, usize> = chats
+        let index: HashMap<ChatId, usize> = chats
             .iter()
             .enumerate()
             .map(|(i, c)| (c.id.clone(), i))
@@ -246,7 +250,7 @@ impl Store for SqlStore {
         .await?;
         for row in &rows {
             let chat_id: String = row.try_get("chat_id")?;
-            if let Some(&i) = index.get(&chat_id) {
+            if let Some(&i) = index.get(chat_id.as_str()) {
                 chats[i].comments.push(comment_of(row)?);
             }
         }
@@ -254,31 +258,31 @@ impl Store for SqlStore {
         Ok((seq, chats))
     }
 
-    async fn latest_seq(&self, tenant: &str, url_id: &str) -> Result<u64> {
+    async fn latest_seq(&self, image: &ImageKey) -> Result<Seq> {
         let mut c = self.reader.acquire().await?;
-        image_seq(&mut c, tenant, url_id).await
+        image_seq(&mut c, image.tenant(), image.url_id()).await
     }
 
     async fn events_since(
         &self,
-        tenant: &str,
-        url_id: &str,
-        since: u64,
+        image: &ImageKey,
+        since: Seq,
         limit: u32,
     ) -> Result<Vec<LoggedEvent>> {
+        let (tenant, url_id) = (image.tenant(), image.url_id());
         let rows = sqlx::query(
             "SELECT seq, body FROM events WHERE tenant_id = $1 AND url_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
         )
         .bind(tenant)
         .bind(url_id)
-        .bind(since.min(i64::MAX as u64) as i64)
-        .bind(limit as i64)
+        .bind(since.to_sql())
+        .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|r| {
                 Ok(LoggedEvent {
-                    seq: r.try_get::<i64, _>("seq")? as u64,
+                    seq: Seq::from_sql(r.try_get::<i64, _>("seq")?),
                     body: Bytes::from(r.try_get::<String, _>("body")?),
                 })
             })
@@ -287,11 +291,12 @@ impl Store for SqlStore {
 
     async fn apply(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         m: &Mutation,
         by: &Authority,
         broadcast_id: Option<&str>,
     ) -> Result<Committed> {
+        let tenant = tenant.as_str();
         let mut tx = self.begin_write().await?;
         let url_id = match (m, m.chat_id()) {
             (Mutation::CreateChat { url_id, .. }, _) => url_id.clone(),
@@ -318,11 +323,11 @@ impl Store for SqlStore {
                     .ok_or(DomainError::NotFound)?,
             ),
         };
-        let kinds = plan(m, chat.as_ref(), by, now, seq + 1)?;
+        let kinds = plan(m, chat.as_ref(), by, now, seq.next())?;
         let mut events = Vec::with_capacity(kinds.len());
         let mut comment = None;
         for kind in kinds {
-            seq += 1;
+            seq = seq.next();
             write_event(&mut tx, tenant, &url_id, seq, &kind, now).await?;
             match &kind {
                 EventKind::NewImageChat { chat: c } => chat = Some(c.clone()),
@@ -352,7 +357,7 @@ impl Store for SqlStore {
             )
             .bind(tenant)
             .bind(&url_id)
-            .bind(seq as i64)
+            .bind(seq.to_sql())
             .bind(now)
             .bind(&body)
             .execute(&mut *tx)
@@ -369,7 +374,7 @@ impl Store for SqlStore {
             )
             .bind(tenant)
             .bind(&url_id)
-            .bind(seq as i64)
+            .bind(seq.to_sql())
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -460,7 +465,7 @@ impl Store for SqlStore {
                     url_id: r.try_get("url_id")?,
                     chat_count: r.try_get::<i64, _>("chat_count")?.max(0) as u64,
                     last_activity: r.try_get("last_activity")?,
-                    seq: r.try_get::<i64, _>("seq")?.max(0) as u64,
+                    seq: Seq::from_sql(r.try_get::<i64, _>("seq")?),
                 })
             })
             .collect()

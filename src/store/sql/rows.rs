@@ -5,6 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::domain::{ChatId, Seq};
 use crate::protocol::{Change, Chat, Comment, EventKind, User};
 use crate::store::{Result, StoreError};
 
@@ -19,7 +20,7 @@ pub(super) fn user_json(u: &User) -> String {
 
 pub(super) fn chat_of(row: &AnyRow) -> Result<Chat> {
     Ok(Chat {
-        id: row.try_get("id")?,
+        id: ChatId::from(row.try_get::<String, _>("id")?),
         x: row.try_get("x")?,
         y: row.try_get("y")?,
         resolved: row.try_get::<i64, _>("resolved")? != 0,
@@ -73,14 +74,14 @@ pub(super) async fn load_chat(
     Ok(Some((url_id, chat)))
 }
 
-pub(super) async fn image_seq(c: &mut AnyConnection, tenant: &str, url_id: &str) -> Result<u64> {
+pub(super) async fn image_seq(c: &mut AnyConnection, tenant: &str, url_id: &str) -> Result<Seq> {
     let seq: Option<i64> =
         sqlx::query_scalar("SELECT seq FROM images WHERE tenant_id = $1 AND url_id = $2")
             .bind(tenant)
             .bind(url_id)
             .fetch_optional(&mut *c)
             .await?;
-    Ok(seq.unwrap_or(0) as u64)
+    Ok(Seq::from_sql(seq.unwrap_or(0)))
 }
 
 /// Makes sure the image has a row, locks it for this transaction and
@@ -90,7 +91,7 @@ pub(super) async fn lock_image(
     tenant: &str,
     url_id: &str,
     now: i64,
-) -> Result<u64> {
+) -> Result<Seq> {
     // One statement: creates the row if needed and, either way, writes it
     // (which is what takes the lock) and returns its seq.
     let seq: i64 = sqlx::query_scalar(
@@ -102,7 +103,7 @@ pub(super) async fn lock_image(
     .bind(now)
     .fetch_one(&mut *c)
     .await?;
-    Ok(seq.max(0) as u64)
+    Ok(Seq::from_sql(seq))
 }
 
 pub(super) async fn insert_comment(
@@ -110,7 +111,7 @@ pub(super) async fn insert_comment(
     tenant: &str,
     chat_id: &str,
     url_id: &str,
-    seq: u64,
+    seq: Seq,
     k: &Comment,
 ) -> Result<()> {
     sqlx::query(
@@ -121,7 +122,7 @@ pub(super) async fn insert_comment(
     .bind(&k.id)
     .bind(chat_id)
     .bind(url_id)
-    .bind(seq as i64)
+    .bind(seq.to_sql())
     .bind(&k.user.id)
     .bind(user_json(&k.user))
     .bind(&k.text)
@@ -137,7 +138,7 @@ pub(super) async fn write_event(
     c: &mut AnyConnection,
     tenant: &str,
     url_id: &str,
-    seq: u64,
+    seq: Seq,
     kind: &EventKind,
     at: i64,
 ) -> Result<()> {
@@ -148,9 +149,9 @@ pub(super) async fn write_event(
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(tenant)
-            .bind(&chat.id)
+            .bind(chat.id.as_str())
             .bind(url_id)
-            .bind(seq as i64)
+            .bind(seq.to_sql())
             .bind(chat.x)
             .bind(chat.y)
             .bind(chat.resolved as i64)
@@ -167,12 +168,12 @@ pub(super) async fn write_event(
         EventKind::DeletedImageChat { chat_id } => {
             sqlx::query("DELETE FROM comments WHERE tenant_id = $1 AND chat_id = $2")
                 .bind(tenant)
-                .bind(chat_id)
+                .bind(chat_id.as_str())
                 .execute(&mut *c)
                 .await?;
             sqlx::query("DELETE FROM chats WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant)
-                .bind(chat_id)
+                .bind(chat_id.as_str())
                 .execute(&mut *c)
                 .await?;
         }
@@ -188,7 +189,7 @@ pub(super) async fn write_event(
                     .bind(&comment.text)
                     .bind(comment.edited_at)
                     .bind(tenant)
-                    .bind(chat_id)
+                    .bind(chat_id.as_str())
                     .bind(&comment.id)
                         .execute(&mut *c)
                         .await?;
@@ -198,7 +199,7 @@ pub(super) async fn write_event(
                         "DELETE FROM comments WHERE tenant_id = $1 AND chat_id = $2 AND id = $3",
                     )
                     .bind(tenant)
-                    .bind(chat_id)
+                    .bind(chat_id.as_str())
                     .bind(comment_id)
                     .execute(&mut *c)
                     .await?;
@@ -208,7 +209,7 @@ pub(super) async fn write_event(
                         .bind(x)
                         .bind(y)
                         .bind(tenant)
-                        .bind(chat_id)
+                        .bind(chat_id.as_str())
                         .execute(&mut *c)
                         .await?;
                 }
@@ -216,7 +217,7 @@ pub(super) async fn write_event(
                     sqlx::query("UPDATE chats SET resolved = $1 WHERE tenant_id = $2 AND id = $3")
                         .bind(*resolved as i64)
                         .bind(tenant)
-                        .bind(chat_id)
+                        .bind(chat_id.as_str())
                         .execute(&mut *c)
                         .await?;
                 }
@@ -224,7 +225,7 @@ pub(super) async fn write_event(
             sqlx::query("UPDATE chats SET updated_at = $1 WHERE tenant_id = $2 AND id = $3")
                 .bind(at)
                 .bind(tenant)
-                .bind(chat_id)
+                .bind(chat_id.as_str())
                 .execute(&mut *c)
                 .await?;
         }
