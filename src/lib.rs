@@ -5,6 +5,7 @@
 //! This crate is the server. `docs/ARCHITECTURE.md` follows one event through
 //! it; the map:
 //!
+//! - [`ids`]: typed ids (tenant, image, chat, seq), below everything.
 //! - [`protocol`]: wire types of the public contract (serde only).
 //! - [`domain`]: validation, identities, permissions and what each mutation
 //!   means as events (no I/O).
@@ -28,6 +29,7 @@ pub mod domain;
 pub mod error;
 pub mod fanout;
 pub mod http;
+pub mod ids;
 pub mod protocol;
 pub mod server;
 pub mod store;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::domain::{ChatId, Seq, TenantId};
+use crate::ids::{ChatId, Seq, TenantId};
 
 fn is_false(b: &bool) -> bool {
     !*b

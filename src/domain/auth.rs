@@ -1,7 +1,7 @@
 //! Identity: tenants, sessions (signed tokens), FastComments-compatible secure
 //! SSO, anonymous users and who may do what.
 
-use super::ids::TenantId;
+use crate::ids::TenantId;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use hmac::{Hmac, Mac};

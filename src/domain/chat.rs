@@ -3,8 +3,8 @@
 //! chat. Storage runs `plan` inside its write transaction, so the check and the
 //! write see the same state.
 
-use super::ids::{ChatId, Seq};
 use super::{short_id, Actor, DomainError};
+use crate::ids::{ChatId, Seq};
 use crate::protocol::{Change, Chat, Comment, EventKind};
 
 /// Characters in a chat id.

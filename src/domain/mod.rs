@@ -4,12 +4,11 @@
 
 pub mod auth;
 pub mod chat;
-pub mod ids;
 pub mod validate;
 
+pub use crate::ids::{ChatId, ImageKey, Seq, TenantId};
 pub use auth::{Actor, AnonymousPolicy, Tenant};
 pub use chat::{fold, plan, Mutation};
-pub use ids::{ChatId, ImageKey, Seq, TenantId};
 
 /// Why a request was refused by the rules. Transports map each variant to
 /// their own status or close code.

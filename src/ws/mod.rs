@@ -173,7 +173,7 @@ where
         app.config.outbox_capacity as usize,
         app.uptime_secs(),
         socket,
-        Some(meter(&live)),
+        Some(Arc::clone(&live) as Arc<dyn outbox::Meter>),
     ));
     live.connected();
     report_connections(&app, &tenant.id, &live);
@@ -215,9 +215,10 @@ where
 }
 
 /// Usage metering of what a connection delivers, for its outbox.
-fn meter(live: &Arc<TenantLive>) -> outbox::Meter {
-    let live = Arc::clone(live);
-    Box::new(move |messages, bytes| live.delivered(messages, bytes))
+impl outbox::Meter for TenantLive {
+    fn delivered(&self, messages: u64, bytes: u64) {
+        TenantLive::delivered(self, messages, bytes);
+    }
 }
 
 /// Shares this node's connection count of a tenant, so the tenant's peak

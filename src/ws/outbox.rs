@@ -28,9 +28,12 @@ use crate::fanout::{Batch, Subscriber};
 use crate::protocol::CloseCode;
 use crate::ws::frame::{self, OP_PING, OP_PONG, OP_TEXT};
 
-/// Counts what a connection delivered: (messages, payload bytes). Given by
-/// the connection's owner, so the queue knows nothing of metering.
-pub type Meter = Box<dyn Fn(u64, u64) + Send + Sync>;
+/// Counts what a connection delivered. Given by the connection's owner, so
+/// the queue knows nothing of metering.
+pub trait Meter: Send + Sync {
+    /// `messages` delivered in frames of `bytes` payload bytes in all.
+    fn delivered(&self, messages: u64, bytes: u64);
+}
 
 /// Frames handed to one vectored write.
 const WRITE_SLICES: usize = 64;
@@ -128,7 +131,7 @@ pub struct Outbox {
     state: Mutex<State>,
     notify: Notify,
     capacity: usize,
-    meter: Option<Meter>,
+    meter: Option<Arc<dyn Meter>>,
     /// Seconds (server clock) of the last frame read from the peer.
     last_seen: AtomicU64,
 }
@@ -139,7 +142,7 @@ impl Outbox {
         capacity: usize,
         now_secs: u64,
         socket: Option<Socket>,
-        meter: Option<Meter>,
+        meter: Option<Arc<dyn Meter>>,
     ) -> Self {
         Outbox {
             state: Mutex::new(State {
@@ -202,7 +205,7 @@ impl Outbox {
         });
         if accepted && frame.messages > 0 {
             if let Some(meter) = &self.meter {
-                meter(u64::from(frame.messages), u64::from(frame.payload));
+                meter.delivered(u64::from(frame.messages), u64::from(frame.payload));
             }
         }
         if wake {
