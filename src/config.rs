@@ -19,7 +19,7 @@ pub struct Config {
     /// Most database connections this node opens.
     #[arg(long, env = "IMAGECHAT_DATABASE_POOL", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_pool: u32,
-    /// `memory` (one node).
+    /// `memory` (one node) or `redis://…` (shared by many nodes).
     #[arg(long, env = "IMAGECHAT_BROKER", default_value = "memory")]
     pub broker: String,
     /// Enables the operator calls. Without it the server creates the open

@@ -22,6 +22,8 @@ pub enum AppError {
     /// 403: the origin, the tenant's policy or the ownership rules say no.
     Forbidden(&'static str),
     NotFound(&'static str),
+    /// 405: the path exists, the method does not.
+    MethodNotAllowed,
     /// 410: the client's (epoch, seq) is no longer in the log.
     HistoryGone(&'static str),
     /// 413: the body is larger than [`crate::http::MAX_BODY`].
@@ -58,6 +60,7 @@ impl AppError {
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::HistoryGone(_) => StatusCode::GONE,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -75,6 +78,7 @@ impl AppError {
             AppError::Unauthorized(_) => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",
+            AppError::MethodNotAllowed => "method_not_allowed",
             AppError::HistoryGone(_) => "history_gone",
             AppError::TooLarge => "payload_too_large",
             AppError::BodyTimeout => "request_timeout",
@@ -97,6 +101,7 @@ impl AppError {
             AppError::Internal => CloseCode::InternalError,
             AppError::Invalid { .. }
             | AppError::NotFound(_)
+            | AppError::MethodNotAllowed
             | AppError::HistoryGone(_)
             | AppError::BodyTimeout
             | AppError::Conflict(_) => CloseCode::PolicyViolation,
@@ -113,6 +118,7 @@ impl AppError {
             | AppError::HistoryGone(m)
             | AppError::Conflict(m) => m,
             AppError::TooLarge => "the body is larger than 64 KiB",
+            AppError::MethodNotAllowed => "this path does not take that method",
             AppError::BodyTimeout => "the body did not arrive in time",
             AppError::RateLimited { .. } => "too many writes; retry later",
             AppError::Overloaded { .. } => "this server is at its connection limit; retry later",
@@ -127,6 +133,8 @@ impl AppError {
             AppError::RateLimited { retry_after } | AppError::Overloaded { retry_after } => {
                 Some(*retry_after)
             }
+            // Storage or broker trouble is usually brief.
+            AppError::Unavailable => Some(1),
             _ => None,
         }
     }

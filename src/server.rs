@@ -43,9 +43,6 @@ pub async fn run(
                 crate::config::redact_url(&config.database)
             )
         })?;
-    if config.admin_key.is_none() {
-        ensure_demo_tenant(store.as_ref()).await?;
-    }
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
     let broker = crate::broker::open(&config.broker, tx)
         .await
@@ -55,6 +52,10 @@ pub async fn run(
                 crate::config::redact_url(&config.broker)
             )
         })?;
+    // Only once everything opened: a node that cannot start changes nothing.
+    if config.admin_key.is_none() {
+        ensure_demo_tenant(store.as_ref()).await?;
+    }
     let app = App::new(config, store, broker);
     let background = [
         tokio::spawn(Arc::clone(&app.hub).run_inbox(rx)),

@@ -43,7 +43,8 @@ pub fn url_id(raw: &str) -> Result<(), DomainError> {
 /// A percentage coordinate in the closed range [0, 100].
 pub fn coordinate(field: &'static str, v: f64) -> Result<f64, DomainError> {
     if v.is_finite() && (0.0..=100.0).contains(&v) {
-        Ok(v)
+        // -0.0 is 0.0: one point, one way to write it.
+        Ok(v + 0.0)
     } else {
         Err(DomainError::invalid(
             field,

@@ -81,7 +81,10 @@ impl FromQuery for Position {
         let UrlId(url_id) = UrlId::from_query(q)?;
         let epoch = required(q, "epoch")?.to_owned();
         let since = required(q, "since")?.parse().map(Seq).map_err(|_| {
-            AppError::invalid(Some("since"), "since must be a non-negative integer")
+            AppError::invalid(
+                Some("since"),
+                "since must be an integer from 0 to 18446744073709551615",
+            )
         })?;
         Ok(Position {
             url_id,
@@ -127,10 +130,16 @@ impl FromJson for UpdateChatRequest {
         let (x, y) = match (f.has("x"), f.has("y")) {
             (false, false) => (None, None),
             (true, false) => {
-                return Err(AppError::invalid(Some("y"), "x and y are given together"))
+                return Err(AppError::invalid(
+                    Some("y"),
+                    "x and y must be given together",
+                ))
             }
             (false, true) => {
-                return Err(AppError::invalid(Some("x"), "x and y are given together"))
+                return Err(AppError::invalid(
+                    Some("x"),
+                    "x and y must be given together",
+                ))
             }
             (true, true) => (Some(f.coordinate("x")?), Some(f.coordinate("y")?)),
         };

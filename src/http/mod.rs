@@ -68,6 +68,7 @@ pub fn router(app: Arc<App>) -> Router {
     DOCUMENT.get_or_init(|| doc.to_json().unwrap_or_default());
     router
         .fallback(|| async { AppError::NotFound("no such route") })
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
             observe,
@@ -167,14 +168,15 @@ pub fn json_response(status: StatusCode, body: String) -> Response {
 
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "node",
-    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json"),
+        (status = 503, body = crate::protocol::ErrorBody, description = "the node is at its connection limit (`Retry-After`)")))]
 async fn openapi_json() -> Response {
     json_response(StatusCode::OK, DOCUMENT.get().cloned().unwrap_or_default())
 }
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "node",
-    responses((status = 200, body = Health)))]
+    responses((status = 200, body = Health), (status = 503, body = crate::protocol::ErrorBody, description = "the node is at its connection limit (`Retry-After`)")))]
 async fn healthz() -> Response {
     json(StatusCode::OK, &Health { status: "ok" })
 }
@@ -202,7 +204,8 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 
 /// Prometheus metrics, text exposition format 0.0.4.
 #[utoipa::path(get, path = "/metrics", tag = "node",
-    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String)))]
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
+        (status = 503, body = crate::protocol::ErrorBody, description = "the node is at its connection limit (`Retry-After`)")))]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut res = app.metrics.render(&app).into_response();
     res.headers_mut().insert(

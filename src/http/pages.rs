@@ -63,7 +63,8 @@ async fn serve(app: &App, name: &str) -> Response {
 
 /// The demo page (or a placeholder when the binary has no pages).
 #[utoipa::path(get, path = "/", tag = "node",
-    responses((status = 200, description = "HTML", content_type = "text/html", body = String)))]
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String),
+        (status = 503, body = crate::protocol::ErrorBody, description = "the node is at its connection limit (`Retry-After`)")))]
 pub async fn index(State(app): State<Arc<App>>) -> Response {
     if file(&app, "pages/index.html").await.is_none() {
         let mut res = PLACEHOLDER.into_response();
@@ -79,7 +80,7 @@ pub async fn index(State(app): State<Arc<App>>) -> Response {
 /// The tenant dashboard.
 #[utoipa::path(get, path = "/admin", tag = "node",
     responses((status = 200, description = "HTML", content_type = "text/html", body = String),
-        (status = 404, body = crate::protocol::ErrorBody)))]
+        (status = 404, body = crate::protocol::ErrorBody), (status = 503, body = crate::protocol::ErrorBody, description = "the node is at its connection limit (`Retry-After`)")))]
 pub async fn admin(State(app): State<Arc<App>>) -> Response {
     serve(&app, "pages/admin.html").await
 }
@@ -87,7 +88,7 @@ pub async fn admin(State(app): State<Arc<App>>) -> Response {
 /// The widget script, for any origin.
 #[utoipa::path(get, path = "/imagechat.js", tag = "node",
     responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String),
-        (status = 404, body = crate::protocol::ErrorBody)))]
+        (status = 404, body = crate::protocol::ErrorBody), (status = 503, body = crate::protocol::ErrorBody, description = "the node is at its connection limit (`Retry-After`)")))]
 pub async fn widget(State(app): State<Arc<App>>) -> Response {
     let mut res = serve(&app, "imagechat.js").await;
     // Sites load the script from another origin.
@@ -102,7 +103,7 @@ pub async fn widget(State(app): State<Arc<App>>) -> Response {
 #[utoipa::path(get, path = "/static/{name}", tag = "node", params(("name" = String, Path)),
     responses((status = 200, description = "The file, with its content type"),
         (status = 400, body = crate::protocol::ErrorBody),
-        (status = 404, body = crate::protocol::ErrorBody)))]
+        (status = 404, body = crate::protocol::ErrorBody), (status = 503, body = crate::protocol::ErrorBody, description = "the node is at its connection limit (`Retry-After`)")))]
 pub async fn asset(State(app): State<Arc<App>>, Ids(name): Ids<String>) -> Response {
     let plain = !name.is_empty()
         && !name.starts_with('.')

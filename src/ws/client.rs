@@ -79,7 +79,16 @@ pub(super) async fn hello<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             }
         }
     };
-    let Ok(ClientMessage::Hello { token }) = ClientMessage::parse(&text) else {
+    let token = match ClientMessage::parse(&text) {
+        Ok(ClientMessage::Hello { token }) => Some(token),
+        // A hello that is malformed says what is wrong with it.
+        Err(bad) if text.contains("\"hello\"") => {
+            refuse(wr, "unauthorized", &bad.message, CloseCode::Unauthorized).await;
+            return None;
+        }
+        _ => None,
+    };
+    let Some(token) = token else {
         refuse(
             wr,
             "unauthorized",
@@ -117,7 +126,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
             Ok(m) => m,
             Err(e) => {
                 match e.close_code() {
-                    Some(code) => out.close(code, "protocol error"),
+                    Some(code) => out.close(code, e.close_reason()),
                     None => out.close(CloseCode::Silent, ""),
                 }
                 return;

@@ -41,6 +41,16 @@ pub enum FrameError {
 }
 
 impl FrameError {
+    /// The reason sent with the close frame.
+    pub fn close_reason(&self) -> &'static str {
+        match self {
+            FrameError::TooBig => "message too big",
+            FrameError::Protocol(_) => "protocol error",
+            FrameError::BadUtf8 => "text is not UTF-8",
+            FrameError::Io(_) => "",
+        }
+    }
+
     /// The close code this error calls for (`None` when the peer is gone).
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {

@@ -104,3 +104,23 @@ async fn documented_errors_use_the_one_error_shape() {
     }
     assert!(create["429"]["headers"]["Retry-After"].is_object());
 }
+
+/// A method a path does not take is answered in the one error shape too.
+#[tokio::test]
+async fn a_wrong_method_is_a_405_in_the_error_shape() {
+    let s = Server::start().await;
+    for (m, p) in [
+        ("PUT", "/api/v1/chats"),
+        ("POST", "/healthz"),
+        ("DELETE", "/api/v1/sessions"),
+    ] {
+        let r = s.http(m, p, None, &[]).await;
+        assert_eq!(r.status, 405, "{m} {p}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{m} {p}"
+        );
+        assert_eq!(r.error_code(), "method_not_allowed", "{m} {p}");
+    }
+}

@@ -132,4 +132,5 @@ async fn a_storage_failure_at_hello_says_try_again_not_unauthorized() {
     // And REST says the same with 503.
     let r = s.authed("GET", "/api/v1/chats?urlId=x", None, &token).await;
     assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
 }
