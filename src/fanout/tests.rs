@@ -3,6 +3,22 @@
 
 use super::*;
 
+/// A hub on a fresh SQLite store and the in-process bus, with no batch
+/// window and a gap wait long enough never to fire; and the store's folder.
+async fn one_hub(name: &str) -> (Arc<Hub>, std::path::PathBuf) {
+    let (store, dir, _) = crate::store::open_temp(name).await;
+    let (tx, _rx) = tokio::sync::mpsc::channel(8);
+    let broker = crate::broker::open("memory", tx).await.unwrap();
+    let hub = Hub::new(
+        store,
+        broker,
+        Duration::from_secs(60),
+        Duration::ZERO,
+        metrics::Histogram::noop(),
+    );
+    (hub, dir)
+}
+
 /// A subscriber that records what it is given (for the hub's tests).
 #[derive(Default)]
 pub(crate) struct Recorder(Mutex<Vec<Vec<Bytes>>>);
@@ -80,16 +96,7 @@ mod pacing_and_locks {
     /// go, not when the next event happens to come.
     #[tokio::test]
     async fn an_event_arriving_while_the_image_is_locked_goes_out_on_unlock() {
-        let (store, dir, _) = crate::store::open_temp("hub").await;
-        let (tx, _rx) = tokio::sync::mpsc::channel(8);
-        let broker = crate::broker::open("memory", tx).await.unwrap();
-        let hub = Hub::new(
-            store,
-            broker,
-            Duration::from_secs(60),
-            Duration::ZERO,
-            metrics::Histogram::noop(),
-        );
+        let (hub, dir) = one_hub("hub").await;
         let rec = Arc::new(Recorder::default());
         let out: Arc<dyn Subscriber> = rec.clone();
         let key = ImageKey::new("t", "img");
@@ -113,16 +120,7 @@ mod bounds {
     /// against the log, which is where they are read from.
     #[tokio::test]
     async fn a_full_inbox_drops_and_marks_the_image_for_the_log() {
-        let (store, dir, _) = crate::store::open_temp("inbox").await;
-        let (tx, _rx) = tokio::sync::mpsc::channel(8);
-        let broker = crate::broker::open("memory", tx).await.unwrap();
-        let hub = Hub::new(
-            store,
-            broker,
-            Duration::from_secs(60),
-            Duration::ZERO,
-            metrics::Histogram::noop(),
-        );
+        let (hub, dir) = one_hub("inbox").await;
         let out: Arc<dyn Subscriber> = Arc::new(Recorder::default());
         let key = ImageKey::new("t", "img");
         hub.subscribe(1, &out, &key, &None, None).await.unwrap();
