@@ -67,11 +67,11 @@ pub async fn commit(
 /// Publishes what a write logged. The write is already durable: if the
 /// broker fails, subscribers catch up by gap fill or resync.
 async fn publish(app: &App, tenant: &str, c: &Committed) {
-    let Some(last) = c.events.last() else {
+    if c.events.is_empty() {
         return;
-    };
+    }
     let topic = ImageKey::new(tenant, &c.url_id);
-    app.hub.committed(&topic, last.seq);
+    app.hub.committed(&topic);
     for e in &c.events {
         app.metrics.events_logged.increment(1);
         let msg = BrokerMessage {

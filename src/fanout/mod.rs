@@ -263,11 +263,11 @@ impl Hub {
         self.pump(&topic);
     }
 
-    /// Notes that a write through this node committed `seq` on an image.
+    /// Notes that a write through this node committed on an image.
     /// Should its event never arrive (a publish lost between commit and
     /// broker), the image's next quiet check reads it from the log; so does
     /// an event that is the last of a burst and lost by the broker.
-    pub fn committed(&self, key: &ImageKey, _seq: Seq) {
+    pub fn committed(&self, key: &ImageKey) {
         if lock(&self.topics).contains_key(key) {
             self.mark_recent(key);
         }

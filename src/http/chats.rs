@@ -51,18 +51,11 @@ impl FromQuery for UrlId {
     }
 }
 
-/// `?urlId=&epoch=&since=`.
+/// `&epoch=&since=`, beside [`ImageQuery`]'s `urlId`.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct EventsQuery {
-    #[param(
-        rename = "urlId",
-        min_length = 1,
-        max_length = 1024,
-        pattern = r"^[^\x00-\x1f\x7f]+$"
-    )]
-    url_id: String,
     /// The epoch of the snapshot or subscription the position comes from.
     epoch: String,
     /// Events after this seq are returned.
@@ -189,7 +182,7 @@ pub async fn snapshot(
 }
 
 /// The logged events after a position, at most 1000.
-#[utoipa::path(get, path = "/api/v1/events", tag = "chats", params(EventsQuery),
+#[utoipa::path(get, path = "/api/v1/events", tag = "chats", params(ImageQuery, EventsQuery),
     security(("session" = [])),
     responses((status = 200, body = EventsAnswer), EventsErrors))]
 pub async fn events(

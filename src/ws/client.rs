@@ -79,24 +79,18 @@ pub(super) async fn hello<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             }
         }
     };
+    // Anything but a well-formed hello is refused, with what was wrong.
     let token = match ClientMessage::parse(&text) {
-        Ok(ClientMessage::Hello { token }) => Some(token),
-        // A hello that is malformed says what is wrong with it.
-        Err(bad) if text.contains("\"hello\"") => {
+        Ok(ClientMessage::Hello { token }) => token,
+        Ok(_) => {
+            let why = "the first message must be hello";
+            refuse(wr, "unauthorized", why, CloseCode::Unauthorized).await;
+            return None;
+        }
+        Err(bad) => {
             refuse(wr, "unauthorized", &bad.message, CloseCode::Unauthorized).await;
             return None;
         }
-        _ => None,
-    };
-    let Some(token) = token else {
-        refuse(
-            wr,
-            "unauthorized",
-            "the first message must be hello",
-            CloseCode::Unauthorized,
-        )
-        .await;
-        return None;
     };
     // The session path REST uses: a storage failure is "try again" (1013),
     // never "your session is invalid" (4401), which makes the widget drop it.
