@@ -28,10 +28,11 @@
   /**
    * @typedef {{id: string, name: string, avatar?: string, anonymous?: boolean}} User
    * @typedef {{id: string, user: User, text: string, createdAt: number, editedAt?: number}} Comment
+   * @typedef {{type: string, points?: number[][], [k: string]: unknown}} Shape protocol §10
    * @typedef {{id: string, x: number, y: number, resolved: boolean, user: User, createdAt: number,
-   *   updatedAt?: number, comments: Comment[], pending?: boolean}} Chat
+   *   updatedAt?: number, comments: Comment[], pending?: boolean, shape?: Shape}} Chat
    * @typedef {{token: string, user: User, moderator: boolean, canWrite: boolean, expiresAt: number}} Session
-   * @typedef {{op: string, comment?: Comment, commentId?: string, x?: number, y?: number, resolved?: boolean}} Change
+   * @typedef {{op: string, comment?: Comment, commentId?: string, x?: number, y?: number, resolved?: boolean, shape?: Shape | null}} Change
    * @typedef {{type: string, urlId: string, seq: number, broadcastId: string | null, at: number,
    *   chat?: Chat, chatId?: string, change?: Change}} ChatEvent
    * @typedef {{userDataJSONBase64: string, verificationHash: string, timestamp: number}} Sso
@@ -44,6 +45,13 @@
 
   const script = /** @type {HTMLScriptElement | null} */ (document.currentScript);
   const DEFAULT_SERVER = script && script.src ? new URL(script.src, location.href).origin : location.origin;
+  // Files not every visitor needs (drawing tools, shape editors) live beside
+  // the script: /imagechat.js loads /imagechat/regions.js on demand.
+  const LAZY = new URL('imagechat/', script && script.src ? script.src : DEFAULT_SERVER + '/').href;
+  /** Shape types and their SVG elements. @type {Record<string, string>} */
+  const SHAPES = { rect: 'rect', ellipse: 'ellipse', polygon: 'polygon', arrow: 'line' };
+  /** @type {Promise<any> | undefined} */
+  let lazy;
   const PING_EVERY = 15000;
   const PONG_TIMEOUT = 10000;
   const MAX_BACKOFF = 30000;
@@ -56,8 +64,10 @@
       layerRo: 'Image discussion.',
       cropped: (/** @type {number} */ n) => `${n} hidden by cropping`,
       placing: 'Arrow keys move the new marker, Shift for bigger steps, Enter writes the comment, Escape cancels.',
-      marker: (/** @type {number} */ n, /** @type {string} */ name, /** @type {string} */ text, /** @type {number} */ replies, /** @type {boolean} */ resolved) =>
-        `Thread ${n} by ${name}${resolved ? ', resolved' : ''}: ${text}${replies ? ` (${replies} ${replies === 1 ? 'reply' : 'replies'})` : ''}`,
+      marker: (/** @type {number} */ n, /** @type {string} */ name, /** @type {string} */ text, /** @type {number} */ replies, /** @type {boolean} */ resolved, /** @type {string} */ kind) =>
+        `${kind ? `${kind}, thread` : 'Thread'} ${n} by ${name}${resolved ? ', resolved' : ''}: ${text}${replies ? ` (${replies} ${replies === 1 ? 'reply' : 'replies'})` : ''}`,
+      tools: { rect: 'Rectangle', ellipse: 'Ellipse', polygon: 'Polygon', arrow: 'Arrow' },
+      hideAll: 'Hide markers and shapes',
       moveHint: 'Arrow keys move this marker, Enter saves.',
       thread: (/** @type {number} */ n) => `Thread ${n}`,
       newComment: 'New comment',
@@ -97,8 +107,10 @@
       layerRo: '画像ディスカッション。',
       cropped: (/** @type {number} */ n) => `${n} 件は切り取られて非表示`,
       placing: '矢印キーでマーカーを移動（Shift で大きく）、Enter でコメントを書き、Escape で取り消します。',
-      marker: (/** @type {number} */ n, /** @type {string} */ name, /** @type {string} */ text, /** @type {number} */ replies, /** @type {boolean} */ resolved) =>
-        `スレッド ${n}（${name}${resolved ? '、解決済み' : ''}）: ${text}${replies ? `（返信 ${replies} 件）` : ''}`,
+      marker: (/** @type {number} */ n, /** @type {string} */ name, /** @type {string} */ text, /** @type {number} */ replies, /** @type {boolean} */ resolved, /** @type {string} */ kind) =>
+        `${kind ? `${kind}、` : ''}スレッド ${n}（${name}${resolved ? '、解決済み' : ''}）: ${text}${replies ? `（返信 ${replies} 件）` : ''}`,
+      tools: { rect: '矩形', ellipse: '楕円', polygon: '多角形', arrow: '矢印' },
+      hideAll: 'マーカーと図形を隠す',
       moveHint: '矢印キーでこのマーカーを移動し、Enter で保存します。',
       thread: (/** @type {number} */ n) => `スレッド ${n}`,
       newComment: '新しいコメント',
@@ -195,6 +207,16 @@
     for (const kid of kids || []) if (kid) el.append(kid);
     return el;
   }
+
+  /** An SVG element. @param {string} tag @param {Record<string, string>} [attrs] @returns {SVGElement} */
+  function svg(tag, attrs) {
+    const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
+    for (const k in attrs) el.setAttribute(k, attrs[k]);
+    return /** @type {SVGElement} */ (el);
+  }
+
+  /** A resolved (ASCII) URL if http(s) and at most 2048 bytes (§10 imageUrl, pageUrl). @param {string} url */
+  const web = (url) => (/^https?:/.test(url) && url.length <= 2048 ? url : undefined);
 
   /** An error that carries the server's code, for the message shown to the user. */
   class ApiError extends Error {
@@ -294,6 +316,7 @@
         else if (ch.op === 'comment-deleted' && ch.commentId) this.dropComment(chatId, ch.commentId);
         else if (ch.op === 'moved' && chat && ch.x != null && ch.y != null) Object.assign(chat, { x: ch.x, y: ch.y });
         else if (ch.op === 'resolved' && chat && ch.resolved != null) chat.resolved = ch.resolved;
+        else if (ch.op === 'reshaped' && chat) chat.shape = ch.shape || undefined; // null: a pin again
         if (chat) chat.updatedAt = ev.at;
       }
     }
@@ -775,15 +798,24 @@
 :host([data-theme=dark])>*{--bg:#1f2937;--fg:#f9fafb;--mut:#d1d5db;--line:#4b5563;--acc:#2563eb;--bad:#fca5a5;--soft:#374151;--shadow:0 8px 28px rgba(0,0,0,.6)}
 *{box-sizing:border-box}[hidden]{display:none!important}
 .layer{position:absolute;inset:0;cursor:crosshair;outline:none;-webkit-tap-highlight-color:transparent}
-.layer,.bar{visibility:var(--v)}.bar,.err{zoom:var(--k)}
+.layer,.bar,.tg{visibility:var(--v)}.bar,.err,.tg{zoom:var(--k)}
 .layer:focus-visible{outline:3px solid var(--acc);outline-offset:-3px}
 .layer.ro{cursor:default;pointer-events:none}
 .pic{position:absolute;pointer-events:none}
-.m{position:absolute;width:var(--s);height:var(--s);margin:calc(var(--s) / -2) 0 0 calc(var(--s) / -2);border-radius:50% 50% 50% 4px;border:2px solid #fff;background:var(--acc);color:#fff;font:700 calc(var(--s) * .43)/1 system-ui,sans-serif;
+.m{position:absolute;z-index:1;width:var(--s);height:var(--s);margin:calc(var(--s) / -2) 0 0 calc(var(--s) / -2);border-radius:50% 50% 50% 4px;border:2px solid #fff;background:var(--acc);color:#fff;font:700 calc(var(--s) * .43)/1 system-ui,sans-serif;
 display:flex;align-items:center;justify-content:center;cursor:pointer;box-shadow:0 2px 6px rgba(0,0,0,.35);padding:0;transition:transform .15s,left .2s,top .2s;pointer-events:auto}
 .m:hover,.m[aria-expanded=true]{transform:scale(1.15)}
 .m:focus-visible{outline:3px solid var(--fg);outline-offset:2px}
 .m[data-resolved=true]{background:var(--ok)}
+.sh{position:absolute;width:100%;height:100%;overflow:visible;filter:drop-shadow(0 0 1px #fff)}
+.sh>*{fill:var(--acc);fill-opacity:.12;stroke:var(--acc);stroke-width:2.5px;vector-effect:non-scaling-stroke}
+line{marker-end:url(#ah)}marker path{fill:context-stroke;stroke:none}
+.sh:has(+[data-resolved=true])>*{fill:var(--ok);stroke:var(--ok)}
+.sh:has(+:is(:hover,:focus,[aria-expanded=true]))>*{stroke-width:4px;fill-opacity:.25}
+.sh:has(+.pending)>*{opacity:.6}.sh:has(+.draft)>*{stroke-dasharray:6 4}
+.tg{position:absolute;right:6px;top:6px;width:28px;height:28px;padding:4px;border:0;border-radius:6px;background:#111827d0;color:#fff;cursor:pointer}
+.tg[aria-pressed=true]{background:var(--acc)}.tg:focus-visible{outline:2px solid var(--fg);outline-offset:1px}
+.tg path{fill:none;stroke:currentColor;stroke-width:1.6}
 .m.pending{opacity:.6;cursor:progress}
 .m.drag{transition:none;cursor:grabbing;transform:scale(1.3)}
 .m.draft{background:rgba(29,78,216,.28);border:2px dashed var(--acc);box-shadow:0 0 0 2px #fff;pointer-events:none}
@@ -855,11 +887,20 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       this.markers = new Map();
       /** The point of a marker being placed (composer or keyboard). @type {{x: number, y: number} | null} */
       this.draft = null;
+      /** The new chat's shape. @type {Shape | undefined} */
+      this.draftShape = undefined;
+      /** The drawing tool and, once loaded for a user who may write, lazy/regions.js (tools, shape editors). */
+      this.tool = 'pin';
+      /** @type {any} */
+      this.rg = null;
+      /** @type {Promise<void> | undefined} */
+      this.rgP = undefined;
+      this.hide = false;
       /** @type {HTMLFormElement | null} */
       this.composer = null;
       /** @type {{id: string, el: HTMLElement, list: HTMLUListElement, head: HTMLElement, form: HTMLFormElement | null, items: Map<string, HTMLLIElement>, confirm: boolean} | null} */
       this.thread = null;
-      /** A marker being moved: its chat and the position before. @type {{id: string, x: number, y: number} | null} */
+      /** A marker (and shape) being moved: its chat and where it is shown now. @type {{id: string, x: number, y: number, shape?: Shape} | null} */
       this.moving = null;
       this.suppressClick = false;
       /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -886,9 +927,22 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       this.cropEl = h('span');
       this.liveEl = h('div', { class: 'sr', 'aria-live': 'polite' });
       this.descEl = h('div', { class: 'sr', id: 'ic-desc' });
-      this.root.append(this.layer, h('div', { class: 'bar' }, [this.statusEl, this.viewersWrap, this.cropEl, this.hintEl]), this.liveEl, this.descEl);
+      // The head of every arrow.
+      const defs = svg('svg');
+      defs.append(svg('marker', { id: 'ah', viewBox: '0 0 10 10', refX: '6', refY: '5', markerWidth: '4', markerHeight: '4', orient: 'auto' }));
+      /** @type {Element} */ (defs.firstChild).append(svg('path', { d: 'M0 0l10 5-10 5z' }));
+      // Hides and shows every marker and shape; lazy/regions.js puts its tool bar beside it.
+      this.toggle = h('button', { class: 'tg', type: 'button', 'data-imagechat-toggle-markers': true });
+      this.toggle.append(svg('svg', { viewBox: '0 0 20 20' }));
+      /** @type {Element} */ (this.toggle.firstChild).append(svg('path', { d: 'M1 10q9-12 18 0-9 12-18 0zm6 0a3 3 0 0 0 6 0 3 3 0 0 0-6 0' }));
+      this.toggle.onclick = () => {
+        this.hide = !this.hide;
+        this.closeThread(false);
+        this.render(null);
+      };
+      this.root.append(this.layer, this.toggle, h('div', { class: 'bar' }, [this.statusEl, this.viewersWrap, this.cropEl, this.hintEl]), this.liveEl, this.descEl);
       this.layer.append(this.pic);
-      this.pic.append(this.draftEl);
+      this.pic.append(defs, this.draftEl);
       img.after(this.host);
 
       this.layer.addEventListener('click', (e) => this.onLayerClick(e));
@@ -1083,12 +1137,20 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       }
     }
 
+    /** Loads lazy/regions.js (tool bar, drawing, shape editors) once per page; failing, pins still work and shapes still show. */
+    regions() {
+      this.rgP = (lazy = lazy || import(LAZY + 'regions.js')).then((m) => {
+        if (views.has(this)) this.rg = m.regions(this);
+        this.render(null);
+      }, console.warn);
+    }
+
     me() {
       return this.conn.session ? this.conn.session.user.id : '';
     }
 
     canWrite() {
-      return !this.opts.readonly && !!this.conn.session && this.conn.session.canWrite;
+      return !this.opts.readonly && !this.hide && !!this.conn.session && this.conn.session.canWrite;
     }
 
     /** @param {{user: User}} thing */
@@ -1164,6 +1226,10 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       else this.layer.removeAttribute('aria-describedby');
       for (const el of this.root.querySelectorAll('.card')) el.classList.toggle('off', state !== 'live');
       if (!writable && this.composer) this.closeComposer(false);
+      if (writable && !this.rgP) this.regions();
+      this.pic.hidden = this.hide;
+      this.toggle.title = t.hideAll;
+      this.toggle.setAttribute('aria-pressed', String(this.hide));
 
       const chats = this.ordered();
       const seen = new Set();
@@ -1173,28 +1239,32 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         if (!m) {
           m = this.makeMarker(chat.id);
           this.markers.set(chat.id, m);
-          this.pic.insertBefore(m, this.draftEl);
+          this.pic.append(m);
         }
-        const moving = this.moving && this.moving.id === chat.id;
-        if (!moving && !m.classList.contains('drag')) {
-          m.style.left = chat.x + '%';
-          m.style.top = chat.y + '%';
+        const mv = this.moving && this.moving.id === chat.id ? this.moving : chat;
+        if (!m.classList.contains('drag')) {
+          m.style.left = mv.x + '%';
+          m.style.top = mv.y + '%';
         }
+        const shape = mv.shape || chat.shape;
+        const sh = this.shape(m, chat.id, shape);
         m.setAttribute('data-resolved', String(!!chat.resolved));
         m.classList.toggle('pending', !!chat.pending);
         m.textContent = chat.resolved ? '✓' : String(i + 1);
         const first = chat.comments[0];
-        m.setAttribute('aria-label', t.marker(i + 1, this.name(chat.user), first ? first.text.slice(0, 80) : '', Math.max(0, chat.comments.length - 1), !!chat.resolved));
+        m.setAttribute('aria-label', t.marker(i + 1, this.name(chat.user), first ? first.text.slice(0, 80) : '', Math.max(0, chat.comments.length - 1), !!chat.resolved, sh && shape ? /** @type {Record<string, string>} */ (t.tools)[shape.type] : ''));
         m.setAttribute('aria-expanded', String(!!this.thread && this.thread.id === chat.id));
         if (this.mayManage(chat)) m.setAttribute('aria-description', t.moveHint);
         else m.removeAttribute('aria-description');
       });
       for (const [id, m] of this.markers) {
         if (!seen.has(id)) {
+          this.shape(m);
           m.remove();
           this.markers.delete(id);
         }
       }
+      this.shape(this.draftEl, '', this.draftShape);
       if (this.draft) {
         this.draftEl.hidden = false;
         this.draftEl.style.left = this.draft.x + '%';
@@ -1216,6 +1286,32 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         }
       }
       if (ev) this.announceEvent(ev);
+      if (this.rg) this.rg.sync();
+    }
+
+    /**
+     * Draws a shape in percent of the picture just before its marker `m`, whose
+     * state styles it; none (or an unknown type) removes it.
+     * @param {Element} m @param {string} [id] the chat's ('' for the new chat) @param {Shape} [sh]
+     */
+    shape(m, id, sh) {
+      let w = m.previousElementSibling;
+      const tag = sh && SHAPES[sh.type];
+      if (!w || !w.classList.contains('sh')) w = null;
+      else if (w.firstElementChild?.localName !== tag) {
+        w.remove();
+        w = null;
+      }
+      if (!sh || !tag) return;
+      if (!w) {
+        // Polygon points are bare numbers: a 100 × 100 viewBox stretched over the picture (the stroke keeps its width).
+        w = svg('svg', sh.points ? { class: 'sh', viewBox: '0 0 100 100', preserveAspectRatio: 'none' } : { class: 'sh' });
+        w.append(svg(tag, id ? { 'data-imagechat-shape': '', 'data-chat-id': id, 'data-shape-type': sh.type } : {}));
+        m.before(w);
+      }
+      const g = /** @type {Element} */ (w.firstElementChild);
+      for (const [k, v] of Object.entries(sh)) if (k !== 'type') g.setAttribute(k === 'w' ? 'width' : k === 'h' ? 'height' : k, Array.isArray(v) ? v.join(' ') : v + '%');
+      return w;
     }
 
     /** @param {ChatEvent} ev */
@@ -1231,7 +1327,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       let down = null;
       m.addEventListener('pointerdown', (e) => {
         const chat = this.room.chats.get(id);
-        if (e.button !== 0 || !chat || chat.pending || !this.mayManage(chat)) return;
+        if (e.button !== 0 || !chat || chat.pending || chat.shape || !this.mayManage(chat)) return;
         const d = (down = { x: e.clientX, y: e.clientY, id: e.pointerId, armed: e.pointerType !== 'touch' });
         if (d.armed) m.setPointerCapture(e.pointerId); // keep getting moves once the pointer leaves the small marker
         // A finger moves a marker only after a long press: a swipe that starts on it scrolls the page.
@@ -1303,6 +1399,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         this.closeThread(false);
         return;
       }
+      if (this.rg && this.rg.click(e)) return;
       // Clicks on letterbox bars (object-fit: contain) do nothing.
       const at = this.point(e);
       if (!at || !this.ready()) return;
@@ -1313,7 +1410,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
 
     /** @param {KeyboardEvent} e */
     onLayerKey(e) {
-      if (e.target !== this.layer) return;
+      if (e.target !== this.layer || (this.rg && this.rg.key(e))) return;
       const d = this.draft;
       if (e.key === 'Enter' || e.key === ' ') {
         e.preventDefault();
@@ -1342,6 +1439,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     onMarkerKey(e, id) {
       const chat = this.room.chats.get(id);
       if (!chat || chat.pending) return;
+      if (chat.shape) return this.rg && this.rg.markerKey(e, chat);
       const mv = this.moving;
       if (e.key.startsWith('Arrow') && this.mayManage(chat)) {
         e.preventDefault();
@@ -1352,11 +1450,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         if (e.key === 'ArrowRight') m.x = clamp(m.x + step);
         if (e.key === 'ArrowUp') m.y = clamp(m.y - step);
         if (e.key === 'ArrowDown') m.y = clamp(m.y + step);
-        const el = this.markers.get(id);
-        if (el) {
-          el.style.left = m.x + '%';
-          el.style.top = m.y + '%';
-        }
+        this.render(null);
       } else if (mv && mv.id === id && (e.key === 'Enter' || e.key === 'Escape')) {
         e.preventDefault();
         e.stopPropagation();
@@ -1381,8 +1475,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
 
     // ------------------------------------------------------------ composer
 
-    /** @param {{x: number, y: number}} at @param {string} [text] */
-    openComposer(at, text) {
+    /** @param {{x: number, y: number}} at @param {string} [text] @param {Shape} [shape] */
+    openComposer(at, text, shape) {
       this.closeThread(false);
       this.closeComposer(false);
       // At most one new-chat composer on the page.
@@ -1390,6 +1484,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       composing = this;
       const t = this.t;
       this.draft = { x: at.x, y: at.y };
+      this.draftShape = shape;
       const ta = h('textarea', { dir: 'auto', 'aria-label': t.newComment, placeholder: t.placeholder, maxlength: 2000, required: true });
       ta.value = text || '';
       const cancel = h('button', { class: 'b', type: 'button', text: t.cancel });
@@ -1411,8 +1506,9 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         if (!text) return this.showError(t.empty);
         if (!this.ready()) return;
         const at = /** @type {{x: number, y: number}} */ (this.draft);
+        const sh = this.draftShape;
         this.closeComposer(true);
-        this.create(at, text);
+        this.create(at, text, sh);
       };
       this.composer = form;
       this.pop(form);
@@ -1427,6 +1523,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       if (composing === this) composing = null;
       this.composer = null;
       this.draft = null;
+      this.draftShape = undefined;
       if (had) this.render(null);
       if (refocus) this.layer.focus();
     }
@@ -1439,21 +1536,22 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       if (el.isConnected && el.showPopover) el.showPopover();
     }
 
-    /** Creates a chat, showing its marker before the server answers. @param {{x: number, y: number}} at @param {string} text */
-    async create(at, text) {
+    /** Creates a chat, showing its marker before the server answers. @param {{x: number, y: number}} at @param {string} text @param {Shape} [shape] */
+    async create(at, text, shape) {
       const s = this.conn.session;
       if (!s) return;
       const tmp = `pending-${uuid()}`;
       const now = Date.now();
       const room = this.room;
-      room.putChat({ id: tmp, x: at.x, y: at.y, resolved: false, user: s.user, createdAt: now, comments: [{ id: tmp, user: s.user, text, createdAt: now }], pending: true });
+      const body = { urlId: this.urlId, x: at.x, y: at.y, text, shape, imageUrl: web(this.img.currentSrc || this.img.src), pageUrl: web(location.href.split('#')[0]) };
+      room.putChat({ id: tmp, x: at.x, y: at.y, shape, resolved: false, user: s.user, createdAt: now, comments: [{ id: tmp, user: s.user, text, createdAt: now }], pending: true });
       room.notify();
       try {
-        await this.conn.mutate('POST', '/api/v1/chats', { urlId: this.urlId, x: at.x, y: at.y, text }, (d) => room.swapChat(tmp, d.chat), tmp);
+        await this.conn.mutate('POST', '/api/v1/chats', body, (d) => room.swapChat(tmp, d.chat), tmp);
       } catch (e) {
         room.chats.delete(tmp);
         room.notify();
-        if (this.canWrite() && !this.composer && !this.thread) this.openComposer(at, text);
+        if (this.canWrite() && !this.composer && !this.thread) this.openComposer(at, text, shape);
         this.showError(describe(e, this.t));
         return;
       }
@@ -1475,19 +1573,20 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       }
     }
 
-    /** @param {Chat} chat @param {{x: number, y: number}} to */
+    /** @param {Chat} chat @param {{x: number, y: number, shape?: Shape}} to a new place of the marker (with its shape, if it has one) */
     move(chat, to) {
       const room = this.room;
-      const from = { x: chat.x, y: chat.y };
-      if (from.x === to.x && from.y === to.y) return this.render(null);
+      const from = { x: chat.x, y: chat.y, shape: chat.shape };
+      to = { x: to.x, y: to.y, shape: to.shape || chat.shape };
+      if (JSON.stringify(from) === JSON.stringify(to)) return this.render(null);
       if (this.state() !== 'live') {
         this.render(null);
         return this.ready();
       }
-      Object.assign(chat, { x: to.x, y: to.y });
+      Object.assign(chat, to);
       this.render(null);
       this.run(() =>
-        this.conn.mutate('PATCH', `/api/v1/chats/${encodeURIComponent(chat.id)}`, { x: to.x, y: to.y }, (d) => room.putChat(d.chat)).catch((e) => {
+        this.conn.mutate('PATCH', `/api/v1/chats/${encodeURIComponent(chat.id)}`, to, (d) => room.putChat(d.chat)).catch((e) => {
           Object.assign(chat, from);
           throw e;
         }),

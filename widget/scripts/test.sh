@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Checks and browser tests of the widget, the demo page and the dashboard.
+# Checks and browser tests of the widget (imagechat.js and its lazy/ files),
+# the demo page and the dashboard.
 #   IMAGECHAT_BIN=/path/to/imagechat bash widget/scripts/test.sh
 # Each test file starts its own server from $IMAGECHAT_BIN (the files it
 # serves are the ones embedded in that binary) and drives Debian's Chromium.
@@ -32,10 +33,14 @@ if grep -rnE '\.only\(|[{,] *only: *true' tests/; then
   exit 1
 fi
 
-echo "--- size of imagechat.js"
+echo "--- sizes"
 size=$(gzip -9 -c imagechat.js | wc -c)
 echo "imagechat.js: $(wc -c < imagechat.js) bytes, $size bytes gzipped (budget 24576)"
 [ "$size" -le 24576 ] || { echo "imagechat.js is over its 24 KB gzipped budget" >&2; exit 1; }
+# Loaded on demand (served at /imagechat/NAME.js): no budget, but worth watching.
+for f in lazy/*.js; do
+  echo "$f: $(wc -c < "$f") bytes, $(gzip -9 -c "$f" | wc -c) bytes gzipped (on demand)"
+done
 
 echo "--- browser tests"
 node --test --test-concurrency=1 --test-timeout=180000 tests/
