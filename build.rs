@@ -1,5 +1,6 @@
-//! Embeds the widget and its pages (`widget/imagechat.js`, `widget/pages/*`)
-//! into the binary, so running the product needs nothing but the binary.
+//! Embeds the widget, its on-demand parts and its pages (`widget/imagechat.js`,
+//! `widget/lazy/*.js`, `widget/pages/*`) into the binary, so running the
+//! product needs nothing but the binary.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -8,21 +9,25 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("widget");
     println!("cargo:rerun-if-changed=widget/imagechat.js");
     println!("cargo:rerun-if-changed=widget/pages");
+    println!("cargo:rerun-if-changed=widget/lazy");
     let mut files = Vec::new();
     let js = root.join("imagechat.js");
     if js.is_file() {
         files.push(("imagechat.js".to_owned(), js));
     }
-    if let Ok(dir) = std::fs::read_dir(root.join("pages")) {
-        let mut pages: Vec<_> = dir
+    for folder in ["pages", "lazy"] {
+        let Ok(dir) = std::fs::read_dir(root.join(folder)) else {
+            continue;
+        };
+        let mut found: Vec<_> = dir
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.is_file())
             .collect();
-        pages.sort();
-        for p in pages {
+        found.sort();
+        for p in found {
             if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
-                files.push((format!("pages/{name}"), p.clone()));
+                files.push((format!("{folder}/{name}"), p.clone()));
             }
         }
     }

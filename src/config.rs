@@ -69,6 +69,18 @@ pub struct Config {
     /// built into the binary (for working on them).
     #[arg(long, env = "IMAGECHAT_ASSETS_DIR")]
     pub assets_dir: Option<PathBuf>,
+    /// The origin clients reach this server at (`https://chat.example.com`),
+    /// used where an answer names the server's own URLs (annotation ids).
+    /// Without it, the request's `Host` is used, over https when TLS is on.
+    #[arg(long, env = "IMAGECHAT_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+}
+
+/// An http(s) origin without a trailing slash.
+fn parse_public_url(raw: &str) -> Result<String, String> {
+    let t = raw.trim().trim_end_matches('/');
+    crate::domain::validate::web_url("public-url", t).map_err(|e| e.to_string())?;
+    Ok(t.to_owned())
 }
 
 impl Config {
@@ -93,6 +105,7 @@ impl Config {
             body_timeout: 30,
             session_hours: 24,
             assets_dir: None,
+            public_url: None,
         }
     }
 }
@@ -116,6 +129,7 @@ impl std::fmt::Debug for Config {
             .field("body_timeout", &self.body_timeout)
             .field("session_hours", &self.session_hours)
             .field("assets_dir", &self.assets_dir)
+            .field("public_url", &self.public_url)
             .finish()
     }
 }

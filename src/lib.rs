@@ -20,8 +20,10 @@
 //! - [`error`]: the one error type, with its HTTP status and close code.
 //! - [`app`]: node state and the paths every transport shares: sessions
 //!   ([`app::session`]) and writes ([`app::write`]).
+//! - [`annotation`]: chats as W3C Web Annotations and IIIF, and back.
 //! - [`config`], [`server`]: settings, start-up and shutdown.
 
+pub mod annotation;
 pub mod app;
 pub mod broker;
 pub mod config;

@@ -37,6 +37,24 @@ pub struct Comment {
     pub edited_at: Option<i64>,
 }
 
+/// A region of the image (contract §10), in percent of the image's width
+/// (`x`…) and height (`y`…), each within 0..=100 and rounded to 3 decimals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Shape {
+    /// `w`, `h` > 0; `x + w` <= 100; `y + h` <= 100.
+    Rect { x: f64, y: f64, w: f64, h: f64 },
+    /// `rx`, `ry` > 0; the ellipse lies inside the image (it may touch the edges).
+    Ellipse { cx: f64, cy: f64, rx: f64, ry: f64 },
+    /// 3..=64 points `[x, y]`.
+    Polygon {
+        #[schema(value_type = Vec<Vec<f64>>, min_items = 3, max_items = 64)]
+        points: Vec<[f64; 2]>,
+    },
+    /// From (`x1`, `y1`) to the head at (`x2`, `y2`); the two ends differ.
+    Arrow { x1: f64, y1: f64, x2: f64, y2: f64 },
+}
+
 /// One marker with its conversation. Does not carry its urlId: snapshots and
 /// events name it once at the top.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -46,6 +64,9 @@ pub struct Chat {
     pub x: f64,
     pub y: f64,
     pub resolved: bool,
+    /// The region the chat is about; absent for a pin at (`x`, `y`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Shape>,
     pub user: User,
     pub created_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +94,10 @@ pub enum Change {
     },
     Resolved {
         resolved: bool,
+    },
+    /// A new shape, or `null`: the chat is a pin again.
+    Reshaped {
+        shape: Option<Shape>,
     },
 }
 
@@ -348,12 +373,22 @@ pub struct CreateChatRequest {
     /// 1..=2000 characters after trimming.
     #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub text: String,
+    /// A region; without one the chat is a pin at (`x`, `y`).
+    pub shape: Option<Shape>,
+    /// The absolute http(s) URL the image was loaded from (at most 2048
+    /// bytes); the image keeps the latest one sent.
+    #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
+    pub image_url: Option<String>,
+    /// The page the image is shown on, without its fragment (at most 2048 bytes).
+    #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
+    pub page_url: Option<String>,
     /// Echoed in the event so the sending tab can skip it.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub broadcast_id: Option<String>,
 }
 
-/// `PATCH /api/v1/chats/{chatId}`: move (x and y together), resolve, or both.
+/// `PATCH /api/v1/chats/{chatId}`: move (x and y together), reshape,
+/// resolve, or any of them together; at least one.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateChatRequest {
@@ -362,6 +397,10 @@ pub struct UpdateChatRequest {
     #[schema(minimum = 0, maximum = 100)]
     pub y: Option<f64>,
     pub resolved: Option<bool>,
+    /// A new shape, or `null` to make the chat a pin again; absent: unchanged.
+    #[schema(nullable)]
+    #[serde(default)]
+    pub shape: Option<Option<Shape>>,
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub broadcast_id: Option<String>,
 }
@@ -384,8 +423,27 @@ pub struct SnapshotAnswer<'a> {
     pub epoch: &'a str,
     /// The log position this snapshot reflects (0: never written).
     pub seq: Seq,
+    /// The latest URL the image was loaded from, as a client sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    /// The latest page the image was shown on, as a client sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_url: Option<String>,
     /// Oldest first.
     pub chats: Vec<Chat>,
+}
+
+impl<'a> SnapshotAnswer<'a> {
+    pub fn new(url_id: &'a str, epoch: &'a str, s: crate::store::Snapshot) -> Self {
+        SnapshotAnswer {
+            url_id,
+            epoch,
+            seq: s.seq,
+            image_url: s.image_url,
+            page_url: s.page_url,
+            chats: s.chats,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

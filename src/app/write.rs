@@ -159,6 +159,10 @@ mod tests {
             x: 1.0,
             y: 2.0,
             text: "hi".into(),
+            shape: None,
+            resolved: false,
+            image_url: None,
+            page_url: None,
         };
         let tenant = TenantId::from("t");
         let mut call = Box::pin(commit(&app, &tenant, m, Authority::User(actor), None));

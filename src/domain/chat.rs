@@ -5,7 +5,7 @@
 
 use super::{short_id, Actor, DomainError};
 use crate::ids::{ChatId, Seq};
-use crate::protocol::{Change, Chat, Comment, EventKind};
+use crate::protocol::{Change, Chat, Comment, EventKind, Shape, User};
 
 /// Characters in a chat id.
 const ID_CHARS: usize = 10;
@@ -18,10 +18,20 @@ pub enum Mutation {
         x: f64,
         y: f64,
         text: String,
+        /// Checked by [`super::shape::parse`].
+        shape: Option<Shape>,
+        /// True only for imported annotations tagged "resolved".
+        resolved: bool,
+        /// Where the image and its page were seen (checked http(s) URLs);
+        /// the image keeps the latest of each.
+        image_url: Option<String>,
+        page_url: Option<String>,
     },
     UpdateChat {
         chat_id: ChatId,
         position: Option<(f64, f64)>,
+        /// `Some(None)` makes the chat a pin again.
+        shape: Option<Option<Shape>>,
         resolved: Option<bool>,
     },
     DeleteChat {
@@ -56,17 +66,21 @@ impl Mutation {
     }
 }
 
-/// Who asks: a signed-in user, or the tenant itself through its own API.
+/// Who asks: a signed-in user, or the tenant itself through its own API
+/// (moderation, or an import writing in the name of an annotation's creator).
 #[derive(Debug, Clone)]
 pub enum Authority {
     User(Actor),
     Tenant,
+    /// The tenant importing annotations: new chats and comments are
+    /// authored by this (import-only) user.
+    Import(User),
 }
 
 impl Authority {
     fn may_modify(&self, author_id: &str) -> Result<(), DomainError> {
         let ok = match self {
-            Authority::Tenant => true,
+            Authority::Tenant | Authority::Import(_) => true,
             Authority::User(a) => a.owns_or_moderates(author_id),
         };
         ok.then_some(()).ok_or(DomainError::Forbidden(
@@ -74,9 +88,10 @@ impl Authority {
         ))
     }
 
-    fn user(&self) -> Result<&Actor, DomainError> {
+    fn user(&self) -> Result<&User, DomainError> {
         match self {
-            Authority::User(a) => Ok(a),
+            Authority::User(a) => Ok(&a.user),
+            Authority::Import(u) => Ok(u),
             Authority::Tenant => Err(DomainError::Forbidden("this call needs a user")),
         }
     }
@@ -96,8 +111,16 @@ pub fn plan(
     now: i64,
     next_seq: Seq,
 ) -> Result<Vec<EventKind>, DomainError> {
-    if let Mutation::CreateChat { x, y, text, .. } = m {
-        let user = by.user()?.user.clone();
+    if let Mutation::CreateChat {
+        x,
+        y,
+        text,
+        shape,
+        resolved,
+        ..
+    } = m
+    {
+        let user = by.user()?.clone();
         let comment = Comment {
             id: next_seq.to_string(),
             user: user.clone(),
@@ -109,7 +132,8 @@ pub fn plan(
             id: short_id(ID_CHARS).into(),
             x: *x,
             y: *y,
-            resolved: false,
+            resolved: *resolved,
+            shape: shape.clone(),
             user,
             created_at: now,
             updated_at: None,
@@ -131,13 +155,26 @@ pub fn plan(
     Ok(match m {
         Mutation::CreateChat { .. } => unreachable!("handled above"),
         Mutation::UpdateChat {
-            position, resolved, ..
+            position,
+            shape,
+            resolved,
+            ..
         } => {
+            // One event per changed aspect, in the contract's order:
+            // moved, reshaped, resolved.
             let mut out = Vec::new();
             if let Some((x, y)) = *position {
                 by.may_modify(&chat.user.id)?;
                 if (x, y) != (chat.x, chat.y) {
                     out.push(updated(Change::Moved { x, y }));
+                }
+            }
+            if let Some(shape) = shape {
+                by.may_modify(&chat.user.id)?;
+                if *shape != chat.shape {
+                    out.push(updated(Change::Reshaped {
+                        shape: shape.clone(),
+                    }));
                 }
             }
             if let Some(r) = *resolved {
@@ -154,7 +191,7 @@ pub fn plan(
             }]
         }
         Mutation::AddComment { text, .. } => {
-            let user = by.user()?.user.clone();
+            let user = by.user()?.clone();
             vec![updated(Change::CommentAdded {
                 comment: Comment {
                     id: next_seq.to_string(),
@@ -204,6 +241,7 @@ pub fn fold(chat: &mut Chat, change: &Change, at: i64) {
         Change::CommentDeleted { comment_id } => chat.comments.retain(|c| &c.id != comment_id),
         Change::Moved { x, y } => (chat.x, chat.y) = (*x, *y),
         Change::Resolved { resolved } => chat.resolved = *resolved,
+        Change::Reshaped { shape } => chat.shape = shape.clone(),
     }
     chat.updated_at = Some(at);
 }
@@ -212,6 +250,7 @@ pub fn fold(chat: &mut Chat, change: &Change, at: i64) {
 mod tests {
     use super::*;
     use crate::domain::auth::anonymous_user;
+    use crate::protocol::Shape;
 
     fn actor(moderator: bool) -> Authority {
         Authority::User(Actor {
@@ -228,6 +267,10 @@ mod tests {
             x: 1.0,
             y: 2.0,
             text: "hi".into(),
+            shape: None,
+            resolved: false,
+            image_url: None,
+            page_url: None,
         };
         match plan(&m, None, by, 10, Seq(1)).unwrap().remove(0) {
             EventKind::NewImageChat { chat } => chat,
@@ -242,6 +285,7 @@ mod tests {
         let mv = Mutation::UpdateChat {
             chat_id: chat.id.clone(),
             position: Some((5.0, 5.0)),
+            shape: None,
             resolved: None,
         };
         assert!(matches!(
@@ -263,6 +307,7 @@ mod tests {
         let resolve = Mutation::UpdateChat {
             chat_id: chat.id.clone(),
             position: None,
+            shape: None,
             resolved: Some(true),
         };
         assert_eq!(
@@ -284,6 +329,7 @@ mod tests {
         let same = Mutation::UpdateChat {
             chat_id: chat.id.clone(),
             position: Some((1.0, 2.0)),
+            shape: Some(None),
             resolved: Some(false),
         };
         assert!(plan(&same, Some(&chat), &author, 11, Seq(2))
@@ -313,5 +359,71 @@ mod tests {
             plan(&del, Some(&chat), &author, 13, Seq(2)).unwrap()[0],
             EventKind::ImageChatUpdated { .. }
         ));
+    }
+
+    #[test]
+    fn a_patch_logs_moved_reshaped_resolved_in_that_order_and_only_what_changed() {
+        let (author, other) = (actor(false), actor(false));
+        let chat = created(&author);
+        let rect = Shape::Rect {
+            x: 1.0,
+            y: 2.0,
+            w: 3.0,
+            h: 4.0,
+        };
+        let all = Mutation::UpdateChat {
+            chat_id: chat.id.clone(),
+            position: Some((9.0, 9.0)),
+            shape: Some(Some(rect.clone())),
+            resolved: Some(true),
+        };
+        let ops: Vec<_> = plan(&all, Some(&chat), &author, 11, Seq(2))
+            .unwrap()
+            .into_iter()
+            .map(|e| match e {
+                EventKind::ImageChatUpdated { change, .. } => change,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            vec![
+                Change::Moved { x: 9.0, y: 9.0 },
+                Change::Reshaped {
+                    shape: Some(rect.clone())
+                },
+                Change::Resolved { resolved: true },
+            ]
+        );
+        // Reshaping needs what moving needs.
+        let reshape = Mutation::UpdateChat {
+            chat_id: chat.id.clone(),
+            position: None,
+            shape: Some(Some(rect.clone())),
+            resolved: None,
+        };
+        assert!(matches!(
+            plan(&reshape, Some(&chat), &other, 11, Seq(2)),
+            Err(DomainError::Forbidden(_))
+        ));
+        let mut shaped = chat.clone();
+        fold(&mut shaped, &ops[1], 11);
+        assert_eq!(shaped.shape, Some(rect));
+        assert!(plan(&reshape, Some(&shaped), &author, 12, Seq(3))
+            .unwrap()
+            .is_empty());
+        let unshape = Mutation::UpdateChat {
+            chat_id: chat.id.clone(),
+            position: None,
+            shape: Some(None),
+            resolved: None,
+        };
+        assert_eq!(
+            plan(&unshape, Some(&shaped), &author, 12, Seq(3)).unwrap(),
+            vec![EventKind::ImageChatUpdated {
+                chat_id: chat.id.clone(),
+                change: Change::Reshaped { shape: None }
+            }]
+        );
     }
 }

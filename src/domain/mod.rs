@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod shape;
 pub mod validate;
 
 pub use crate::ids::{ChatId, ImageKey, Seq, TenantId};

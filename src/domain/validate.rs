@@ -53,6 +53,42 @@ pub fn coordinate(field: &'static str, v: f64) -> Result<f64, DomainError> {
     }
 }
 
+/// Longest `imageUrl` / `pageUrl`, in bytes.
+pub const MAX_WEB_URL_BYTES: usize = 2048;
+
+/// An absolute http(s) URL of at most 2048 bytes with a host, and no
+/// white space or control characters (contract §10 `imageUrl`, `pageUrl`).
+pub fn web_url(field: &'static str, raw: &str) -> Result<(), DomainError> {
+    let lower = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        raw.get(8..)
+    } else if lower.starts_with("http://") {
+        raw.get(7..)
+    } else {
+        None
+    };
+    let host_present = rest.is_some_and(|r| !r.is_empty() && !r.starts_with(['/', '?', '#']));
+    if !host_present {
+        return Err(DomainError::invalid(
+            field,
+            format!("{field} must be an absolute http or https URL"),
+        ));
+    }
+    if raw.len() > MAX_WEB_URL_BYTES {
+        return Err(DomainError::invalid(
+            field,
+            format!("{field} must be at most {MAX_WEB_URL_BYTES} bytes"),
+        ));
+    }
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(DomainError::invalid(
+            field,
+            format!("{field} must not contain spaces or control characters"),
+        ));
+    }
+    Ok(())
+}
+
 /// `^[A-Za-z0-9_-]{1,64}$`
 pub fn broadcast_id(raw: &str) -> Result<(), DomainError> {
     let ok = (1..=64).contains(&raw.len())
@@ -119,5 +155,32 @@ mod tests {
             tenant_id("acme-1").is_ok() && tenant_id("-a").is_err() && tenant_id("Bad_Id").is_err()
         );
         assert!(tenant_id(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn web_urls_are_absolute_http_and_bounded() {
+        for ok in [
+            "https://a.example/x.png",
+            "HTTP://a:8080/?q=1",
+            "http://1.2.3.4",
+        ] {
+            assert!(web_url("imageUrl", ok).is_ok(), "{ok}");
+        }
+        let long = format!("https://a.example/{}", "a".repeat(MAX_WEB_URL_BYTES));
+        for bad in [
+            "",
+            "/x.png",
+            "data:image/png;base64,AAAA",
+            "javascript:alert(1)",
+            "https://",
+            "https:///x",
+            "ftp://a/x",
+            "https://a/b c",
+            "https://a/\u{0}",
+            "é",
+            long.as_str(),
+        ] {
+            assert!(web_url("imageUrl", bad).is_err(), "{bad}");
+        }
     }
 }

@@ -150,8 +150,9 @@ mod over_a_lossy_bus {
     use crate::domain::auth::TokenKey;
     use crate::domain::chat::Authority;
     use crate::domain::{Mutation, Tenant, TenantId};
-    use crate::protocol::Chat;
-    use crate::store::{Committed, ImageSummary, LoggedEvent, UsageCounts, UsageDelta};
+    use crate::store::{
+        Committed, FoundChat, ImageSummary, LoggedEvent, Snapshot, UsageCounts, UsageDelta,
+    };
 
     /// Only the log: what the hub reads.
     struct Log {
@@ -185,7 +186,10 @@ mod over_a_lossy_bus {
         async fn tenant(&self, _: &str) -> Result<Option<Tenant>, StoreError> {
             absent()
         }
-        async fn snapshot(&self, _: &ImageKey) -> Result<(Seq, Vec<Chat>), StoreError> {
+        async fn snapshot(&self, _: &ImageKey) -> Result<Snapshot, StoreError> {
+            absent()
+        }
+        async fn chat(&self, _: &TenantId, _: &str) -> Result<Option<FoundChat>, StoreError> {
             absent()
         }
         async fn latest_seq(&self, _: &ImageKey) -> Result<Seq, StoreError> {

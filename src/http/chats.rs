@@ -16,7 +16,7 @@ use super::{json, json_response, AppError};
 use crate::app::session::Session;
 use crate::app::{write, App};
 use crate::domain::chat::Authority;
-use crate::domain::{validate, ChatId, ImageKey, Mutation, Seq};
+use crate::domain::{shape, validate, ChatId, ImageKey, Mutation, Seq};
 use crate::protocol::{
     ChatAnswer, CommentAnswer, CommentRequest, CreateChatRequest, EventsAnswer, SeqAnswer,
     SnapshotAnswer, UpdateChatRequest,
@@ -108,11 +108,21 @@ impl FromJson for CreateChatRequest {
     fn from_json(f: &Fields<'_>) -> Result<Self, AppError> {
         let url_id = f.str("urlId")?;
         validate::url_id(&url_id)?;
+        let web_url = |k: &'static str| -> Result<Option<String>, AppError> {
+            let v = f.opt_str(k)?;
+            if let Some(u) = &v {
+                validate::web_url(k, u)?;
+            }
+            Ok(v)
+        };
         Ok(CreateChatRequest {
             url_id,
             x: f.coordinate("x")?,
             y: f.coordinate("y")?,
             text: validate::text("text", &f.str("text")?)?,
+            shape: f.get("shape").map(shape::parse).transpose()?,
+            image_url: web_url("imageUrl")?,
+            page_url: web_url("pageUrl")?,
             broadcast_id: f.broadcast_id()?,
         })
     }
@@ -137,13 +147,23 @@ impl FromJson for UpdateChatRequest {
             (true, true) => (Some(f.coordinate("x")?), Some(f.coordinate("y")?)),
         };
         let resolved = f.opt_bool("resolved")?;
-        if x.is_none() && resolved.is_none() {
-            return Err(AppError::invalid(None, "give x and y, resolved, or both"));
+        // Here `null` is not "absent": it turns the chat back into a pin.
+        let shape = match f.0.get("shape") {
+            None => None,
+            Some(serde_json::Value::Null) => Some(None),
+            Some(v) => Some(Some(shape::parse(v)?)),
+        };
+        if x.is_none() && resolved.is_none() && shape.is_none() {
+            return Err(AppError::invalid(
+                None,
+                "give at least one of x and y, shape, resolved",
+            ));
         }
         Ok(UpdateChatRequest {
             x,
             y,
             resolved,
+            shape,
             broadcast_id: f.broadcast_id()?,
         })
     }
@@ -168,16 +188,10 @@ pub async fn snapshot(
     Params(UrlId(url_id)): Params<UrlId>,
 ) -> Result<Response, AppError> {
     let image = ImageKey::new(&s.tenant.id, &url_id);
-    let (seq, chats) = app.store.snapshot(&image).await?;
-    let epoch = app.store.epoch();
+    let snap = app.store.snapshot(&image).await?;
     Ok(json(
         StatusCode::OK,
-        &SnapshotAnswer {
-            url_id: &url_id,
-            epoch,
-            seq,
-            chats,
-        },
+        &SnapshotAnswer::new(&url_id, app.store.epoch(), snap),
     ))
 }
 
@@ -250,6 +264,10 @@ pub async fn create(
         x: r.x,
         y: r.y,
         text: r.text,
+        shape: r.shape,
+        resolved: false,
+        image_url: r.image_url,
+        page_url: r.page_url,
     };
     let c = commit(&app, s, m, r.broadcast_id).await?;
     Ok(json(
@@ -261,7 +279,7 @@ pub async fn create(
     ))
 }
 
-/// Moves a chat, resolves or reopens it.
+/// Moves a chat, changes or removes its shape, resolves or reopens it.
 #[utoipa::path(patch, path = "/api/v1/chats/{chatId}", tag = "chats",
     params(("chatId" = String, Path)), request_body = UpdateChatRequest,
     security(("session" = [])),
@@ -276,6 +294,7 @@ pub async fn update(
     let m = Mutation::UpdateChat {
         chat_id,
         position,
+        shape: r.shape,
         resolved: r.resolved,
     };
     let c = commit(&app, s, m, r.broadcast_id).await?;

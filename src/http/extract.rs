@@ -101,23 +101,43 @@ impl<T: FromJson> FromRequest<Arc<App>> for Json<T> {
 
 /// Reads a JSON object body.
 async fn json_object(req: Request, timeout: Duration) -> Result<Map<String, Value>, AppError> {
+    match json_value(req, timeout, MAX_BODY).await? {
+        Value::Object(m) => Ok(m),
+        _ => Err(AppError::invalid(None, "the body must be a JSON object")),
+    }
+}
+
+/// Reads a JSON body of at most `limit` bytes (413 beyond it).
+async fn json_value(req: Request, timeout: Duration, limit: usize) -> Result<Value, AppError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(AppError::TooLarge);
     }
     let body = req.into_body();
-    let bytes = tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY))
+    let bytes = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
         .await
         .map_err(|_| AppError::BodyTimeout)?
         .map_err(|_| AppError::TooLarge)?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(AppError::invalid(None, "the body must be a JSON object")),
-        Err(_) => Err(AppError::invalid(None, "the body is not valid JSON")),
+    serde_json::from_slice::<Value>(&bytes)
+        .map_err(|_| AppError::invalid(None, "the body is not valid JSON"))
+}
+
+/// Largest body of a bulk call (an annotation import), in bytes.
+pub const MAX_BULK_BODY: usize = 4 * 1024 * 1024;
+
+/// Any JSON body of at most [`MAX_BULK_BODY`] bytes, for bulk calls.
+pub struct BulkJson(pub Value);
+
+impl FromRequest<Arc<App>> for BulkJson {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, AppError> {
+        let timeout = Duration::from_secs(app.config.body_timeout);
+        json_value(req, timeout, MAX_BULK_BODY).await.map(BulkJson)
     }
 }
 

@@ -4,6 +4,7 @@
 //! Request checks follow the contract's order, by construction: see
 //! [`extract`]. Errors are [`AppError`]s, answered in one JSON shape.
 
+pub mod annotations;
 pub mod chats;
 pub mod error;
 pub mod extract;
@@ -39,6 +40,10 @@ pub fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(routes!(chats::add_comment))
         .routes(routes!(chats::edit_comment, chats::delete_comment))
         .routes(routes!(chats::events))
+        .routes(routes!(annotations::export))
+        .routes(routes!(annotations::one_chat))
+        .routes(routes!(annotations::one_reply))
+        .routes(routes!(annotations::import))
         .routes(routes!(crate::ws::upgrade))
         .routes(routes!(tenant::create_tenant))
         .routes(routes!(tenant::login))
@@ -56,6 +61,7 @@ pub fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(routes!(pages::index))
         .routes(routes!(pages::admin))
         .routes(routes!(pages::widget))
+        .routes(routes!(pages::widget_part))
         .routes(routes!(pages::asset))
         .split_for_parts()
 }

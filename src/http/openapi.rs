@@ -25,6 +25,7 @@ use crate::protocol::ErrorBody;
     tags(
         (name = "sessions", description = "Session tokens, anonymous or SSO"),
         (name = "chats", description = "Snapshots, the six mutations and the event log"),
+        (name = "annotations", description = "Chats as W3C Web Annotations or IIIF, and importing them"),
         (name = "operator", description = "Calls with the server's operator key"),
         (name = "tenant", description = "A tenant's own API and dashboard"),
         (name = "node", description = "Health, readiness, metrics, pages and the WebSocket")

@@ -99,6 +99,30 @@ pub async fn widget(State(app): State<Arc<App>>) -> Response {
     res
 }
 
+/// A part of the widget that it loads on demand (`widget/lazy/NAME.js`), for
+/// any origin, like the widget itself.
+#[utoipa::path(get, path = "/imagechat/{name}", tag = "node", params(("name" = String, Path, description = "`[A-Za-z0-9_-]+.js`")),
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String),
+        (status = 400, body = crate::protocol::ErrorBody),
+        (status = 404, body = crate::protocol::ErrorBody), (status = 503, body = crate::protocol::ErrorBody, description = "the node is at its connection limit (`Retry-After`)")))]
+pub async fn widget_part(State(app): State<Arc<App>>, Ids(name): Ids<String>) -> Response {
+    let plain = name.strip_suffix(".js").is_some_and(|stem| {
+        !stem.is_empty()
+            && stem
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b))
+    });
+    if !plain {
+        return AppError::NotFound("no such file").into_response();
+    }
+    let mut res = serve(&app, &format!("lazy/{name}")).await;
+    res.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    res
+}
+
 /// A file of the demo page or dashboard (`demo.svg`, `admin.js`…).
 #[utoipa::path(get, path = "/static/{name}", tag = "node", params(("name" = String, Path)),
     responses((status = 200, description = "The file, with its content type"),

@@ -387,15 +387,10 @@ pub async fn chats(
     Params(super::chats::UrlId(url_id)): Params<super::chats::UrlId>,
 ) -> Result<Response, AppError> {
     let image = crate::domain::ImageKey::new(&t.id, &url_id);
-    let (seq, chats) = app.store.snapshot(&image).await?;
+    let snap = app.store.snapshot(&image).await?;
     Ok(json(
         StatusCode::OK,
-        &SnapshotAnswer {
-            url_id: &url_id,
-            epoch: app.store.epoch(),
-            seq,
-            chats,
-        },
+        &SnapshotAnswer::new(&url_id, app.store.epoch(), snap),
     ))
 }
 

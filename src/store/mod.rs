@@ -57,6 +57,24 @@ pub struct Committed {
     pub comment: Option<Comment>,
 }
 
+/// An image's chats at one log position, with the URLs it was last seen at.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub seq: Seq,
+    /// Oldest first.
+    pub chats: Vec<Chat>,
+    pub image_url: Option<String>,
+    pub page_url: Option<String>,
+}
+
+/// One chat found by its id, with where it lives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundChat {
+    pub url_id: String,
+    pub chat: Chat,
+    pub image_url: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageCounts {
     pub messages: u64,
@@ -104,7 +122,9 @@ pub trait Store: Send + Sync + 'static {
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>>;
 
     /// The image's chats, oldest first, and the seq they reflect.
-    async fn snapshot(&self, image: &ImageKey) -> Result<(Seq, Vec<Chat>)>;
+    async fn snapshot(&self, image: &ImageKey) -> Result<Snapshot>;
+    /// One chat of the tenant with its comments, wherever it lives.
+    async fn chat(&self, tenant: &TenantId, chat_id: &str) -> Result<Option<FoundChat>>;
     async fn latest_seq(&self, image: &ImageKey) -> Result<Seq>;
     /// Logged events with seq > `since`, in order, at most `limit`.
     async fn events_since(

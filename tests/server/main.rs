@@ -3,10 +3,12 @@
 
 mod common;
 
+mod annotations;
 mod api;
 mod binary;
 mod cluster;
 mod lifecycle;
 mod openapi;
 mod realtime;
+mod regions;
 mod regressions;

@@ -16,7 +16,7 @@ mod rows;
 mod schema;
 
 use rows::{
-    chat_of, comment_of, image_seq, load_chat, lock_image, write_event, CHAT_COLUMNS,
+    chat_of, comment_of, image_row, image_seq, load_chat, lock_image, write_event, CHAT_COLUMNS,
     COMMENT_COLUMNS,
 };
 use schema::{meta, meta_value, migrate};
@@ -29,7 +29,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 use super::{
-    Committed, ImageSummary, LoggedEvent, Result, Store, StoreError, UsageCounts, UsageDelta,
+    Committed, FoundChat, ImageSummary, LoggedEvent, Result, Snapshot, Store, StoreError,
+    UsageCounts, UsageDelta,
 };
 use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
@@ -37,7 +38,7 @@ use crate::domain::{
     fold, now_ms, plan, AnonymousPolicy, ChatId, DomainError, ImageKey, Mutation, Seq, Tenant,
     TenantId,
 };
-use crate::protocol::{Change, Chat, Event, EventKind};
+use crate::protocol::{Change, Event, EventKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -223,11 +224,11 @@ impl Store for SqlStore {
         }))
     }
 
-    async fn snapshot(&self, image: &ImageKey) -> Result<(Seq, Vec<Chat>)> {
+    async fn snapshot(&self, image: &ImageKey) -> Result<Snapshot> {
         let (tenant, url_id) = (image.tenant(), image.url_id());
         // One read transaction, so the seq and the rows describe the same moment.
         let mut tx = self.reader.begin().await?;
-        let seq = image_seq(&mut tx, tenant, url_id).await?;
+        let (seq, image_url, page_url) = image_row(&mut tx, tenant, url_id).await?;
         let rows = sqlx::query(&format!(
             "SELECT {CHAT_COLUMNS} FROM chats WHERE tenant_id = $1 AND url_id = $2 ORDER BY ord"
         ))
@@ -255,7 +256,26 @@ impl Store for SqlStore {
             }
         }
         tx.commit().await?;
-        Ok((seq, chats))
+        Ok(Snapshot {
+            seq,
+            chats,
+            image_url,
+            page_url,
+        })
+    }
+
+    async fn chat(&self, tenant: &TenantId, chat_id: &str) -> Result<Option<FoundChat>> {
+        let mut tx = self.reader.begin().await?;
+        let Some((url_id, chat)) = load_chat(&mut tx, tenant.as_str(), chat_id).await? else {
+            return Ok(None);
+        };
+        let (_, image_url, _) = image_row(&mut tx, tenant.as_str(), &url_id).await?;
+        tx.commit().await?;
+        Ok(Some(FoundChat {
+            url_id,
+            chat,
+            image_url,
+        }))
     }
 
     async fn latest_seq(&self, image: &ImageKey) -> Result<Seq> {
@@ -366,6 +386,25 @@ impl Store for SqlStore {
                 seq,
                 body: Bytes::from(body),
             });
+        }
+        if let Mutation::CreateChat {
+            image_url,
+            page_url,
+            ..
+        } = m
+        {
+            // The latest URLs a client saw the image at; an absent one keeps
+            // what is known.
+            sqlx::query(
+                "UPDATE images SET image_url = COALESCE($1, image_url), page_url = COALESCE($2, page_url) \
+                 WHERE tenant_id = $3 AND url_id = $4",
+            )
+            .bind(image_url.as_deref())
+            .bind(page_url.as_deref())
+            .bind(tenant)
+            .bind(&url_id)
+            .execute(&mut *tx)
+            .await?;
         }
         if !events.is_empty() {
             sqlx::query(
@@ -502,8 +541,12 @@ mod tests {
         drop(store);
         let url = format!("sqlite://{}", path.display());
         let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        // Back to the schema of version 1, the last one the old table knew.
         c.execute(
             "DROP TABLE _sqlx_migrations; \
+             ALTER TABLE chats DROP COLUMN shape; \
+             ALTER TABLE images DROP COLUMN image_url; \
+             ALTER TABLE images DROP COLUMN page_url; \
              CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); \
              INSERT INTO schema_migrations VALUES (1, 0);",
         )
@@ -520,7 +563,14 @@ mod tests {
                 .fetch_all(&mut c)
                 .await
                 .unwrap();
-        assert_eq!(applied, vec![1]);
+        // Version 1 adopted, the later ones run.
+        let all: Vec<i64> = super::Backend::Sqlite
+            .migrator()
+            .iter()
+            .map(|m| m.version)
+            .collect();
+        assert_eq!(applied, all);
+        assert!(all.len() >= 2 && all[0] == 1);
         let legacy: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sqlite_master WHERE name = 'schema_migrations'",
         )

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::domain::{ChatId, Seq};
-use crate::protocol::{Change, Chat, Comment, EventKind, User};
+use crate::protocol::{Change, Chat, Comment, EventKind, Shape, User};
 use crate::store::{Result, StoreError};
 
 pub(super) fn user_of(json: &str) -> Result<User> {
@@ -18,12 +18,25 @@ pub(super) fn user_json(u: &User) -> String {
     serde_json::to_string(u).unwrap_or_default()
 }
 
+fn shape_of(json: Option<String>) -> Result<Option<Shape>> {
+    json.map(|j| {
+        serde_json::from_str(&j)
+            .map_err(|e| StoreError::Unavailable(format!("corrupt shape row: {e}")))
+    })
+    .transpose()
+}
+
+fn shape_json(s: &Option<Shape>) -> Option<String> {
+    s.as_ref().and_then(|s| serde_json::to_string(s).ok())
+}
+
 pub(super) fn chat_of(row: &AnyRow) -> Result<Chat> {
     Ok(Chat {
         id: ChatId::from(row.try_get::<String, _>("id")?),
         x: row.try_get("x")?,
         y: row.try_get("y")?,
         resolved: row.try_get::<i64, _>("resolved")? != 0,
+        shape: shape_of(row.try_get("shape")?)?,
         user: user_of(row.try_get("user_json")?)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -42,7 +55,7 @@ pub(super) fn comment_of(row: &AnyRow) -> Result<Comment> {
 }
 
 pub(super) const CHAT_COLUMNS: &str =
-    "id, url_id, x, y, resolved, user_json, created_at, updated_at";
+    "id, url_id, x, y, resolved, shape, user_json, created_at, updated_at";
 pub(super) const COMMENT_COLUMNS: &str = "id, chat_id, user_json, text, created_at, edited_at";
 
 /// Loads one chat with its comments, and its urlId.
@@ -82,6 +95,29 @@ pub(super) async fn image_seq(c: &mut AnyConnection, tenant: &str, url_id: &str)
             .fetch_optional(&mut *c)
             .await?;
     Ok(Seq::from_sql(seq.unwrap_or(0)))
+}
+
+/// The image's seq and the URLs it was last seen at.
+pub(super) async fn image_row(
+    c: &mut AnyConnection,
+    tenant: &str,
+    url_id: &str,
+) -> Result<(Seq, Option<String>, Option<String>)> {
+    let row = sqlx::query(
+        "SELECT seq, image_url, page_url FROM images WHERE tenant_id = $1 AND url_id = $2",
+    )
+    .bind(tenant)
+    .bind(url_id)
+    .fetch_optional(&mut *c)
+    .await?;
+    match row {
+        None => Ok((Seq(0), None, None)),
+        Some(r) => Ok((
+            Seq::from_sql(r.try_get("seq")?),
+            r.try_get("image_url")?,
+            r.try_get("page_url")?,
+        )),
+    }
 }
 
 /// Makes sure the image has a row, locks it for this transaction and
@@ -145,8 +181,8 @@ pub(super) async fn write_event(
     match kind {
         EventKind::NewImageChat { chat } => {
             sqlx::query(
-                "INSERT INTO chats (tenant_id, id, url_id, ord, x, y, resolved, user_id, user_json, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                "INSERT INTO chats (tenant_id, id, url_id, ord, x, y, resolved, shape, user_id, user_json, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(tenant)
             .bind(chat.id.as_str())
@@ -155,6 +191,7 @@ pub(super) async fn write_event(
             .bind(chat.x)
             .bind(chat.y)
             .bind(chat.resolved as i64)
+            .bind(shape_json(&chat.shape))
             .bind(&chat.user.id)
             .bind(user_json(&chat.user))
             .bind(chat.created_at)
@@ -208,6 +245,14 @@ pub(super) async fn write_event(
                     sqlx::query("UPDATE chats SET x = $1, y = $2 WHERE tenant_id = $3 AND id = $4")
                         .bind(x)
                         .bind(y)
+                        .bind(tenant)
+                        .bind(chat_id.as_str())
+                        .execute(&mut *c)
+                        .await?;
+                }
+                Change::Reshaped { shape } => {
+                    sqlx::query("UPDATE chats SET shape = $1 WHERE tenant_id = $2 AND id = $3")
+                        .bind(shape_json(shape))
                         .bind(tenant)
                         .bind(chat_id.as_str())
                         .execute(&mut *c)
