@@ -45,8 +45,7 @@
 
   const script = /** @type {HTMLScriptElement | null} */ (document.currentScript);
   const DEFAULT_SERVER = script && script.src ? new URL(script.src, location.href).origin : location.origin;
-  // Files not every visitor needs (drawing tools, shape editors) live beside
-  // the script: /imagechat.js loads /imagechat/regions.js on demand.
+  // What not every visitor needs is loaded on demand from beside this script: /imagechat/NAME.js.
   const LAZY = new URL('imagechat/', script && script.src ? script.src : DEFAULT_SERVER + '/').href;
   /** Shape types and their SVG elements. @type {Record<string, string>} */
   const SHAPES = { rect: 'rect', ellipse: 'ellipse', polygon: 'polygon', arrow: 'line' };
@@ -208,10 +207,11 @@
     return el;
   }
 
-  /** An SVG element. @param {string} tag @param {Record<string, string>} [attrs] @returns {SVGElement} */
-  function svg(tag, attrs) {
+  /** An SVG element. @param {string} tag @param {Record<string, string>} [attrs] @param {Element} [kid] @returns {SVGElement} */
+  function svg(tag, attrs, kid) {
     const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
     for (const k in attrs) el.setAttribute(k, attrs[k]);
+    if (kid) el.append(kid);
     return /** @type {SVGElement} */ (el);
   }
 
@@ -807,7 +807,7 @@ display:flex;align-items:center;justify-content:center;cursor:pointer;box-shadow
 .m:hover,.m[aria-expanded=true]{transform:scale(1.15)}
 .m:focus-visible{outline:3px solid var(--fg);outline-offset:2px}
 .m[data-resolved=true]{background:var(--ok)}
-.sh{position:absolute;width:100%;height:100%;overflow:visible;filter:drop-shadow(0 0 1px #fff)}
+.sh{position:absolute;left:0;top:0;width:100%;height:100%;overflow:visible;filter:drop-shadow(0 0 1px #fff)}
 .sh>*{fill:var(--acc);fill-opacity:.12;stroke:var(--acc);stroke-width:2.5px;vector-effect:non-scaling-stroke}
 line{marker-end:url(#ah)}marker path{fill:context-stroke;stroke:none}
 .sh:has(+[data-resolved=true])>*{fill:var(--ok);stroke:var(--ok)}
@@ -887,14 +887,10 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       this.markers = new Map();
       /** The point of a marker being placed (composer or keyboard). @type {{x: number, y: number} | null} */
       this.draft = null;
-      /** The new chat's shape. @type {Shape | undefined} */
-      this.draftShape = undefined;
-      /** The drawing tool and, once loaded for a user who may write, lazy/regions.js (tools, shape editors). */
+      /** The new chat's shape (`draftShape`), the drawing tool and, for users who may write, lazy/regions.js once loaded. */
       this.tool = 'pin';
       /** @type {any} */
       this.rg = null;
-      /** @type {Promise<void> | undefined} */
-      this.rgP = undefined;
       this.hide = false;
       /** @type {HTMLFormElement | null} */
       this.composer = null;
@@ -928,13 +924,10 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       this.liveEl = h('div', { class: 'sr', 'aria-live': 'polite' });
       this.descEl = h('div', { class: 'sr', id: 'ic-desc' });
       // The head of every arrow.
-      const defs = svg('svg');
-      defs.append(svg('marker', { id: 'ah', viewBox: '0 0 10 10', refX: '6', refY: '5', markerWidth: '4', markerHeight: '4', orient: 'auto' }));
-      /** @type {Element} */ (defs.firstChild).append(svg('path', { d: 'M0 0l10 5-10 5z' }));
-      // Hides and shows every marker and shape; lazy/regions.js puts its tool bar beside it.
+      const defs = svg('svg', {}, svg('marker', { id: 'ah', viewBox: '0 0 10 10', refX: '6', refY: '5', markerWidth: '5', markerHeight: '5', orient: 'auto' }, svg('path', { d: 'M0 0l10 5-10 5z' })));
+      // Hides and shows every marker and shape (the lazy tool bar goes beside it).
       this.toggle = h('button', { class: 'tg', type: 'button', 'data-imagechat-toggle-markers': true });
-      this.toggle.append(svg('svg', { viewBox: '0 0 20 20' }));
-      /** @type {Element} */ (this.toggle.firstChild).append(svg('path', { d: 'M1 10q9-12 18 0-9 12-18 0zm6 0a3 3 0 0 0 6 0 3 3 0 0 0-6 0' }));
+      this.toggle.append(svg('svg', { viewBox: '0 0 20 20' }, svg('path', { d: 'M1 10q9-12 18 0-9 12-18 0zm6 0a3 3 0 0 0 6 0 3 3 0 0 0-6 0' })));
       this.toggle.onclick = () => {
         this.hide = !this.hide;
         this.closeThread(false);
@@ -1117,9 +1110,9 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     placeCards() {
       const g = this.g;
       const chat = this.thread && this.room.chats.get(this.thread.id);
-      for (const [el, at] of /** @type {[HTMLElement | null | undefined, {x: number, y: number} | null | undefined][]} */ ([
-        [this.composer, this.draft],
-        [this.thread && this.thread.el, chat && (this.moving && this.moving.id === chat.id ? this.moving : chat)],
+      for (const [el, at, m] of /** @type {[HTMLElement | null | undefined, {x: number, y: number} | null | undefined, Element | undefined][]} */ ([
+        [this.composer, this.draft, this.draftEl],
+        [this.thread && this.thread.el, chat && (this.moving && this.moving.id === chat.id ? this.moving : chat), chat && this.markers.get(chat.id)],
       ])) {
         if (!el || !at || !g) continue;
         const p = toClient(g, at);
@@ -1132,12 +1125,15 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         const fit = (/** @type {number} */ v, /** @type {number} */ max) => (off ? v : Math.max(8, Math.min(v, max - 8))) + 'px';
         // Ancestors' CSS zoom reaches the top layer too: undo it, so card px are client px.
         el.style.zoom = String(1 / (/** @type {any} */ (this.host).currentCSSZoom || 1));
-        el.style.left = fit(at.x > 55 ? p.x - gap - w : p.x + gap, vw - w);
+        // Beside the marker's shape, if it has one, rather than over it.
+        const s = m && m.previousElementSibling;
+        const r = (s && s.classList.contains('sh') && s.firstElementChild?.getBoundingClientRect()) || { left: p.x, right: p.x };
+        el.style.left = fit(at.x > 55 ? Math.min(p.x, r.left) - gap - w : Math.max(p.x, r.right) + gap, vw - w);
         el.style.top = fit(at.y > 60 ? p.y + 20 - ht : p.y - 20, innerHeight - ht);
       }
     }
 
-    /** Loads lazy/regions.js (tool bar, drawing, shape editors) once per page; failing, pins still work and shapes still show. */
+    /** Loads lazy/regions.js once per page; failing, pins still work and shapes still show. */
     regions() {
       this.rgP = (lazy = lazy || import(LAZY + 'regions.js')).then((m) => {
         if (views.has(this)) this.rg = m.regions(this);
@@ -1305,8 +1301,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       if (!sh || !tag) return;
       if (!w) {
         // Polygon points are bare numbers: a 100 × 100 viewBox stretched over the picture (the stroke keeps its width).
-        w = svg('svg', sh.points ? { class: 'sh', viewBox: '0 0 100 100', preserveAspectRatio: 'none' } : { class: 'sh' });
-        w.append(svg(tag, id ? { 'data-imagechat-shape': '', 'data-chat-id': id, 'data-shape-type': sh.type } : {}));
+        w = svg('svg', sh.points ? { class: 'sh', viewBox: '0 0 100 100', preserveAspectRatio: 'none' } : { class: 'sh' }, svg(tag, id ? { 'data-imagechat-shape': '', 'data-chat-id': id, 'data-shape-type': sh.type } : {}));
         m.before(w);
       }
       const g = /** @type {Element} */ (w.firstElementChild);

@@ -19,6 +19,17 @@
 // a rectangle, the upper-left point of an ellipse's outline (at 45°), the
 // first point of a polygon and the tail of an arrow, whose head stays free
 // to point at what the comment is about.
+//
+// Editing: a chat's shape is selected while its thread is open or its
+// marker (or one of its handles) has focus, if the user may move the chat.
+// A selected shape shows a handle on each of its points (the corners of a
+// rectangle or of an ellipse's bounds, a polygon's points, an arrow's two
+// ends), right after its marker in the tab order; dragging a handle moves
+// that point, dragging the shape moves all of it. The marker itself is the
+// handle of the point it sits on (dragging it moves that point; an
+// ellipse's marker moves the whole ellipse); the handle under it is still
+// there for the keyboard. Keys: arrows move the focused handle's point, or
+// on the marker the whole shape (Shift: 10 %), Enter saves, Escape drops.
 
 /**
  * @typedef {{x: number, y: number}} Pt a point in percent of the picture
@@ -54,6 +65,7 @@
  * @property {Shape | undefined} draftShape the new chat's shape, drawn by the core before its marker
  * @property {Moving | null} moving a marker and shape shown somewhere else than stored (being edited)
  * @property {Geo | null} g the last measurement of the picture, in client px
+ * @property {boolean} suppressClick set for the click that ends a drag of a marker (it opens no thread)
  * @property {(e: MouseEvent, loose?: boolean) => Pt | null} point percent of the picture under a pointer (clamped when loose)
  * @property {() => boolean} canWrite
  * @property {() => boolean} ready whether a change may be sent now (else it says why)
@@ -128,6 +140,7 @@ const CSS = `
 .hd::before{content:'';position:absolute;inset:22%;border-radius:50%;background:#fff;border:2px solid var(--acc);box-shadow:0 1px 3px rgba(0,0,0,.45)}
 .hd:hover::before,.hd:focus::before{background:var(--acc);border-color:#fff}
 .hd:focus-visible{outline:3px solid var(--fg);outline-offset:0}
+.hd.under{z-index:0}.hd.under:focus-visible{z-index:3}
 .sh.ed>*{pointer-events:visiblePainted;cursor:move;touch-action:none;stroke-width:4px;fill-opacity:.25}
 .pt{position:absolute;width:10px;height:10px;margin:-5px 0 0 -5px;border-radius:50%;background:#fff;border:2px solid var(--acc);pointer-events:none;z-index:2}
 .pt.first{width:18px;height:18px;margin:-9px 0 0 -9px}
@@ -256,8 +269,9 @@ function place(el, p) {
 
 /**
  * A drag of a shape being edited: of grip `i`, or of the whole shape
- * (`i` = -1) from `start`. `live` once it moved far enough to be a drag.
- * @typedef {{chat: Chat, base: Shape, i: number, pid: number, start: Pt, from: Pt, live: boolean}} Drag
+ * (`i` = -1) from `start`; `marker` when it was taken by its marker. `live`
+ * once it moved far enough to be a drag.
+ * @typedef {{chat: Chat, base: Shape, i: number, pid: number, start: Pt, from: Pt, live: boolean, marker: boolean}} Drag
  */
 
 class Regions {
@@ -478,12 +492,21 @@ class Regions {
       return;
     }
     const chat = this.selected();
-    const i = el.classList.contains('hd') ? this.grips.indexOf(/** @type {HTMLButtonElement} */ (el)) : el.matches('.ed>*') ? -1 : -2;
-    if (!chat || i < -1 || !chat.shape) return;
-    e.preventDefault();
+    if (!chat || !chat.shape) return;
+    const marker = el === v.markers.get(chat.id);
+    // A marker is the handle of the point it sits on (a mouse's: a finger on a marker scrolls the page).
+    if (marker && e.pointerType === 'touch') return;
+    const i = el.classList.contains('hd') ? this.grips.indexOf(/** @type {HTMLButtonElement} */ (el)) : marker ? this.under(this.shown(chat), chat) : el.matches('.ed>*') ? -1 : -2;
+    if (i < -1) return;
+    if (!marker) e.preventDefault(); // a marker still takes focus and its click
     el.setPointerCapture(e.pointerId);
     const start = /** @type {Pt} */ (v.point(e, true));
-    this.drag = { chat, base: this.shown(chat), i, pid: e.pointerId, start, from: { x: e.clientX, y: e.clientY }, live: false };
+    this.drag = { chat, base: this.shown(chat), i, pid: e.pointerId, start, from: { x: e.clientX, y: e.clientY }, live: false, marker };
+  }
+
+  /** The grip the chat's marker sits on, or -1 (then dragging the marker moves the whole shape). @param {Shape} s @param {{x: number, y: number}} at */
+  under(s, at) {
+    return grips(s).findIndex((p) => Math.hypot(p.x - at.x, p.y - at.y) < 0.5);
   }
 
   /** @param {PointerEvent} e */
@@ -516,6 +539,11 @@ class Regions {
     const g = this.drag;
     if (!g || g.pid !== e.pointerId) return;
     this.drag = null;
+    if (g.live && g.marker) {
+      // The click that ends dragging a marker does not open or close its thread.
+      this.v.suppressClick = true;
+      setTimeout(() => (this.v.suppressClick = false), 0);
+    }
     if (g.live && e.type === 'pointerup') this.commit(g.chat);
     else this.unpreview();
   }
@@ -626,7 +654,7 @@ class Regions {
     if (this.gripsFor !== chat.id || this.grips.length !== pts.length) {
       for (const g of this.grips) g.remove();
       this.grips = pts.map((_, i) => {
-        const g = h('button', { type: 'button', class: 'hd', 'aria-describedby': 'ic-hd' });
+        const g = h('button', { type: 'button', class: 'hd', 'data-imagechat-handle': String(i), 'aria-describedby': 'ic-hd' });
         g.addEventListener('keydown', (e) => {
           const c = this.selected();
           if (c) this.keyEdit(e, c, (sh, dx, dy) => {
@@ -640,9 +668,11 @@ class Regions {
       this.gripsFor = chat.id;
     }
     const kind = v.t.tools[shape.type];
+    const under = this.under(shape, v.moving && v.moving.id === chat.id ? v.moving : chat);
     this.grips.forEach((g, i) => {
       if (g.previousElementSibling !== (i ? this.grips[i - 1] : m)) (i ? this.grips[i - 1] : m).after(g);
       place(g, pts[i]);
+      g.classList.toggle('under', i === under);
       const name = shape.type === 'arrow' ? (i ? s.head : s.tail) : shape.type === 'polygon' ? s.vertex(i + 1) : s.corner(i + 1);
       g.setAttribute('aria-label', s.of(name, kind));
     });

@@ -1,4 +1,5 @@
-// imagechat tenant dashboard: usage, live connections, images, moderation.
+// imagechat tenant dashboard: usage, live connections, images, moderation
+// (the image itself with its markers and shapes), annotations out and in.
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //
 // Plain script served at /static/admin.js, type-checked with tsc --checkJs.
@@ -15,8 +16,13 @@
    * @typedef {{urlId: string, chatCount: number, lastActivity: number, seq: number}} Image
    * @typedef {{id: string, name: string}} User
    * @typedef {{id: string, user: User, text: string, createdAt: number}} Comment
-   * @typedef {{id: string, x: number, y: number, resolved: boolean, user: User, createdAt: number, comments: Comment[]}} Chat
+   * @typedef {{type: string, points?: number[][], [k: string]: unknown}} Shape protocol §10
+   * @typedef {{id: string, x: number, y: number, resolved: boolean, user: User, createdAt: number, comments: Comment[], shape?: Shape}} Chat
    */
+
+  const NS = 'http://www.w3.org/2000/svg';
+  /** Shape types, their SVG elements and their names. @type {Record<string, [string, string]>} */
+  const SHAPES = { rect: ['rect', 'rectangle'], ellipse: ['ellipse', 'ellipse'], polygon: ['polygon', 'polygon'], arrow: ['line', 'arrow'] };
 
   const LIVE_EVERY = 5000;
   const DATA_EVERY = 15000;
@@ -196,7 +202,6 @@
 
   /** A bar chart of one metric per day, drawn as inline SVG. @param {HTMLElement} box @param {Day[]} data @param {Metric} m */
   function drawChart(box, data, m) {
-    const NS = 'http://www.w3.org/2000/svg';
     const W = 900;
     const H = 240;
     const pad = { l: 64, r: 12, t: 12, b: 28 };
@@ -270,6 +275,9 @@
     openUrlId = urlId;
     $('mod-url').textContent = urlId;
     $('moderation').hidden = false;
+    $('mod-import-result').textContent = '';
+    // A plain same-origin link: the dashboard's cookie authorises the download.
+    /** @type {HTMLAnchorElement} */ ($('mod-export')).href = `/api/v1/annotations?urlId=${encodeURIComponent(urlId)}`;
     await loadChats(urlId);
     $('mod-title').scrollIntoView({ block: 'nearest' });
     $('mod-close').focus();
@@ -282,6 +290,7 @@
       if (openUrlId !== urlId) return;
       /** @type {Chat[]} */
       const chats = data.chats;
+      drawPicture(urlId, data.imageUrl, chats);
       const list = $('chats');
       if (!chats.length) {
         list.replaceChildren(el('li', 'No chats on this image.', 'muted'));
@@ -290,6 +299,109 @@
       list.replaceChildren(...chats.map((c, i) => chatItem(c, i + 1)));
     } catch (e) {
       report(e);
+    }
+  }
+
+  /**
+   * The image itself (from the address the widget reported) with every chat's
+   * shape and numbered marker over it, at their percentages of the picture.
+   * @param {string} urlId @param {string | undefined} imageUrl @param {Chat[]} chats
+   */
+  function drawPicture(urlId, imageUrl, chats) {
+    const stage = $('mod-stage');
+    const img = /** @type {HTMLImageElement} */ ($('mod-img'));
+    const svg = $('mod-shapes');
+    const caption = $('mod-caption');
+    for (const pin of stage.querySelectorAll('.pin')) pin.remove();
+    svg.replaceChildren();
+    if (!imageUrl) {
+      stage.hidden = true;
+      img.removeAttribute('src');
+      caption.textContent = 'No picture: the address of this image is not known yet (the widget reports it with each new chat).';
+      return;
+    }
+    stage.hidden = false;
+    if (img.getAttribute('src') !== imageUrl) img.src = imageUrl;
+    img.alt = `The image discussed as ${urlId}`;
+    img.onerror = () => {
+      stage.hidden = true;
+      caption.textContent = `The image could not be loaded from ${imageUrl}.`;
+    };
+    caption.textContent = chats.length ? `${chats.length} chat${chats.length === 1 ? '' : 's'} on the picture, numbered as in the list below.` : 'No chats on this picture.';
+    const head = document.createElementNS(NS, 'marker');
+    for (const [k, v] of Object.entries({ id: 'mod-head', viewBox: '0 0 10 10', refX: '6', refY: '5', markerWidth: '5', markerHeight: '5', orient: 'auto' })) head.setAttribute(k, v);
+    const tip = document.createElementNS(NS, 'path');
+    tip.setAttribute('d', 'M0 0l10 5-10 5z');
+    head.append(tip);
+    svg.append(head);
+    chats.forEach((c, i) => {
+      const kind = c.shape && SHAPES[c.shape.type];
+      if (c.shape && kind) {
+        // Like the widget: percentages of the picture; a polygon's points in a stretched 100 × 100 box.
+        const box = document.createElementNS(NS, 'svg');
+        if (c.shape.points) {
+          box.setAttribute('viewBox', '0 0 100 100');
+          box.setAttribute('preserveAspectRatio', 'none');
+        }
+        const g = document.createElementNS(NS, kind[0]);
+        g.setAttribute('class', c.resolved ? 'shape resolved' : 'shape');
+        g.dataset.chatId = c.id;
+        for (const [k, v] of Object.entries(c.shape)) {
+          if (k !== 'type') g.setAttribute(k === 'w' ? 'width' : k === 'h' ? 'height' : k, Array.isArray(v) ? v.join(' ') : `${v}%`);
+        }
+        box.append(g);
+        svg.append(box);
+      }
+      const pin = el('span', c.resolved ? '✓' : String(i + 1), c.resolved ? 'pin resolved' : 'pin');
+      pin.dataset.chatId = c.id;
+      pin.style.left = `${c.x}%`;
+      pin.style.top = `${c.y}%`;
+      stage.append(pin);
+    });
+  }
+
+  /** Highlights a chat's marker on the picture while its row is pointed at or focused. @param {HTMLElement} li @param {string} id */
+  function linkRow(li, id) {
+    const on = (/** @type {boolean} */ v) => () => {
+      li.classList.toggle('on', v);
+      for (const pin of $('mod-stage').querySelectorAll('.pin')) if (/** @type {HTMLElement} */ (pin).dataset.chatId === id) pin.classList.toggle('on', v);
+    };
+    li.addEventListener('mouseenter', on(true));
+    li.addEventListener('mouseleave', on(false));
+    li.addEventListener('focusin', on(true));
+    li.addEventListener('focusout', on(false));
+  }
+
+  /** Imports a file of annotations (W3C or IIIF JSON-LD) into the open image, says how it went and shows the result. */
+  async function importFile() {
+    const input = /** @type {HTMLInputElement} */ ($('mod-import-file'));
+    const file = input.files && input.files[0];
+    const urlId = openUrlId;
+    input.value = '';
+    if (!file || !urlId) return;
+    const out = $('mod-import-result');
+    out.textContent = `Importing ${file.name}…`;
+    try {
+      const res = await fetch(`/api/v1/tenant/annotations?urlId=${encodeURIComponent(urlId)}`, {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/ld+json' },
+        body: await file.text(),
+      });
+      const data = await res.json().catch(() => ({}));
+      if (!res.ok) {
+        if (res.status === 401) return showSignIn();
+        out.textContent = `Nothing was imported from ${file.name}: ${(data.error && data.error.message) || res.statusText}`;
+        return;
+      }
+      /** @type {{index: number, reason: string}[]} */
+      const skipped = data.skipped || [];
+      out.textContent =
+        `Imported ${data.imported} annotation${data.imported === 1 ? '' : 's'} from ${file.name}` +
+        (skipped.length ? `; skipped ${skipped.length}: ${skipped.map((s) => `#${s.index} (${s.reason})`).join(', ')}.` : '.');
+      await Promise.all([loadChats(urlId), loadImages()]);
+    } catch (e) {
+      out.textContent = `Nothing was imported: ${e instanceof Error ? e.message : String(e)}`;
     }
   }
 
@@ -305,7 +417,7 @@
       el('p', first ? first.text : '', 'text'),
       el(
         'div',
-        `${c.user.name} · ${new Date(c.createdAt).toLocaleString()} · ${c.comments.length} comment${c.comments.length === 1 ? '' : 's'} · at ${c.x.toFixed(1)}%, ${c.y.toFixed(1)}%${c.resolved ? ' · resolved' : ''}`,
+        `${c.user.name} · ${new Date(c.createdAt).toLocaleString()} · ${c.comments.length} comment${c.comments.length === 1 ? '' : 's'} · ${c.shape && SHAPES[c.shape.type] ? `${SHAPES[c.shape.type][1]} ` : ''}at ${c.x.toFixed(1)}%, ${c.y.toFixed(1)}%${c.resolved ? ' · resolved' : ''}`,
         'meta',
       ),
     );
@@ -333,6 +445,7 @@
         });
     });
     li.append(pin, body, del);
+    linkRow(li, c.id);
     return li;
   }
 
@@ -358,6 +471,8 @@
   $('refresh').addEventListener('click', refreshAll);
   $('range').addEventListener('change', loadUsage);
   $('metric').addEventListener('change', renderUsage);
+  $('mod-import').addEventListener('click', () => $('mod-import-file').click());
+  $('mod-import-file').addEventListener('change', importFile);
   $('mod-close').addEventListener('click', () => {
     openUrlId = null;
     $('moderation').hidden = true;
