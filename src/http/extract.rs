@@ -122,8 +122,74 @@ async fn json_value(req: Request, timeout: Duration, limit: usize) -> Result<Val
         .await
         .map_err(|_| AppError::BodyTimeout)?
         .map_err(|_| AppError::TooLarge)?;
-    serde_json::from_slice::<Value>(&bytes)
-        .map_err(|_| AppError::invalid(None, "the body is not valid JSON"))
+    serde_json::from_slice::<Value>(&bytes).map_err(|e| {
+        // A number too large for a double is valid JSON that serde_json
+        // refuses: answer it as the field it was given for (contract §5).
+        match overflowing_field(&bytes, &e) {
+            Some(field) => AppError::invalid(
+                Some(field),
+                format!("{field} holds a number too large to be used"),
+            ),
+            None => AppError::invalid(None, "the body is not valid JSON"),
+        }
+    })
+}
+
+/// Top-level fields a body may hold numbers in (directly or nested).
+const NUMERIC_FIELDS: &[&str] = &["x", "y", "shape", "timestamp", "width", "height"];
+
+/// When `e` is serde_json's "number out of range", the top-level field of
+/// the object whose value holds that number, if it is one of
+/// [`NUMERIC_FIELDS`].
+fn overflowing_field(bytes: &[u8], e: &serde_json::Error) -> Option<&'static str> {
+    if !e.is_syntax() || !e.to_string().starts_with("number out of range") {
+        return None;
+    }
+    // serde_json counts lines from 1 and columns in bytes from 1.
+    let line_start = if e.line() <= 1 {
+        0
+    } else {
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(e.line().checked_sub(2)?)?
+            .0
+            .checked_add(1)?
+    };
+    let at = line_start.checked_add(e.column())?.min(bytes.len());
+    top_level_key(bytes.get(..at)?).and_then(|k| NUMERIC_FIELDS.iter().copied().find(|f| *f == k))
+}
+
+/// The key of the top-level object member being read where `prefix` ends.
+fn top_level_key(prefix: &[u8]) -> Option<String> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let (mut start, mut last_string, mut key) = (0usize, None, None);
+    for (i, &b) in prefix.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => {
+                    in_string = false;
+                    last_string = prefix.get(start..i);
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                start = i + 1;
+            }
+            b'{' | b'[' => depth = depth.saturating_add(1),
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b':' if depth == 1 => key = last_string,
+            _ => {}
+        }
+    }
+    key.and_then(|k| serde_json::from_slice::<String>(&[b"\"", k, b"\""].concat()).ok())
 }
 
 /// Largest body of a bulk call (an annotation import), in bytes.
@@ -247,4 +313,31 @@ pub fn required<'a>(q: &'a QueryMap, k: &'static str) -> Result<&'a str, AppErro
     q.get(k)
         .map(String::as_str)
         .ok_or_else(|| AppError::invalid(Some(k), format!("{k} is required")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(body: &str) -> Option<&'static str> {
+        let e = serde_json::from_slice::<Value>(body.as_bytes()).expect_err(body);
+        overflowing_field(body.as_bytes(), &e)
+    }
+
+    #[test]
+    fn an_overflowing_number_is_blamed_on_the_top_level_field_holding_it() {
+        assert_eq!(
+            field_of(r#"{"urlId":"a:{\"x\"","x": 1e309,"y":1}"#),
+            Some("x")
+        );
+        assert_eq!(field_of("{\"text\":\"a\",\n \"y\":\n -1e999}"), Some("y"));
+        assert_eq!(
+            field_of(r#"{"shape":{"type":"polygon","points":[[1,2],[3,1e400]]}}"#),
+            Some("shape")
+        );
+        // Not a field that holds numbers, or not an overflow: no field.
+        assert_eq!(field_of(r#"{"text": 1e999}"#), None);
+        assert_eq!(field_of(r#"{"x": 1e9,"#), None);
+        assert_eq!(field_of(r#"[1e999]"#), None);
+    }
 }

@@ -211,7 +211,7 @@ async fn a_patch_logs_moved_reshaped_resolved_in_order_and_an_equal_shape_change
 
 #[tokio::test]
 async fn each_invalid_shape_is_refused_with_its_field_and_changes_nothing() {
-    let s = Server::start().await;
+    let s = Server::start_with(|c| c.write_rate_per_minute = 0).await;
     let (t, _) = s.tenant("write").await;
     let tok = s.token(&t).await;
     let bad = [
@@ -242,7 +242,30 @@ async fn each_invalid_shape_is_refused_with_its_field_and_changes_nothing() {
             &[("authorization", &format!("Bearer {tok}")), ("content-type", "application/json")],
         )
         .await;
-    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        (r.status, r.json()["error"]["field"].clone()),
+        (400, json!("shape")),
+        "{}",
+        r.text()
+    );
+    // The same for the pin's own numbers (contract §5).
+    let r = s
+        .raw(
+            "POST",
+            "/api/v1/chats",
+            format!(r#"{{"urlId":"{URL}","x":1e309,"y":-1e999,"text":"t"}}"#).as_bytes(),
+            &[
+                ("authorization", &format!("Bearer {tok}")),
+                ("content-type", "application/json"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error"]["field"].clone()),
+        (400, json!("x")),
+        "{}",
+        r.text()
+    );
     for (field, value) in [
         ("imageUrl", json!("data:image/png;base64,AAAA")),
         ("imageUrl", json!("/relative.png")),
