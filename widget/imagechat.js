@@ -1136,7 +1136,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     /** Loads lazy/regions.js once per page; failing, pins still work and shapes still show. */
     regions() {
       this.rgP = (lazy = lazy || import(LAZY + 'regions.js')).then((m) => {
-        if (views.has(this)) this.rg = m.regions(this);
+        if (!views.has(this)) return; // destroyed meanwhile
+        this.rg = m.regions(this);
         this.render(null);
       }, console.warn);
     }

@@ -588,7 +588,7 @@ test('the lazy file: never for readers (who still see shapes), once per page for
   await strict.close();
 });
 
-test('a host-wide strict policy (script-src of the server, no unsafe-inline) loads the tools and draws without a violation', async () => {
+test('strict policies that allow imagechat.js (its server as a source, or a nonce with strict-dynamic) load the tools and draw without a violation', async () => {
   const urlId = 'lazy-strict-ok';
   const ws = srv.url.replace(/^http/, 'ws');
   const ctx = await browser.newContext({ viewport: { width: 900, height: 700 } });
@@ -609,6 +609,28 @@ test('a host-wide strict policy (script-src of the server, no unsafe-inline) loa
   await assertDrawn(page, chat.id, /** @type {Shape} */ (chat.shape), await box(layerOf(page)), 'strict');
   assert.deepEqual(await page.evaluate(() => /** @type {any} */ (window).__violations), []);
   await ctx.close();
+
+  // A nonce with 'strict-dynamic' (no host list): the import made by the nonced script is trusted too.
+  const nctx = await browser.newContext({ viewport: { width: 900, height: 700 } });
+  const np = await nctx.newPage();
+  const nonce = 'n0nceForRegionsTest';
+  await np.goto(
+    site.add(
+      '/lazy-nonce',
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>nonce</title></head><body><img id="img" src="${IMG()}" alt="Product" width="600">
+<script nonce="${nonce}" src="${srv.url}/imagechat.js"></script><script nonce="${nonce}">window.__violations = []; document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));
+${attachJs('img', 'lazy-nonce')}</script></body></html>`,
+      { 'content-security-policy': `script-src 'nonce-${nonce}' 'strict-dynamic'; object-src 'none'; base-uri 'none'` },
+    ),
+  );
+  await live(np);
+  await toolOf(np, 'arrow').click();
+  const npic = await box(layerOf(np));
+  await drag(np, at(npic, 20, 20), at(npic, 40, 50));
+  const drawn = await post(np, 'lazy-nonce', 'Arrow under a nonce policy');
+  assertShape(/** @type {any} */ (drawn.chat.shape), { type: 'arrow', x1: 20, y1: 20, x2: 40, y2: 50 }, 'nonce');
+  assert.deepEqual(await np.evaluate(() => /** @type {any} */ (window).__violations), []);
+  await nctx.close();
 });
 
 test('axe finds nothing serious with a shape selected (thread open, handles shown), light and dark; screenshots of every shape', async () => {
