@@ -58,6 +58,37 @@ fn init_logging(json: bool) {
     }
 }
 
+/// A panic (a bug) is logged as one error line, at most once a second, and
+/// counted by the log's `suppressed` field; never a multi-line report per
+/// request that a client could trigger over and over. The task that
+/// panicked ends; connections close themselves when their tasks end.
+fn quiet_panics() {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    std::panic::set_hook(Box::new(|info| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if LAST.swap(now, Relaxed) == now {
+            SUPPRESSED.fetch_add(1, Relaxed);
+            return;
+        }
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%location, %message, suppressed = SUPPRESSED.swap(0, Relaxed), "a task panicked (a bug; please report it)");
+    }));
+}
+
 /// Thousands of sockets are normal here: take all the descriptors allowed.
 fn raise_open_file_limit() {
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
@@ -108,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(config) => {
             init_logging(config.log_format == "json");
+            quiet_panics();
             raise_open_file_limit();
             tracing::debug!(?config, "starting");
             let listener =

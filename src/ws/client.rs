@@ -10,7 +10,6 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::frame::{self, Incoming, OP_PONG, OP_TEXT};
-use super::outbox::Outbox;
 use crate::app::{session, App};
 use crate::broker::ImageKey;
 use crate::domain::{validate, Actor, Tenant};
@@ -108,7 +107,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     app: Arc<App>,
     id: ConnId,
     actor: Actor,
-    out: Arc<Outbox>,
+    out: super::CloseOnExit,
     state: Arc<ConnState>,
     live: Arc<TenantLive>,
     mut reader: frame::Reader,
@@ -209,7 +208,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                     _ => None,
                 };
                 // Boxed so the idle reader does not carry the subscribe state.
-                let sub: Arc<dyn Subscriber> = out.clone();
+                let sub: Arc<dyn Subscriber> = Arc::clone(&out) as Arc<dyn Subscriber>;
                 if let Err(e) = Box::pin(app.hub.subscribe(id, &sub, &key, &rid, resume)).await {
                     app.metrics.store_error();
                     tracing::warn!(error = %e, "subscribe failed");

@@ -69,12 +69,24 @@ pub struct Reader {
     partial: Option<(u8, Vec<u8>)>,
 }
 
+/// Whether a close code may be sent by a peer (RFC 6455 §7.4.1, §7.4.2, and
+/// IANA's registry): 1000–1003, 1007–1014 and 3000–4999. 1004–1006 and 1015
+/// are reserved or only reported locally; the rest are unassigned.
+pub fn valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
 impl Reader {
     pub fn new(max_message: usize) -> Self {
         Reader {
             max_message,
             partial: None,
         }
+    }
+
+    /// Changes the largest message accepted from now on (bytes).
+    pub fn set_max_message(&mut self, max_message: usize) {
+        self.max_message = max_message;
     }
 
     pub async fn read<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Incoming, FrameError> {
@@ -98,21 +110,30 @@ impl Reader {
                 127 => {
                     let mut b = [0u8; 8];
                     r.read_exact(&mut b).await?;
-                    u64::from_be_bytes(b)
+                    let n = u64::from_be_bytes(b);
+                    // §5.2: "the most significant bit MUST be 0".
+                    if n >> 63 != 0 {
+                        return Err(FrameError::Protocol("a 64-bit length with its top bit set"));
+                    }
+                    n
                 }
-                n => n as u64,
+                n => u64::from(n),
             };
             let control = op & 0x8 != 0;
             if control && (len > 125 || !fin) {
                 return Err(FrameError::Protocol("bad control frame"));
             }
-            let have = self.partial.as_ref().map_or(0, |(_, b)| b.len()) as u64;
-            if !control && have + len > self.max_message as u64 {
+            let have = self.partial.as_ref().map_or(0, |(_, b)| b.len());
+            let total = u64::try_from(have).ok().and_then(|h| h.checked_add(len));
+            let limit = u64::try_from(self.max_message).unwrap_or(u64::MAX);
+            if !control && total.is_none_or(|t| t > limit) {
                 return Err(FrameError::TooBig);
             }
+            // Within the limit (or a control frame of at most 125 bytes).
+            let len = usize::try_from(len).map_err(|_| FrameError::TooBig)?;
             let mut mask = [0u8; 4];
             r.read_exact(&mut mask).await?;
-            let mut payload = vec![0u8; len as usize];
+            let mut payload = vec![0u8; len];
             r.read_exact(&mut payload).await?;
             for (i, b) in payload.iter_mut().enumerate() {
                 *b ^= mask[i & 3];
@@ -120,11 +141,7 @@ impl Reader {
             match op {
                 OP_PING => return Ok(Incoming::Ping(Bytes::from(payload))),
                 OP_PONG => return Ok(Incoming::Pong),
-                OP_CLOSE => {
-                    let code =
-                        (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                    return Ok(Incoming::Close(code));
-                }
+                OP_CLOSE => return close_payload(&payload),
                 OP_TEXT | OP_BINARY => {
                     if self.partial.is_some() {
                         return Err(FrameError::Protocol("new message inside a fragmented one"));
@@ -146,6 +163,23 @@ impl Reader {
                 }
                 _ => return Err(FrameError::Protocol("unknown opcode")),
             }
+        }
+    }
+}
+
+/// A close frame's body (RFC 6455 §5.5.1): empty, or a valid code followed
+/// by a UTF-8 reason.
+fn close_payload(payload: &[u8]) -> Result<Incoming, FrameError> {
+    match payload {
+        [] => Ok(Incoming::Close(None)),
+        [_] => Err(FrameError::Protocol("a close frame of one byte")),
+        [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if !valid_close_code(code) {
+                return Err(FrameError::Protocol("a close code that may not be sent"));
+            }
+            std::str::from_utf8(reason).map_err(|_| FrameError::BadUtf8)?;
+            Ok(Incoming::Close(Some(code)))
         }
     }
 }
@@ -276,6 +310,63 @@ mod tests {
             r.read(&mut &client_frame(true, OP_TEXT, &[0xff])[..]).await,
             Err(FrameError::BadUtf8)
         ));
+    }
+
+    fn header_64(fin_op: u8, len: u64) -> Vec<u8> {
+        let mut v = vec![fin_op, 0x80 | 127];
+        v.extend_from_slice(&len.to_be_bytes());
+        v.extend_from_slice(&[1, 2, 3, 4]);
+        v
+    }
+
+    /// Lengths that overflow a sum, or a usize, are refused without a panic.
+    #[tokio::test]
+    async fn huge_declared_lengths_are_refused_before_anything_is_allocated() {
+        for len in [u64::MAX - 2, u64::MAX, 1 << 63, (1 << 63) - 1, 1 << 40] {
+            let mut wire = client_frame(false, OP_TEXT, b"abc");
+            wire.extend(header_64(0x80 | OP_CONT, len));
+            let mut r = Reader::new(16 * 1024);
+            let got = r.read(&mut &wire[..]).await;
+            let top_bit = len >> 63 != 0;
+            assert!(
+                matches!(
+                    (&got, top_bit),
+                    (Err(FrameError::Protocol(_)), true) | (Err(FrameError::TooBig), false)
+                ),
+                "{len}: {got:?}"
+            );
+            // Not only after a fragment: as a first frame too.
+            let got = Reader::new(16).read(&mut &header_64(0x81, len)[..]).await;
+            assert!(got.is_err(), "{len}");
+        }
+    }
+
+    #[tokio::test]
+    async fn close_frames_are_validated() {
+        let read = |payload: Vec<u8>| async move {
+            Reader::new(16)
+                .read(&mut &client_frame(true, OP_CLOSE, &payload)[..])
+                .await
+        };
+        assert_eq!(read(vec![]).await.unwrap(), Incoming::Close(None));
+        for ok in [1000u16, 1001, 1003, 1007, 1011, 1014, 3000, 4408, 4999] {
+            let mut p = ok.to_be_bytes().to_vec();
+            p.extend_from_slice("bye ✓".as_bytes());
+            assert_eq!(read(p).await.unwrap(), Incoming::Close(Some(ok)), "{ok}");
+        }
+        assert!(matches!(read(vec![3]).await, Err(FrameError::Protocol(_))));
+        for bad in [
+            0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
+            let got = read(bad.to_be_bytes().to_vec()).await;
+            assert!(
+                matches!(got, Err(FrameError::Protocol(_))),
+                "{bad}: {got:?}"
+            );
+        }
+        let mut p = 1000u16.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0xce, 0xba, 0xe1, 0xbd]);
+        assert!(matches!(read(p).await, Err(FrameError::BadUtf8)));
     }
 
     #[test]

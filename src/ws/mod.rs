@@ -44,6 +44,14 @@ use outbox::Outbox;
 
 /// Largest inbound message; bigger ones close the connection with 1009.
 pub const MAX_INBOUND: usize = 16 * 1024;
+/// Largest message before `hello` (a hello is a token and a few bytes), so
+/// a connection that never logs in holds little memory.
+pub const MAX_HELLO: usize = 1024;
+/// How long a closing connection keeps reading (and discarding) what the
+/// peer still sends after the close frame went out, so the socket is not
+/// dropped with unread input, which would make the kernel answer with a
+/// reset that can destroy the close frame (RFC 6455 §7.1.1).
+const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 
 /// The WebSocket endpoint (RFC 6455); the messages are in docs/protocol.md.
 #[utoipa::path(get, path = "/api/v1/ws", tag = "node",
@@ -51,7 +59,14 @@ pub const MAX_INBOUND: usize = 16 * 1024;
         (status = 400, body = crate::protocol::ErrorBody, description = "not a WebSocket handshake"),
         (status = 503, body = crate::protocol::ErrorBody, description = "the connection limit is reached")))]
 pub async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response {
+    // RFC 6455 §4.2.1: an HTTP/1.1 (or later) GET with a Host.
+    if req.version() < axum::http::Version::HTTP_11 {
+        return AppError::invalid(None, "a WebSocket handshake needs HTTP/1.1").into_response();
+    }
     let h = req.headers();
+    if !h.contains_key(header::HOST) {
+        return AppError::invalid(None, "the handshake has no Host").into_response();
+    }
     let has = |name: header::HeaderName, want: &str| {
         h.get_all(name).iter().any(|v| {
             v.to_str()
@@ -62,15 +77,30 @@ pub async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response 
         return AppError::invalid(None, "this endpoint speaks WebSocket only").into_response();
     }
     if !has(header::SEC_WEBSOCKET_VERSION, "13") {
-        return AppError::invalid(None, "WebSocket version 13 is required").into_response();
+        // §4.2.2: say which version this server speaks.
+        let mut res = AppError::invalid(None, "WebSocket version 13 is required").into_response();
+        res.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return res;
     }
-    let Some(key) = h
+    // §4.1: the key is 16 random bytes in base64.
+    let key = h
         .get(header::SEC_WEBSOCKET_KEY)
         .and_then(|v| v.to_str().ok())
-    else {
-        return AppError::invalid(None, "Sec-WebSocket-Key is missing").into_response();
+        .map(str::trim)
+        .filter(|k| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(k)
+                .is_ok_and(|b| b.len() == 16)
+        });
+    let Some(key) = key else {
+        return AppError::invalid(None, "Sec-WebSocket-Key must be 16 bytes in base64")
+            .into_response();
     };
-    let accept = frame::accept_key(key.trim());
+    let accept = frame::accept_key(key);
     let origin = h
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
@@ -138,7 +168,7 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: Sink,
 {
-    let mut reader = frame::Reader::new(MAX_INBOUND);
+    let mut reader = frame::Reader::new(MAX_HELLO);
     // Boxed, like the other one-off steps below: a task is as large as its
     // largest state, and an idle connection should not carry these.
     let Some((actor, tenant)) = Box::pin(hello(
@@ -150,8 +180,10 @@ where
     ))
     .await
     else {
+        Box::pin(linger(rd, wr)).await;
         return;
     };
+    reader.set_max_message(MAX_INBOUND);
     let welcome = ServerMessage::Welcome {
         user: &actor.user,
         moderator: actor.moderator,
@@ -180,11 +212,14 @@ where
     app.conns
         .add(id, Arc::clone(&out) as Arc<dyn crate::app::Connection>);
     let state = Arc::new(ConnState::default());
-    let read_task = tokio::spawn(read_loop(
+    // However the reader ends (a panic included), the connection closes
+    // and is cleaned up at once, not at the next heartbeat sweep.
+    let guard = CloseOnExit(Arc::clone(&out));
+    let mut read_task = tokio::spawn(read_loop(
         Arc::clone(&app),
         id,
         actor,
-        Arc::clone(&out),
+        guard,
         Arc::clone(&state),
         Arc::clone(&live),
         reader,
@@ -198,8 +233,19 @@ where
     if code == Some(CloseCode::SlowConsumer) {
         app.metrics.slow_consumers.increment(1);
     }
-    read_task.abort();
-    let _ = read_task.await;
+    // The close frame is out and the write side shut: read what the peer
+    // still sends until it closes too, for a short while (§7.1.1).
+    let mut reader_done = false;
+    if code.is_some() {
+        drop(wr);
+        reader_done = Box::pin(tokio::time::timeout(CLOSE_DRAIN, &mut read_task))
+            .await
+            .is_ok();
+    }
+    if !reader_done {
+        read_task.abort();
+        let _ = read_task.await;
+    }
     let subs: Vec<ImageKey> = state
         .subs
         .lock()
@@ -212,6 +258,43 @@ where
     live.disconnected();
     report_connections(&app, &tenant.id, &live);
     app.conns.remove(id);
+}
+
+/// The reader's handle on its connection's outbox: when the reader ends, in
+/// any way, the connection is asked to close (the first reason given wins,
+/// so a reader that closed with its own code keeps it).
+pub(super) struct CloseOnExit(pub(super) Arc<Outbox>);
+
+impl std::ops::Deref for CloseOnExit {
+    type Target = Arc<Outbox>;
+    fn deref(&self) -> &Arc<Outbox> {
+        &self.0
+    }
+}
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.0.close(CloseCode::InternalError, "");
+    }
+}
+
+/// Ends a connection refused before `hello` completed: the close frame was
+/// written; shut the write side, then read and discard what the peer still
+/// sends (at most 64 KiB, for at most [`CLOSE_DRAIN`]) so the socket is not
+/// dropped with unread input.
+async fn linger<R, W>(mut rd: R, mut wr: W)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let _ = wr.shutdown().await;
+    let mut sink = tokio::io::sink();
+    let _ = tokio::time::timeout(
+        CLOSE_DRAIN,
+        tokio::io::copy(&mut (&mut rd).take(64 * 1024), &mut sink),
+    )
+    .await;
 }
 
 /// Usage metering of what a connection delivers, for its outbox.
@@ -298,7 +381,7 @@ mod idle_size {
             Arc::clone(&app),
             1,
             actor,
-            Arc::clone(&out),
+            CloseOnExit(Arc::clone(&out)),
             Arc::default(),
             app.usage.tenant("t"),
             frame::Reader::new(16),

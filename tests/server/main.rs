@@ -12,3 +12,4 @@ mod openapi;
 mod realtime;
 mod regions;
 mod regressions;
+mod wire;

@@ -439,6 +439,12 @@ impl Ws {
         let _ = self.w.write_all(&f).await;
     }
 
+    /// Writes bytes as they are: hand-made frames.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.w.write_all(bytes).await?;
+        self.w.flush().await
+    }
+
     pub async fn send(&mut self, v: Value) {
         self.send_frame(1, v.to_string().as_bytes()).await;
     }
