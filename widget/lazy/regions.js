@@ -116,6 +116,9 @@ const STRINGS = {
   },
 };
 
+/** Most points of a polygon (protocol §10). */
+const MAX_POINTS = 64;
+
 /** @type {Tool[]} */
 const TOOLS = ['pin', 'rect', 'ellipse', 'polygon', 'arrow'];
 
@@ -219,7 +222,7 @@ function sizable(s) {
   if (s.type === 'rect') return s.w >= 0.5 && s.h >= 0.5;
   if (s.type === 'ellipse') return s.rx >= 0.25 && s.ry >= 0.25;
   if (s.type === 'arrow') return Math.hypot(s.x2 - s.x1, s.y2 - s.y1) >= 1;
-  return s.points.length >= 3 && s.points.length <= 64;
+  return s.points.length >= 3 && s.points.length <= MAX_POINTS;
 }
 
 /** A polygon's points without repeats (a double click adds its point twice). @param {Pt[]} pts */
@@ -370,9 +373,10 @@ class Regions {
     });
   }
 
-  /** Adds the next point 10 % right of and below the last one (kept inside). */
+  /** Adds the next point 10 % right of and below the last one (kept inside); a polygon's last possible point finishes it. */
   next() {
     const d = /** @type {Drawing} */ (this.draw);
+    if (d.pts.length === MAX_POINTS) return this.finish();
     const last = d.pts[d.pts.length - 1];
     d.pts.push({ x: r2(last.x + 10), y: r2(last.y + 10) });
     this.paint();
@@ -430,6 +434,7 @@ class Regions {
     if (d.pts.length >= 3 && Math.hypot(((p.x - first.x) * pic.w) / 100, ((p.y - first.y) * pic.h) / 100) <= 10) return this.finish(), true;
     d.pts.push(p);
     this.paint();
+    if (d.pts.length === MAX_POINTS) this.finish();
     return true;
   }
 
