@@ -155,6 +155,12 @@ async fn main() -> anyhow::Result<()> {
         }) => {
             init_logging(false);
             validate::tenant_id(&id).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(s) = &secret {
+                validate::plain("secret", s).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            for o in &origins {
+                validate::plain("origin", o).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
             let store = imagechat::store::open(&database, 2).await?;
             let tenant = Tenant {
                 id: id.into(),

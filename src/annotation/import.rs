@@ -306,15 +306,14 @@ fn creator(v: Option<&Value>) -> User {
         ),
         _ => (None, None),
     };
-    let name: String = name
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .unwrap_or("Imported")
-        .chars()
-        .take(MAX_NAME_CHARS)
-        .collect();
-    let id = match id.map(str::trim).filter(|i| !i.is_empty()) {
-        Some(i) if i.chars().count() + 7 <= MAX_USER_ID_CHARS => format!("import:{i}"),
+    // The text rules of every name; a name that breaks them (or is too
+    // long) is shortened or replaced, never stored as sent.
+    let name = name
+        .map(|n| n.trim().chars().take(MAX_NAME_CHARS).collect::<String>())
+        .and_then(|n| validate::name(&n, MAX_NAME_CHARS))
+        .unwrap_or_else(|| "Imported".to_owned());
+    let id = match id.and_then(|i| validate::name(i, MAX_USER_ID_CHARS - 7)) {
+        Some(i) => format!("import:{i}"),
         _ => {
             let key = id.unwrap_or(&name);
             let digest = Sha256::digest(key.as_bytes());

@@ -212,17 +212,15 @@ pub fn verify_sso(secret: &str, sso: &SsoPayload, now: i64) -> Option<(User, boo
     m.verify_slice(&presented).ok()?;
     let raw = STANDARD.decode(sso.user_data_json_base64.trim()).ok()?;
     let data: SsoUserData = serde_json::from_slice(&raw).ok()?;
-    let id = data.id?;
-    let name = data.username?;
-    let id_len = id.chars().count();
-    let name_len = name.chars().count();
-    if !(1..=256).contains(&id_len) || id.starts_with("anon:") || !(1..=100).contains(&name_len) {
+    // Trimmed, then counted; blank or with refused characters is refused
+    // (see `validate`), so nobody signs in as an invisible author.
+    let id = super::validate::name(&data.id?, 256)?;
+    let name = super::validate::name(&data.username?, 100)?;
+    if id.starts_with("anon:") {
         return None;
     }
     let avatar = match data.avatar {
-        Some(serde_json::Value::String(a))
-            if a.len() <= 2048 && (a.starts_with("https://") || a.starts_with("http://")) =>
-        {
+        Some(serde_json::Value::String(a)) if super::validate::web_url("avatar", &a).is_ok() => {
             Some(a)
         }
         _ => None,
@@ -297,6 +295,28 @@ mod tests {
         assert!(verify_sso("other", &p, now).is_none());
         assert!(verify_sso("s3cret", &p, now + SSO_MAX_AGE_MS + 1).is_none());
         assert!(verify_sso("s3cret", &p, now - SSO_MAX_SKEW_MS - 1).is_none());
+        // Trimmed, then counted; blank ids and names are refused.
+        for (user, ok) in [
+            (r#"{"id":"  u2  ","username":"  Bo  "}"#.to_owned(), true),
+            (
+                format!(r#"{{"id":"u3","username":"  {}  "}}"#, "b".repeat(100)),
+                true,
+            ),
+            (r#"{"id":"   ","username":"Bo"}"#.to_owned(), false),
+            (
+                r#"{"id":"u4","username":"\u3000\u00a0 "}"#.to_owned(),
+                false,
+            ),
+            (r#"{"id":"u4","username":"\u200b"}"#.to_owned(), false),
+            (r#"{"id":"u4","username":"B\u0000o"}"#.to_owned(), false),
+        ] {
+            let got = verify_sso("s", &sso_for("s", &user, now), now);
+            assert_eq!(got.is_some(), ok, "{user}");
+            if let Some((u, _)) = got {
+                assert_eq!(u.id, u.id.trim());
+                assert_eq!(u.name, u.name.trim());
+            }
+        }
         let anon = sso_for("s", r#"{"id":"anon:1","username":"A"}"#, now);
         assert!(verify_sso("s", &anon, now).is_none());
     }

@@ -72,7 +72,11 @@ impl FromJson for CreateTenantRequest {
                 list.iter()
                     .map(|o| {
                         o.as_str()
-                            .filter(|s| !s.is_empty() && s.len() <= 2048)
+                            .filter(|s| {
+                                !s.is_empty()
+                                    && s.len() <= 2048
+                                    && validate::plain("origins", s).is_ok()
+                            })
                             .map(str::to_owned)
                     })
                     .collect::<Option<Vec<_>>>()
@@ -91,6 +95,9 @@ impl FromJson for CreateTenantRequest {
             }
         };
         let secret = f.opt_str("secret")?;
+        if let Some(s) = &secret {
+            validate::plain("secret", s)?;
+        }
         if secret
             .as_ref()
             .is_some_and(|s| s.is_empty() || s.chars().count() > MAX_SECRET_CHARS)

@@ -12,4 +12,5 @@ mod openapi;
 mod realtime;
 mod regions;
 mod regressions;
+mod text;
 mod wire;
