@@ -467,16 +467,21 @@ fn pin(x: f64, y: f64) -> Result<(f64, f64, Option<Shape>), String> {
     Ok((x, y, None))
 }
 
-/// A shape checked by the same rules as a client's, with its marker: a
-/// rect's top-left corner, an ellipse's top, a polygon's first point, an
-/// arrow's head.
+/// A shape checked by the same rules as a client's, with its marker where
+/// the widget puts it: a rect's top-left corner, the upper-left point of an
+/// ellipse's outline, a polygon's first point, an arrow's tail (its head
+/// stays free to point).
 fn shaped(s: Shape) -> Result<(f64, f64, Option<Shape>), String> {
     let s = shape::check(&s).map_err(|e| format!("its shape is refused: {e}"))?;
+    let round = |v: f64| (v * 1000.0).round() / 1000.0;
     let (x, y) = match &s {
         Shape::Rect { x, y, .. } => (*x, *y),
-        Shape::Ellipse { cx, cy, ry, .. } => (*cx, ((cy - ry) * 1000.0).round() / 1000.0),
+        Shape::Ellipse { cx, cy, rx, ry } => (
+            round(cx - rx * std::f64::consts::FRAC_1_SQRT_2),
+            round(cy - ry * std::f64::consts::FRAC_1_SQRT_2),
+        ),
         Shape::Polygon { points } => points.first().map(|p| (p[0], p[1])).unwrap_or((0.0, 0.0)),
-        Shape::Arrow { x2, y2, .. } => (*x2, *y2),
+        Shape::Arrow { x1, y1, .. } => (*x1, *y1),
     };
     Ok((x.clamp(0.0, 100.0), y.clamp(0.0, 100.0), Some(s)))
 }

@@ -85,7 +85,7 @@ async fn comments_url_ids_and_names_refuse_controls_overrides_and_blank_text() {
     }
     // A path naming an id with a NUL names nothing, on every store.
     for path in [
-        format!("/api/v1/chats/a%00b"),
+        "/api/v1/chats/a%00b".to_owned(),
         format!("/api/v1/chats/{id}/comments/1%00"),
     ] {
         let r = s
