@@ -51,6 +51,8 @@
   const SHAPES = { rect: 'rect', ellipse: 'ellipse', polygon: 'polygon', arrow: 'line' };
   /** @type {Promise<any> | undefined} */
   let lazy;
+  /** The chat a link names in the page's fragment (protocol §10: `pageUrl#imagechat-{chatId}`), until the view that knows it opens it. */
+  let linked = '';
   const PING_EVERY = 15000;
   const PONG_TIMEOUT = 10000;
   const MAX_BACKOFF = 30000;
@@ -67,21 +69,12 @@
         `${kind ? `${kind}, thread` : 'Thread'} ${n} by ${name}${resolved ? ', resolved' : ''}: ${text}${replies ? ` (${replies} ${replies === 1 ? 'reply' : 'replies'})` : ''}`,
       tools: { rect: 'Rectangle', ellipse: 'Ellipse', polygon: 'Polygon', arrow: 'Arrow' },
       hideAll: 'Hide markers and shapes',
-      moveHint: 'Arrow keys move this marker, Enter saves.',
       thread: (/** @type {number} */ n) => `Thread ${n}`,
       newComment: 'New comment',
-      comment: 'Comment',
       reply: 'Reply',
       post: 'Post',
       cancel: 'Cancel',
       close: 'Close',
-      edit: 'Edit',
-      save: 'Save',
-      del: 'Delete',
-      delChat: 'Delete thread',
-      confirmDel: 'Delete for everyone?',
-      resolve: 'Resolve',
-      reopen: 'Reopen',
       resolved: 'Resolved',
       edited: 'edited',
       you: 'you',
@@ -110,21 +103,12 @@
         `${kind ? `${kind}、` : ''}スレッド ${n}（${name}${resolved ? '、解決済み' : ''}）: ${text}${replies ? `（返信 ${replies} 件）` : ''}`,
       tools: { rect: '矩形', ellipse: '楕円', polygon: '多角形', arrow: '矢印' },
       hideAll: 'マーカーと図形を隠す',
-      moveHint: '矢印キーでこのマーカーを移動し、Enter で保存します。',
       thread: (/** @type {number} */ n) => `スレッド ${n}`,
       newComment: '新しいコメント',
-      comment: 'コメント',
       reply: '返信',
       post: '投稿',
       cancel: 'キャンセル',
       close: '閉じる',
-      edit: '編集',
-      save: '保存',
-      del: '削除',
-      delChat: 'スレッドを削除',
-      confirmDel: '全員から削除しますか？',
-      resolve: '解決',
-      reopen: '再開',
       resolved: '解決済み',
       edited: '編集済み',
       you: 'あなた',
@@ -817,7 +801,6 @@ line{marker-end:url(#ah)}marker path{fill:context-stroke;stroke:none}
 .tg[aria-pressed=true]{background:var(--acc)}.tg:focus-visible{outline:2px solid var(--fg);outline-offset:1px}
 .tg path{fill:none;stroke:currentColor;stroke-width:1.6}
 .m.pending{opacity:.6;cursor:progress}
-.m.drag{transition:none;cursor:grabbing;transform:scale(1.3)}
 .m.draft{background:rgba(29,78,216,.28);border:2px dashed var(--acc);box-shadow:0 0 0 2px #fff;pointer-events:none}
 .card{position:fixed;inset:auto;margin:0;overflow:visible;width:300px;height:auto;max-width:calc(100vw - 16px);background:var(--bg);color:var(--fg);border:1px solid var(--line);border-radius:10px;box-shadow:var(--shadow);padding:10px;cursor:auto;animation:pop .14s ease-out}
 @keyframes pop{from{opacity:0;transform:translateY(4px)}}
@@ -830,7 +813,6 @@ line{marker-end:url(#ah)}marker path{fill:context-stroke;stroke:none}
 .meta{color:var(--mut);font-size:12px;display:flex;gap:6px;flex-wrap:wrap}
 .meta b{color:var(--fg)}
 .txt{margin:2px 0 0;white-space:pre-wrap;overflow-wrap:anywhere}
-.acts{display:flex;gap:4px;margin-top:2px}
 textarea{display:block;width:100%;min-height:60px;resize:vertical;font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:6px;margin:0}
 textarea:focus{outline:2px solid var(--acc);outline-offset:0}
 form{margin:8px 0 0}form.card{margin:0}
@@ -838,11 +820,8 @@ form{margin:8px 0 0}form.card{margin:0}
 button.b{font:inherit;font-size:13px;min-height:28px;padding:3px 10px;border-radius:6px;border:1px solid var(--line);background:var(--soft);color:var(--fg);cursor:pointer;margin:0}
 button.b:focus-visible{outline:2px solid var(--acc);outline-offset:1px}
 button.p{background:var(--acc);border-color:var(--acc);color:#fff}
-button.l{background:none;border:0;color:var(--mut);padding:2px 6px;min-height:24px;text-decoration:underline}
 button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;color:var(--mut)}
-.off button.p,.off [data-imagechat-action]:not([data-imagechat-action=edit]){opacity:.55}
-.confirm{display:flex;gap:6px;align-items:center;flex-wrap:wrap;background:var(--soft);border-radius:6px;padding:6px;margin:4px 0}
-.confirm span{flex:1;font-size:13px}
+.off button.p{opacity:.55}
 .bar{position:absolute;left:6px;bottom:6px;display:flex;gap:8px;align-items:center;max-width:calc(100% - 12px);padding:3px 9px;border-radius:999px;background:rgba(17,24,39,.82);color:#fff;font-size:12px;pointer-events:none;white-space:nowrap;overflow:hidden}
 .dot{width:8px;height:8px;border-radius:50%;background:#4ade80;display:inline-block;margin-right:5px}
 [data-state=connecting] .dot{background:#facc15}
@@ -1251,8 +1230,6 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         const first = chat.comments[0];
         m.setAttribute('aria-label', t.marker(i + 1, this.name(chat.user), first ? first.text.slice(0, 80) : '', Math.max(0, chat.comments.length - 1), !!chat.resolved, sh && shape ? /** @type {Record<string, string>} */ (t.tools)[shape.type] : ''));
         m.setAttribute('aria-expanded', String(!!this.thread && this.thread.id === chat.id));
-        if (this.mayManage(chat)) m.setAttribute('aria-description', t.moveHint);
-        else m.removeAttribute('aria-description');
       });
       for (const [id, m] of this.markers) {
         if (!seen.has(id)) {
@@ -1284,6 +1261,13 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       }
       if (ev) this.announceEvent(ev);
       if (this.rg) this.rg.sync();
+      // A link to a chat of this image (#imagechat-{chatId}) opens its thread, once.
+      if (linked && this.room.chats.has(linked)) {
+        const id = linked;
+        linked = '';
+        this.img.scrollIntoView({ block: 'center' });
+        this.openThread(id, true);
+      }
     }
 
     /**
@@ -1319,64 +1303,13 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     /** @param {string} id */
     makeMarker(id) {
       const m = h('button', { class: 'm', type: 'button', 'data-imagechat-marker': true, 'data-chat-id': id, 'aria-haspopup': 'dialog' });
-      /** @type {{x: number, y: number, id: number, armed: boolean} | null} */
-      let down = null;
-      m.addEventListener('pointerdown', (e) => {
-        const chat = this.room.chats.get(id);
-        if (e.button !== 0 || !chat || chat.pending || chat.shape || !this.mayManage(chat)) return;
-        const d = (down = { x: e.clientX, y: e.clientY, id: e.pointerId, armed: e.pointerType !== 'touch' });
-        if (d.armed) m.setPointerCapture(e.pointerId); // keep getting moves once the pointer leaves the small marker
-        // A finger moves a marker only after a long press: a swipe that starts on it scrolls the page.
-        else
-          setTimeout(() => {
-            if (down !== d) return;
-            d.armed = true;
-            m.classList.add('drag');
-          }, 500);
-      });
-      // Once armed, the finger drags the marker instead of scrolling.
-      m.addEventListener('touchmove', (e) => down && down.armed && e.preventDefault(), { passive: false });
-      m.addEventListener('contextmenu', (e) => down && e.preventDefault());
-      m.addEventListener('pointermove', (e) => {
-        if (!down || down.id !== e.pointerId) return;
-        if (!down.armed) {
-          if (Math.hypot(e.clientX - down.x, e.clientY - down.y) > 8) down = null;
-          return;
-        }
-        if (!m.classList.contains('drag')) {
-          if (Math.hypot(e.clientX - down.x, e.clientY - down.y) < 5) return;
-          m.classList.add('drag');
-        }
-        const p = /** @type {{x: number, y: number}} */ (this.point(e, true));
-        m.style.left = p.x + '%';
-        m.style.top = p.y + '%';
-      });
-      const end = (/** @type {PointerEvent} */ e) => {
-        if (!down || down.id !== e.pointerId) return;
-        down = null;
-        if (!m.classList.contains('drag')) return;
-        m.classList.remove('drag');
-        this.suppressClick = true;
-        setTimeout(() => (this.suppressClick = false), 0);
-        const chat = this.room.chats.get(id);
-        if (chat && e.type === 'pointerup') this.move(chat, /** @type {{x: number, y: number}} */ (this.point(e, true)));
-        else this.render(null);
-      };
-      m.addEventListener('pointerup', end);
-      m.addEventListener('pointercancel', end);
+      // Moving it (pointer and keys) comes with the lazy file, for users who may.
       m.addEventListener('click', (e) => {
         e.stopPropagation();
         const chat = this.room.chats.get(id);
         if (this.suppressClick || !chat || chat.pending) return;
         if (this.thread && this.thread.id === id) this.closeThread(true);
         else this.openThread(id, true);
-      });
-      m.addEventListener('keydown', (e) => this.onMarkerKey(e, id));
-      m.addEventListener('blur', () => {
-        if (this.moving && this.moving.id === id) {
-          this.moving = null;
-          this.render(null);
-        }
       });
       return m;
     }
@@ -1428,31 +1361,6 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         e.preventDefault();
         this.draft = null;
         this.render(null);
-      }
-    }
-
-    /** @param {KeyboardEvent} e @param {string} id */
-    onMarkerKey(e, id) {
-      const chat = this.room.chats.get(id);
-      if (!chat || chat.pending) return;
-      if (chat.shape) return this.rg && this.rg.markerKey(e, chat);
-      const mv = this.moving;
-      if (e.key.startsWith('Arrow') && this.mayManage(chat)) {
-        e.preventDefault();
-        e.stopPropagation();
-        const m = this.moving && this.moving.id === id ? this.moving : (this.moving = { id, x: chat.x, y: chat.y });
-        const step = e.shiftKey ? 10 : 1;
-        if (e.key === 'ArrowLeft') m.x = clamp(m.x - step);
-        if (e.key === 'ArrowRight') m.x = clamp(m.x + step);
-        if (e.key === 'ArrowUp') m.y = clamp(m.y - step);
-        if (e.key === 'ArrowDown') m.y = clamp(m.y + step);
-        this.render(null);
-      } else if (mv && mv.id === id && (e.key === 'Enter' || e.key === 'Escape')) {
-        e.preventDefault();
-        e.stopPropagation();
-        this.moving = null;
-        if (e.key === 'Enter') this.move(chat, mv);
-        else this.render(null);
       }
     }
 
@@ -1569,26 +1477,6 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       }
     }
 
-    /** @param {Chat} chat @param {{x: number, y: number, shape?: Shape}} to a new place of the marker (with its shape, if it has one) */
-    move(chat, to) {
-      const room = this.room;
-      const from = { x: chat.x, y: chat.y, shape: chat.shape };
-      to = { x: to.x, y: to.y, shape: to.shape || chat.shape };
-      if (JSON.stringify(from) === JSON.stringify(to)) return this.render(null);
-      if (this.state() !== 'live') {
-        this.render(null);
-        return this.ready();
-      }
-      Object.assign(chat, to);
-      this.render(null);
-      this.run(() =>
-        this.conn.mutate('PATCH', `/api/v1/chats/${encodeURIComponent(chat.id)}`, to, (d) => room.putChat(d.chat)).catch((e) => {
-          Object.assign(chat, from);
-          throw e;
-        }),
-      );
-    }
-
     // ------------------------------------------------------------ thread
 
     /** @param {string} id @param {boolean} focus */
@@ -1666,43 +1554,13 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       }
       th.el.setAttribute('aria-label', t.thread(chats.indexOf(chat) + 1));
       const title = h('h2', { text: t.thread(chats.indexOf(chat) + 1) + (chat.resolved ? ` · ${t.resolved}` : '') });
-      /** @type {HTMLElement[]} */
-      const kids = [title];
-      if (this.canWrite()) {
-        const res = h('button', { class: 'b', type: 'button', 'data-imagechat-action': 'resolve', 'aria-pressed': String(!!chat.resolved), text: chat.resolved ? t.reopen : t.resolve });
-        res.onclick = () => this.run(() => this.conn.mutate('PATCH', `/api/v1/chats/${encodeURIComponent(chat.id)}`, { resolved: !chat.resolved }, (d) => this.room.putChat(d.chat)));
-        kids.push(res);
-      }
-      if (this.mayManage(chat)) {
-        const del = h('button', { class: 'b', type: 'button', 'data-imagechat-action': 'delete-chat', text: t.del, 'aria-label': t.delChat });
-        del.onclick = () => {
-          th.confirm = true;
-          this.renderThread();
-          const c = th.head.querySelector('[data-imagechat-action=confirm]');
-          if (c instanceof HTMLElement) c.focus();
-        };
-        kids.push(del);
-      }
       const close = h('button', { class: 'b x', type: 'button', 'aria-label': t.close, text: '×' });
       close.onclick = () => this.closeThread(true);
-      kids.push(close);
       const focused = this.root.activeElement;
       const focusAction = focused instanceof HTMLElement && th.head.contains(focused) ? focused.getAttribute('data-imagechat-action') || 'close' : null;
-      th.head.replaceChildren(h('div', { class: 'head' }, kids));
-      if (th.confirm) {
-        th.head.append(
-          this.confirmRow(
-            () => {
-              const room = this.room;
-              this.run(() => this.conn.mutate('DELETE', `/api/v1/chats/${encodeURIComponent(chat.id)}`, undefined, () => room.chats.delete(chat.id)));
-            },
-            () => {
-              th.confirm = false;
-              this.renderThread();
-            },
-          ),
-        );
-      }
+      th.head.replaceChildren(h('div', { class: 'head' }, [title, close]));
+      // Resolve and delete (and its confirmation) come with the lazy file, for users who may.
+      if (this.rg) this.rg.head(chat, th, close);
       if (focusAction && !th.confirm) {
         const again = th.head.querySelector(focusAction === 'close' ? '.x' : `[data-imagechat-action=${focusAction}]`);
         if (again instanceof HTMLElement) again.focus();
@@ -1723,7 +1581,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         }
         if (th.list.children[i] !== li) th.list.insertBefore(li, th.list.children[i] || null);
         // Rebuild only what changed, so focus and half-typed edits survive live updates.
-        const sig = JSON.stringify([c.text, c.editedAt, this.name(c.user), this.mayManage(c), !!chat.pending, this.t.edit]);
+        const sig = JSON.stringify([c.text, c.editedAt, this.name(c.user), this.mayManage(c), !!chat.pending, !!this.rg]);
         if (li.dataset.sig === sig || li.querySelector('textarea, .confirm')) return;
         const act = this.root.activeElement;
         const focusAction = act instanceof HTMLElement && li.contains(act) ? act.getAttribute('data-imagechat-action') : null;
@@ -1734,73 +1592,13 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       });
     }
 
-    /** A "Delete for everyone? [Delete] [Cancel]" row. @param {() => void} yes @param {() => void} no */
-    confirmRow(yes, no) {
-      const t = this.t;
-      const ok = h('button', { class: 'b p', type: 'button', 'data-imagechat-action': 'confirm', text: t.del });
-      const cancel = h('button', { class: 'b', type: 'button', text: t.cancel });
-      ok.onclick = yes;
-      cancel.onclick = no;
-      return h('div', { class: 'confirm', role: 'group', 'aria-label': t.confirmDel }, [h('span', { text: t.confirmDel }), ok, cancel]);
-    }
-
-    /** @param {HTMLLIElement} li @param {Chat} chat @param {Comment} c @param {boolean} [confirming] */
-    fillComment(li, chat, c, confirming) {
-      const t = this.t;
+    /** Shows a comment (its text, never HTML); edit and delete come with the lazy file, for users who may. @param {HTMLLIElement} li @param {Chat} chat @param {Comment} c */
+    fillComment(li, chat, c) {
       delete li.dataset.sig;
       const time = h('time', { datetime: new Date(c.createdAt).toISOString(), title: new Date(c.createdAt).toLocaleString(pickLocale(this.opts.locale)), text: this.ago(c.createdAt) });
-      const meta = h('div', { class: 'meta' }, [h('b', { text: this.name(c.user) }), time, c.editedAt ? h('span', { text: `(${t.edited})` }) : null]);
-      const text = h('p', { class: 'txt', dir: 'auto' });
-      text.textContent = c.text; // text, never HTML
-      li.replaceChildren(meta, text);
-      if (chat.pending || !this.mayManage(c)) return;
-      const room = this.room;
-      const path = `/api/v1/chats/${encodeURIComponent(chat.id)}/comments/${encodeURIComponent(c.id)}`;
-      if (confirming) {
-        li.append(
-          this.confirmRow(
-            () => this.run(() => this.conn.mutate('DELETE', path, undefined, () => room.dropComment(chat.id, c.id))),
-            () => this.fillComment(li, chat, c),
-          ),
-        );
-        const ok = li.querySelector('[data-imagechat-action=confirm]');
-        if (ok instanceof HTMLElement) ok.focus();
-        return;
-      }
-      const edit = h('button', { class: 'b l', type: 'button', 'data-imagechat-action': 'edit', text: t.edit });
-      const del = h('button', { class: 'b l', type: 'button', 'data-imagechat-action': 'delete', text: t.del });
-      li.append(h('div', { class: 'acts' }, [edit, del]));
-      del.onclick = () => this.fillComment(li, chat, c, true);
-      edit.onclick = () => {
-        const ta = h('textarea', { dir: 'auto', 'aria-label': t.edit, maxlength: 2000 });
-        ta.value = c.text;
-        const save = h('button', { class: 'b p', type: 'button', 'data-imagechat-action': 'save', text: t.save });
-        const cancel = h('button', { class: 'b', type: 'button', text: t.cancel });
-        const done = () => {
-          const cur = room.chats.get(chat.id);
-          const now = cur && cur.comments.find((x) => x.id === c.id);
-          if (cur && now) this.fillComment(li, cur, now);
-          const again = li.querySelector('[data-imagechat-action=edit]');
-          if (again instanceof HTMLElement) again.focus();
-        };
-        cancel.onclick = done;
-        ta.addEventListener('keydown', (e) => {
-          if (e.key === 'Escape') {
-            e.preventDefault();
-            e.stopPropagation();
-            done();
-          } else if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) save.click();
-        });
-        save.onclick = async () => {
-          const text = ta.value.trim();
-          if (!text) return this.showError(t.empty);
-          save.disabled = true;
-          if (await this.run(() => this.conn.mutate('PATCH', path, { text }, (d) => room.putComment(chat.id, d.comment)))) done();
-          else save.disabled = false;
-        };
-        li.replaceChildren(meta, ta, h('div', { class: 'row' }, [cancel, save]));
-        ta.focus();
-      };
+      const meta = h('div', { class: 'meta' }, [h('b', { text: this.name(c.user) }), time, c.editedAt ? h('span', { text: `(${this.t.edited})` }) : null]);
+      li.replaceChildren(meta, h('p', { class: 'txt', dir: 'auto', text: c.text }));
+      if (this.rg && !chat.pending && this.mayManage(c)) this.rg.comment(li, chat, c);
     }
 
     /** @param {number} ms */
@@ -1842,6 +1640,19 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
   // DOM and style changes anywhere may move an image (layout shifts) or add
   // one to attach (single-page apps): look again in the next frame.
   new MutationObserver(kick).observe(document.documentElement, { childList: true, subtree: true, attributes: true, characterData: true });
+
+  /** Reads the chat a link names in the page's fragment, on load and on every change of it. */
+  const follow = () => {
+    const m = /^#imagechat-(.+)/.exec(location.hash);
+    try {
+      linked = m ? decodeURIComponent(m[1]) : '';
+    } catch (_) {
+      linked = '';
+    }
+    for (const v of views) v.render(null);
+  };
+  addEventListener('hashchange', follow);
+  follow();
 
   /** @type {any} */ (window).ImageChat = { attach, version: '1' };
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', autoAttach);

@@ -1,19 +1,23 @@
-// imagechat regions: the drawing tool bar, drawing shapes with the mouse,
-// touch and keyboard, and editing a drawn shape (protocol §10).
+// imagechat for writers: the drawing tool bar, drawing shapes with the
+// mouse, touch and keyboard, editing a drawn shape (protocol §10), moving a
+// pin, and the actions of a thread (resolve, delete, edit and delete a
+// comment).
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //
 // A module imagechat.js imports on demand from /imagechat/regions.js, once
 // per page, for a user who may write: visitors who only read never load it.
-// Drawing the shapes of every chat stays in imagechat.js, so a reader sees
-// them and a page whose policy refuses this file still shows them (its pins
-// keep working; only the tools are missing). Like imagechat.js it is plain
+// Everything a reader sees stays in imagechat.js: markers, the shapes of
+// every chat, threads, live updates. A page whose policy refuses this file
+// still shows all of it, and its writers can still place pins and reply;
+// only what this file adds is missing. Like imagechat.js it is plain
 // JavaScript checked by `tsc --checkJs --strict`, and it needs no inline
 // style: its CSS is a constructable stylesheet adopted by the view's shadow
 // root, positions are CSSOM writes.
 //
 // It talks to imagechat.js only through the `View` described below, and
-// changes the model only through the view's own mutations (`openComposer`,
-// then the view's create; `move` for a reshape).
+// changes the model only through the view's own calls (`openComposer`, then
+// the view's create; `run` with `conn.mutate` for the rest, the answer
+// applied through the room).
 //
 // Where the marker of a shape sits (the chat's x, y): the top-left corner of
 // a rectangle, the upper-left point of an ellipse's outline (at 45°), the
@@ -39,7 +43,9 @@
  *   | {type: 'arrow', x1: number, y1: number, x2: number, y2: number}} Shape
  * @typedef {Shape['type']} Kind
  * @typedef {'pin' | Kind} Tool
- * @typedef {{id: string, x: number, y: number, user: {id: string}, shape?: Shape, pending?: boolean}} Chat
+ * @typedef {{id: string, text: string, user: {id: string}}} Comment
+ * @typedef {{id: string, x: number, y: number, user: {id: string}, shape?: Shape, pending?: boolean, resolved?: boolean, comments: Comment[]}} Chat
+ * @typedef {{id: string, head: HTMLElement, confirm: boolean}} Thread an open thread: its head, and whether deleting it asks to confirm
  * @typedef {{id: string, x: number, y: number, shape?: Shape}} Moving
  * @typedef {{pic: {l: number, t: number, w: number, h: number}}} Geo
  */
@@ -55,10 +61,12 @@
  * @property {HTMLElement} toggle the hide/show button, beside which the tool bar goes
  * @property {HTMLElement} descEl the layer's description (what the keys do)
  * @property {HTMLElement | null} composer the new-chat composer, if open
- * @property {{id: string} | null} thread the open thread
+ * @property {Thread | null} thread the open thread
  * @property {Map<string, HTMLButtonElement>} markers
- * @property {{chats: Map<string, Chat>}} room
- * @property {{placing: string, tools: Record<string, string>}} t the core's strings
+ * @property {{chats: Map<string, Chat>, putChat: (chat: Chat) => void, putComment: (chatId: string, c: Comment) => void, dropComment: (chatId: string, commentId: string) => void}} room the model of the image
+ * @property {{mutate: (method: string, path: string, body: Record<string, unknown> | undefined, apply: (data: any) => void) => Promise<unknown>}} conn sends one change (applied once, by its answer or its echo)
+ * @property {(fn: () => Promise<unknown>) => Promise<boolean>} run runs a change if live, re-renders, shows an error if it fails
+ * @property {{placing: string, tools: Record<string, string>, cancel: string, empty: string}} t the core's strings
  * @property {Tool | string} tool the chosen tool ('pin' is the core's own)
  * @property {boolean} hide markers and shapes hidden by the toggle
  * @property {{x: number, y: number} | null} draft the point of a pin being placed by keyboard
@@ -69,11 +77,14 @@
  * @property {(e: MouseEvent, loose?: boolean) => Pt | null} point percent of the picture under a pointer (clamped when loose)
  * @property {() => boolean} canWrite
  * @property {() => boolean} ready whether a change may be sent now (else it says why)
- * @property {(chat: Chat) => boolean} mayManage
+ * @property {(thing: {user: {id: string}}) => boolean} mayManage whether the user may move, edit or delete it
+ * @property {() => string} state the room's state: 'live', 'connecting' or 'offline'
  * @property {(at: Pt, text?: string, shape?: Shape) => void} openComposer
  * @property {(m: Element, id?: string, sh?: Shape) => Element | undefined} shape draws a shape before a marker
- * @property {(chat: Chat, to: {x: number, y: number, shape?: Shape}) => void} move stores a new place (and shape)
  * @property {(ev: null) => void} render
+ * @property {() => void} renderThread
+ * @property {(li: HTMLLIElement, chat: Chat, c: Comment) => void} fillComment shows a comment as it is stored (and calls `comment` here)
+ * @property {(msg: string) => void} showError
  * @property {(text: string) => void} announce says something through the polite live region
  */
 
@@ -95,6 +106,14 @@ const STRINGS = {
     head: 'Head of the arrow',
     of: (/** @type {string} */ handle, /** @type {string} */ shape) => `${handle} of the ${shape.toLowerCase()}`,
     edit: 'Drag it, or use the arrow keys (Shift for bigger steps); Enter saves, Escape cancels.',
+    moveHint: 'Arrow keys move this marker, Enter saves.',
+    editText: 'Edit',
+    save: 'Save',
+    del: 'Delete',
+    delChat: 'Delete thread',
+    confirmDel: 'Delete for everyone?',
+    resolve: 'Resolve',
+    reopen: 'Reopen',
   },
   ja: {
     pin: 'ピン',
@@ -113,6 +132,14 @@ const STRINGS = {
     head: '矢印の先端',
     of: (/** @type {string} */ handle, /** @type {string} */ shape) => `${shape}の${handle}`,
     edit: 'ドラッグするか矢印キーで動かします（Shift で大きく）。Enter で保存、Escape で取り消します。',
+    moveHint: '矢印キーでこのマーカーを移動し、Enter で保存します。',
+    editText: '編集',
+    save: '保存',
+    del: '削除',
+    delChat: 'スレッドを削除',
+    confirmDel: '全員から削除しますか？',
+    resolve: '解決',
+    reopen: '再開',
   },
 };
 
@@ -148,6 +175,12 @@ const CSS = `
 .pt{position:absolute;width:10px;height:10px;margin:-5px 0 0 -5px;border-radius:50%;background:#fff;border:2px solid var(--acc);pointer-events:none;z-index:2}
 .pt.first{width:18px;height:18px;margin:-9px 0 0 -9px}
 .pt.cur{width:16px;height:16px;margin:-8px 0 0 -8px;background:var(--acc);box-shadow:0 0 0 2px #fff}
+.m.drag{transition:none;cursor:grabbing;transform:scale(1.3)}
+.acts{display:flex;gap:4px;margin-top:2px}
+button.l{background:none;border:0;color:var(--mut);padding:2px 6px;min-height:24px;text-decoration:underline}
+.off [data-imagechat-action]:not([data-imagechat-action=edit]){opacity:.55}
+.confirm{display:flex;gap:6px;align-items:center;flex-wrap:wrap;background:var(--soft);border-radius:6px;padding:6px;margin:4px 0}
+.confirm span{flex:1;font-size:13px}
 @media (forced-colors:active){.hd::before,.pt{background:Canvas;border-color:CanvasText}.pt.cur,.hd:focus::before{background:Highlight}[aria-pressed=true]{outline:2px solid Highlight}}
 @media (prefers-reduced-motion:reduce){*{transition:none!important}}
 `;
@@ -232,13 +265,17 @@ const distinct = (pts) => pts.filter((p, i) => !i || Math.hypot(p.x - pts[i - 1]
 
 /**
  * @template {keyof HTMLElementTagNameMap} K
- * @param {K} tag @param {Record<string, string>} [attrs] @returns {HTMLElementTagNameMap[K]}
+ * @param {K} tag @param {Record<string, string>} [attrs] @param {string} [text] @returns {HTMLElementTagNameMap[K]}
  */
-function h(tag, attrs) {
+function h(tag, attrs, text) {
   const el = document.createElement(tag);
   for (const k in attrs) el.setAttribute(k, attrs[k]);
+  if (text) el.textContent = text;
   return el;
 }
+
+/** A button of the thread (class `b`) that says `text`. @param {string} text @param {Record<string, string>} [attrs] */
+const button = (text, attrs) => h('button', Object.assign({ class: 'b', type: 'button' }, attrs), text);
 
 /** @param {string} d */
 function icon(d) {
@@ -293,6 +330,8 @@ class Regions {
     this.gripsFor = null;
     /** @type {HTMLElement[]} */
     this.dots = [];
+    /** Markers that listen for moves. @type {WeakSet<Element>} */
+    this.wired = new WeakSet();
 
     if (!sheet) {
       sheet = new CSSStyleSheet();
@@ -588,7 +627,7 @@ class Regions {
     const v = this.v;
     const m = v.moving;
     v.moving = null;
-    if (m && m.id === chat.id && m.shape) v.move(chat, { x: m.x, y: m.y, shape: m.shape });
+    if (m && m.id === chat.id && m.shape) this.move(chat, { x: m.x, y: m.y, shape: m.shape });
     else v.render(null);
   }
 
@@ -621,7 +660,226 @@ class Regions {
     e.stopPropagation();
   }
 
-  /** Keeps the tool bar, the layer's description, the grips of the selected shape and the drawing in step with the view: imagechat.js calls it after each render. */
+  // ------------------------------------------------------------ moving
+
+  /**
+   * Lets a marker move, for a user who may move its chat: a pin's is dragged
+   * (a finger first holds it for half a second, so a swipe that starts on it
+   * scrolls the page) or moved with the arrow keys, Enter saving and Escape
+   * dropping; a shape's marker hands its keys to `markerKey`.
+   * @param {HTMLButtonElement} m @param {string} id
+   */
+  wire(m, id) {
+    const v = this.v;
+    this.wired.add(m);
+    /** @type {{x: number, y: number, id: number, armed: boolean} | null} */
+    let down = null;
+    m.addEventListener('pointerdown', (e) => {
+      const chat = v.room.chats.get(id);
+      if (e.button !== 0 || !chat || chat.pending || chat.shape || !v.mayManage(chat)) return;
+      const d = (down = { x: e.clientX, y: e.clientY, id: e.pointerId, armed: e.pointerType !== 'touch' });
+      if (d.armed) m.setPointerCapture(e.pointerId); // keep getting moves once the pointer leaves the small marker
+      else
+        setTimeout(() => {
+          if (down !== d) return;
+          d.armed = true;
+          m.classList.add('drag');
+        }, 500);
+    });
+    // Once armed, the finger drags the marker instead of scrolling.
+    m.addEventListener('touchmove', (e) => down && down.armed && e.preventDefault(), { passive: false });
+    m.addEventListener('contextmenu', (e) => down && e.preventDefault());
+    m.addEventListener('pointermove', (e) => {
+      if (!down || down.id !== e.pointerId) return;
+      if (!down.armed) {
+        if (Math.hypot(e.clientX - down.x, e.clientY - down.y) > 8) down = null;
+        return;
+      }
+      if (!m.classList.contains('drag')) {
+        if (Math.hypot(e.clientX - down.x, e.clientY - down.y) < 5) return;
+        m.classList.add('drag');
+      }
+      place(m, /** @type {Pt} */ (v.point(e, true)));
+    });
+    const end = (/** @type {PointerEvent} */ e) => {
+      if (!down || down.id !== e.pointerId) return;
+      down = null;
+      if (!m.classList.contains('drag')) return;
+      m.classList.remove('drag');
+      // The click that ends the drag does not open or close the thread.
+      v.suppressClick = true;
+      setTimeout(() => (v.suppressClick = false), 0);
+      const chat = v.room.chats.get(id);
+      if (chat && e.type === 'pointerup') this.move(chat, /** @type {Pt} */ (v.point(e, true)));
+      else v.render(null);
+    };
+    m.addEventListener('pointerup', end);
+    m.addEventListener('pointercancel', end);
+    m.addEventListener('keydown', (e) => {
+      const chat = v.room.chats.get(id);
+      if (!chat || chat.pending) return;
+      if (chat.shape) return this.markerKey(e, chat);
+      const mv = v.moving;
+      if (e.key.startsWith('Arrow') && v.mayManage(chat)) {
+        const p = mv && mv.id === id ? mv : (v.moving = { id, x: chat.x, y: chat.y });
+        const step = e.shiftKey ? 10 : 1;
+        if (e.key === 'ArrowLeft') p.x = r2(p.x - step);
+        if (e.key === 'ArrowRight') p.x = r2(p.x + step);
+        if (e.key === 'ArrowUp') p.y = r2(p.y - step);
+        if (e.key === 'ArrowDown') p.y = r2(p.y + step);
+        v.render(null);
+      } else if (mv && mv.id === id && (e.key === 'Enter' || e.key === 'Escape')) {
+        v.moving = null;
+        if (e.key === 'Enter') this.move(chat, mv);
+        else v.render(null);
+      } else return;
+      e.preventDefault();
+      e.stopPropagation();
+    });
+    // Leaving the marker drops a move not saved.
+    m.addEventListener('blur', () => {
+      if (v.moving && v.moving.id === id) {
+        v.moving = null;
+        v.render(null);
+      }
+    });
+  }
+
+  /**
+   * Stores a new place of a chat's marker (and its new shape, if it has
+   * one): shown at once, put back if the server refuses.
+   * @param {Chat} chat @param {{x: number, y: number, shape?: Shape}} to
+   */
+  move(chat, to) {
+    const v = this.v;
+    const room = v.room;
+    const from = { x: chat.x, y: chat.y, shape: chat.shape };
+    to = { x: to.x, y: to.y, shape: to.shape || chat.shape };
+    if (JSON.stringify(from) === JSON.stringify(to) || !v.ready()) return v.render(null);
+    Object.assign(chat, to);
+    v.render(null);
+    v.run(() =>
+      v.conn.mutate('PATCH', `/api/v1/chats/${encodeURIComponent(chat.id)}`, to, (d) => room.putChat(d.chat)).catch((e) => {
+        Object.assign(chat, from);
+        throw e;
+      }),
+    );
+  }
+
+  // ------------------------------------------------------------ thread actions
+
+  /**
+   * Adds resolve / reopen and, for its creator and moderators, delete (which
+   * asks first, in a row below) to an open thread's head, before its close
+   * button: imagechat.js calls it each time it renders the head.
+   * @param {Chat} chat @param {Thread} th @param {HTMLElement} close
+   */
+  head(chat, th, close) {
+    const v = this.v;
+    const s = this.s;
+    const path = `/api/v1/chats/${encodeURIComponent(chat.id)}`;
+    if (!v.canWrite()) return;
+    const res = button(chat.resolved ? s.reopen : s.resolve, { 'data-imagechat-action': 'resolve', 'aria-pressed': String(!!chat.resolved) });
+    res.onclick = () => v.run(() => v.conn.mutate('PATCH', path, { resolved: !chat.resolved }, (d) => v.room.putChat(d.chat)));
+    close.before(res);
+    if (v.mayManage(chat)) {
+      const del = button(s.del, { 'data-imagechat-action': 'delete-chat', 'aria-label': s.delChat });
+      del.onclick = () => {
+        th.confirm = true;
+        v.renderThread();
+        const ok = th.head.querySelector('[data-imagechat-action=confirm]');
+        if (ok instanceof HTMLElement) ok.focus();
+      };
+      close.before(del);
+    }
+    if (th.confirm) {
+      const room = v.room;
+      th.head.append(
+        this.confirmRow(
+          () => v.run(() => v.conn.mutate('DELETE', path, undefined, () => room.chats.delete(chat.id))),
+          () => {
+            th.confirm = false;
+            v.renderThread();
+          },
+        ),
+      );
+    }
+  }
+
+  /**
+   * Adds edit and delete to a comment the user may change (imagechat.js
+   * calls it each time it fills one in): editing swaps its text for a
+   * textarea (Ctrl+Enter saves, Escape cancels); deleting asks first.
+   * @param {HTMLLIElement} li @param {Chat} chat @param {Comment} c
+   */
+  comment(li, chat, c) {
+    const v = this.v;
+    const s = this.s;
+    const t = v.t;
+    const room = v.room;
+    const path = `/api/v1/chats/${encodeURIComponent(chat.id)}/comments/${encodeURIComponent(c.id)}`;
+    const edit = button(s.editText, { class: 'b l', 'data-imagechat-action': 'edit' });
+    const del = button(s.del, { class: 'b l', 'data-imagechat-action': 'delete' });
+    const acts = h('div', { class: 'acts' });
+    acts.append(edit, del);
+    li.append(acts);
+    del.onclick = () => {
+      acts.replaceWith(
+        this.confirmRow(
+          () => v.run(() => v.conn.mutate('DELETE', path, undefined, () => room.dropComment(chat.id, c.id))),
+          () => v.fillComment(li, chat, c),
+        ),
+      );
+      const ok = li.querySelector('[data-imagechat-action=confirm]');
+      if (ok instanceof HTMLElement) ok.focus();
+    };
+    edit.onclick = () => {
+      const ta = h('textarea', { dir: 'auto', 'aria-label': s.editText, maxlength: '2000' });
+      ta.value = c.text;
+      const save = button(s.save, { class: 'b p', 'data-imagechat-action': 'save' });
+      const cancel = button(t.cancel);
+      const done = () => {
+        const cur = room.chats.get(chat.id);
+        const now = cur && cur.comments.find((x) => x.id === c.id);
+        if (cur && now) v.fillComment(li, cur, now);
+        const again = li.querySelector('[data-imagechat-action=edit]');
+        if (again instanceof HTMLElement) again.focus();
+      };
+      cancel.onclick = done;
+      ta.addEventListener('keydown', (e) => {
+        if (e.key === 'Escape') {
+          e.preventDefault();
+          e.stopPropagation();
+          done();
+        } else if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) save.click();
+      });
+      save.onclick = async () => {
+        const text = ta.value.trim();
+        if (!text) return v.showError(t.empty);
+        save.disabled = true;
+        if (await v.run(() => v.conn.mutate('PATCH', path, { text }, (d) => room.putComment(chat.id, d.comment)))) done();
+        else save.disabled = false;
+      };
+      const row = h('div', { class: 'row' });
+      row.append(cancel, save);
+      li.replaceChildren(/** @type {Element} */ (li.firstElementChild), ta, row);
+      ta.focus();
+    };
+  }
+
+  /** A "Delete for everyone? [Delete] [Cancel]" row. @param {() => void} yes @param {() => void} no */
+  confirmRow(yes, no) {
+    const s = this.s;
+    const ok = button(s.del, { class: 'b p', 'data-imagechat-action': 'confirm' });
+    const cancel = button(this.v.t.cancel);
+    ok.onclick = yes;
+    cancel.onclick = no;
+    const row = h('div', { class: 'confirm', role: 'group', 'aria-label': s.confirmDel });
+    row.append(h('span', {}, s.confirmDel), ok, cancel);
+    return row;
+  }
+
+  /** Keeps the tool bar, the layer's description, the markers' moves, the grips of the selected shape and the drawing in step with the view: imagechat.js calls it after each render. */
   sync() {
     const v = this.v;
     const s = this.s;
@@ -641,6 +899,12 @@ class Regions {
     const help = v.tool === 'pin' ? v.t.placing : v.tool === 'polygon' ? s.help.polygon : s.help.drag(v.t.tools[v.tool]);
     if (v.descEl.textContent !== help) v.descEl.textContent = help;
     this.hint.textContent = s.edit;
+    for (const [id, m] of v.markers) {
+      if (!this.wired.has(m)) this.wire(m, id);
+      const c = v.room.chats.get(id);
+      if (c && v.mayManage(c)) m.setAttribute('aria-description', s.moveHint);
+      else m.removeAttribute('aria-description');
+    }
 
     // The selected shape takes pointers (to be dragged) and shows its grips right after its marker, so Tab reaches them next.
     const chat = this.selected();
