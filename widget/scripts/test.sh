@@ -35,8 +35,9 @@ fi
 
 echo "--- sizes"
 size=$(gzip -9 -c imagechat.js | wc -c)
-echo "imagechat.js: $(wc -c < imagechat.js) bytes, $size bytes gzipped (budget 24576)"
-[ "$size" -le 24576 ] || { echo "imagechat.js is over its 24 KB gzipped budget" >&2; exit 1; }
+# Every visitor loads it: 24 KB, read as 24,000 bytes.
+echo "imagechat.js: $(wc -c < imagechat.js) bytes, $size bytes gzipped (budget 24000)"
+[ "$size" -le 24000 ] || { echo "imagechat.js is over its 24 KB (24,000 bytes) gzipped budget" >&2; exit 1; }
 # Loaded on demand (served at /imagechat/NAME.js): no budget, but worth watching.
 for f in lazy/*.js; do
   echo "$f: $(wc -c < "$f") bytes, $(gzip -9 -c "$f" | wc -c) bytes gzipped (on demand)"
