@@ -30,6 +30,8 @@ pub enum AppError {
     TooLarge,
     /// 408: the body did not arrive within `--body-timeout`.
     BodyTimeout,
+    /// 431: the request line and headers exceed `http::MAX_HEAD_BYTES`.
+    HeadTooLarge,
     Conflict(&'static str),
     /// 429 with `Retry-After` in whole seconds.
     RateLimited {
@@ -64,6 +66,7 @@ impl AppError {
             AppError::HistoryGone(_) => StatusCode::GONE,
             AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            AppError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Overloaded { .. } | AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,6 +85,7 @@ impl AppError {
             AppError::HistoryGone(_) => "history_gone",
             AppError::TooLarge => "payload_too_large",
             AppError::BodyTimeout => "request_timeout",
+            AppError::HeadTooLarge => "headers_too_large",
             AppError::Conflict(_) => "conflict",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Overloaded { .. } | AppError::Unavailable => "unavailable",
@@ -104,6 +108,7 @@ impl AppError {
             | AppError::MethodNotAllowed
             | AppError::HistoryGone(_)
             | AppError::BodyTimeout
+            | AppError::HeadTooLarge
             | AppError::Conflict(_) => CloseCode::PolicyViolation,
         }
     }
@@ -117,9 +122,12 @@ impl AppError {
             | AppError::NotFound(m)
             | AppError::HistoryGone(m)
             | AppError::Conflict(m) => m,
-            AppError::TooLarge => "the body is larger than 64 KiB",
+            AppError::TooLarge => {
+                "the body is too large (64 KiB at most; 4 MiB for an annotation import)"
+            }
             AppError::MethodNotAllowed => "this path does not take that method",
             AppError::BodyTimeout => "the body did not arrive in time",
+            AppError::HeadTooLarge => "the request line and headers exceed 32 KiB",
             AppError::RateLimited { .. } => "too many writes; retry later",
             AppError::Overloaded { .. } => "this server is at its connection limit; retry later",
             AppError::Unavailable => "storage or broker unavailable; retry later",

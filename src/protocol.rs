@@ -313,7 +313,7 @@ pub struct ErrorBody<'a> {
 pub struct ErrorDetail<'a> {
     /// Stable machine-readable code: `invalid_input`, `unauthorized`,
     /// `forbidden`, `not_found`, `conflict`, `history_gone`,
-    /// `payload_too_large`, `request_timeout`, `rate_limited`, `internal`,
+    /// `payload_too_large`, `request_timeout`, `headers_too_large`, `rate_limited`, `internal`,
     /// `unavailable`.
     pub code: &'a str,
     pub message: &'a str,

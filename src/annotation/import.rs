@@ -80,16 +80,41 @@ pub fn read(body: &Value, o: &Options) -> Result<Reading, String> {
                     Imported::Chat { id, .. } => (id, true),
                     Imported::Reply { id, target, .. } => (id, seen.contains(target)),
                 };
-                if let Some(id) = id {
-                    seen.insert(id.clone());
-                }
                 if ready {
+                    if let Some(id) = id {
+                        seen.insert(id.clone());
+                    }
                     items.push((i, item));
                 } else {
                     later.push((i, item));
                 }
             }
             Err(reason) => skipped.push((i, reason)),
+        }
+    }
+    // Replies that came before what they reply to, in as many rounds as
+    // the chain is long; what never finds its target is left for the
+    // writer to skip with a reason.
+    loop {
+        let before = later.len();
+        let mut still = Vec::new();
+        for (i, item) in later {
+            let ready = match &item {
+                Imported::Reply { target, .. } => seen.contains(target),
+                Imported::Chat { .. } => true,
+            };
+            if ready {
+                if let Imported::Reply { id: Some(id), .. } = &item {
+                    seen.insert(id.clone());
+                }
+                items.push((i, item));
+            } else {
+                still.push((i, item));
+            }
+        }
+        later = still;
+        if later.is_empty() || later.len() == before {
+            break;
         }
     }
     items.extend(later);
@@ -268,24 +293,69 @@ fn text_of(bodies: &[Map<String, Value>], purposes: &[&str]) -> Result<String, S
     validate::text("text", &text).map_err(|e| format!("its text is refused: {e}"))
 }
 
-/// The text of an HTML fragment: tags dropped, the common entities decoded.
+/// The text of an HTML fragment, as a reader would see it: tags dropped,
+/// `script` and `style` contents and comments dropped, CDATA kept, a line
+/// break where a block or `<br>` ends a line, and character references
+/// decoded (all of HTML's, by `html-escape`).
 fn html_text(html: &str) -> String {
+    const BLOCKS: &[&str] = &[
+        "br",
+        "p",
+        "div",
+        "li",
+        "tr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "blockquote",
+        "pre",
+        "ul",
+        "ol",
+        "table",
+        "hr",
+    ];
     let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for c in html.chars() {
-        match (in_tag, c) {
-            (false, '<') => in_tag = true,
-            (true, '>') => in_tag = false,
-            (false, c) => out.push(c),
-            (true, _) => {}
+    let mut rest = html;
+    while let Some(at) = rest.find('<') {
+        out.push_str(&rest[..at]);
+        let tag = &rest[at..];
+        if let Some(body) = tag.strip_prefix("<![CDATA[") {
+            let end = body.find("]]>").unwrap_or(body.len());
+            // Kept as text: escape it so decoding below leaves it as it is.
+            out.push_str(&html_escape::encode_text(&body[..end]));
+            rest = body.get(end + 3..).unwrap_or("");
+            continue;
+        }
+        if let Some(body) = tag.strip_prefix("<!--") {
+            rest = body.find("-->").map_or("", |e| &body[e + 3..]);
+            continue;
+        }
+        let end = tag.find('>').map_or(tag.len(), |e| e + 1);
+        let name: String = tag[1..end]
+            .trim_start_matches('/')
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_ascii_lowercase();
+        rest = &tag[end..];
+        if (name == "script" || name == "style") && !tag.starts_with("</") {
+            let close = format!("</{name}");
+            let lower = rest.to_ascii_lowercase();
+            rest = lower
+                .find(&close)
+                .and_then(|e| rest[e..].find('>').map(|g| &rest[e + g + 1..]))
+                .unwrap_or("");
+            continue;
+        }
+        if BLOCKS.contains(&name.as_str()) && !out.ends_with('\n') && !out.is_empty() {
+            out.push('\n');
         }
     }
-    out.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&nbsp;", " ")
-        .replace("&amp;", "&")
+    out.push_str(rest);
+    html_escape::decode_html_entities(&out).trim().to_owned()
 }
 
 /// `{"id": "import:" + its id (or a hash of its name), "name": its name or
@@ -594,6 +664,36 @@ mod tests {
                 points: vec![[0.0, 0.0], [50.0, 0.0], [50.0, 50.0]]
             })
         );
+    }
+
+    #[test]
+    fn html_bodies_read_as_their_text() {
+        for (html, text) in [
+            ("A&#65;&#x42;C", "AABC"),
+            ("caf&eacute; &copy;", "café ©"),
+            ("line1<br>line2<p>para</p>", "line1\nline2\npara"),
+            ("<style>p{}</style><b>x</b>", "x"),
+            ("<SCRIPT>alert(1)</script >ok", "ok"),
+            ("<![CDATA[a < b]]> &amp; c", "a < b & c"),
+            ("a<!-- hidden -->b", "ab"),
+            ("<p>unclosed", "unclosed"),
+        ] {
+            assert_eq!(html_text(html), text, "{html}");
+        }
+    }
+
+    #[test]
+    fn reply_chains_that_come_before_their_chat_all_land() {
+        let body = json!([
+            {"id": "r3", "type": "Annotation", "motivation": "replying", "bodyValue": "3", "target": "r2"},
+            {"id": "r2", "type": "Annotation", "motivation": "replying", "bodyValue": "2", "target": "r1"},
+            {"id": "r1", "type": "Annotation", "motivation": "replying", "bodyValue": "1", "target": "c1"},
+            {"id": "c1", "type": "Annotation", "motivation": "commenting", "bodyValue": "c",
+             "target": {"selector": {"type": "FragmentSelector", "value": "xywh=percent:5,5,0,0"}}},
+        ]);
+        let r = read(&body, &Options::default()).unwrap();
+        let order: Vec<usize> = r.items.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, vec![3, 2, 1, 0]);
     }
 
     #[test]

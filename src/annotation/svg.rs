@@ -37,8 +37,66 @@ pub struct Read {
     pub percent: bool,
 }
 
+/// Longest SVG document read, in bytes.
+pub const MAX_SVG_BYTES: usize = 64 * 1024;
+/// Deepest element nesting read. The XML parser recurses per level, so an
+/// unbounded depth (thousands of nested `<g>`) would overflow the stack and
+/// abort the whole process: the depth is measured first, without recursion.
+pub const MAX_SVG_DEPTH: usize = 32;
+
+/// The deepest element nesting of an XML text, measured by a flat scan
+/// (comments, processing instructions and declarations skipped; quoted
+/// attribute values honoured). Stops counting once past `limit`.
+fn depth(doc: &str, limit: usize) -> usize {
+    let b = doc.as_bytes();
+    let (mut i, mut depth, mut deepest) = (0usize, 0usize, 0usize);
+    while i < b.len() {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        match b.get(i + 1) {
+            Some(b'/') => depth = depth.saturating_sub(1),
+            Some(b'!' | b'?') => {}
+            Some(_) => {
+                // An opening tag: find its end, past quoted values.
+                let mut j = i + 1;
+                let mut quote = None;
+                while j < b.len() {
+                    match (quote, b[j]) {
+                        (None, q @ (b'"' | b'\'')) => quote = Some(q),
+                        (Some(q), c) if c == q => quote = None,
+                        (None, b'>') => break,
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                if b.get(j.wrapping_sub(1)) != Some(&b'/') {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                    if deepest > limit {
+                        return deepest;
+                    }
+                }
+                i = j;
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    deepest
+}
+
 /// Reads the one shape of an SVG document; the error says why not.
 pub fn read(doc: &str) -> Result<Read, String> {
+    if doc.len() > MAX_SVG_BYTES {
+        return Err(format!("the SVG is longer than {MAX_SVG_BYTES} bytes"));
+    }
+    if depth(doc, MAX_SVG_DEPTH) > MAX_SVG_DEPTH {
+        return Err(format!(
+            "the SVG nests elements more than {MAX_SVG_DEPTH} deep"
+        ));
+    }
     let opts = roxmltree::ParsingOptions {
         allow_dtd: false,
         nodes_limit: 10_000,
@@ -49,11 +107,14 @@ pub fn read(doc: &str) -> Result<Read, String> {
     if root.tag_name().name() != "svg" {
         return Err("the SvgSelector's value is not an <svg> document".into());
     }
-    let percent = root
-        .attribute("viewBox")
-        .map(numbers)
-        .transpose()?
-        .is_some_and(|v| v == [0.0, 0.0, 100.0, 100.0]);
+    let view_box = root.attribute("viewBox").map(numbers).transpose()?;
+    if view_box
+        .as_ref()
+        .is_some_and(|v| v.len() != 4 || v[0] != 0.0 || v[1] != 0.0)
+    {
+        return Err("only a viewBox starting at 0 0 is read".into());
+    }
+    let percent = view_box.is_some_and(|v| v == [0.0, 0.0, 100.0, 100.0]);
     let mut shapes = root.descendants().filter(|n| {
         n.is_element()
             && matches!(
@@ -64,6 +125,10 @@ pub fn read(doc: &str) -> Result<Read, String> {
     let (Some(node), None) = (shapes.next(), shapes.next()) else {
         return Err("the SVG must hold exactly one shape".into());
     };
+    // A transform would move the shape away from its numbers.
+    if node.ancestors().any(|n| n.attribute("transform").is_some()) {
+        return Err("an SVG shape with a transform is not read".into());
+    }
     let num = |name: &str| -> Result<f64, String> {
         let raw = node
             .attribute(name)
@@ -172,6 +237,29 @@ mod tests {
         }
     }
 
+    /// Thousands of nested elements would overflow the parser's stack and
+    /// abort the process: refused before parsing, however they nest.
+    #[test]
+    fn deep_or_huge_svg_is_refused_before_it_is_parsed() {
+        for (open, close) in [("<g>", "</g>"), ("<svg>", "</svg>"), ("<g a='>'>", "</g>")] {
+            let deep = format!(
+                "<svg viewBox='0 0 100 100'>{}<rect width='1' height='1'/>{}</svg>",
+                open.repeat(100_000),
+                close.repeat(100_000)
+            );
+            assert!(read(&deep).is_err());
+            let deep = format!("<svg>{}{}</svg>", open.repeat(5_000), close.repeat(5_000));
+            assert!(read(&deep).unwrap_err().contains("deep"), "{open}");
+        }
+        let ok = format!(
+            "<svg>{}<rect width='1' height='1'/>{}</svg>",
+            "<g>".repeat(30),
+            "</g>".repeat(30)
+        );
+        assert!(read(&ok).is_ok());
+        assert_eq!(depth("<a><b/><c x='/>'><d></d></c></a>", 99), 3);
+    }
+
     #[test]
     fn other_tools_svg_reads_in_pixels_and_bad_svg_says_why() {
         let r = read(r#"<svg xmlns="http://www.w3.org/2000/svg"><polygon points="10 20,30 40 50,60"/></svg>"#)
@@ -202,6 +290,9 @@ mod tests {
             "<svg><path d='M0 0'/></svg>",
             "<svg><line x1='a' y1='0' x2='1' y2='1'/></svg>",
             "<svg><polygon points='1 2 3'/></svg>",
+            "<svg viewBox='0 0 100 100'><rect width='1' height='1' transform='translate(5,5)'/></svg>",
+            "<svg><g transform='scale(2)'><rect width='1' height='1'/></g></svg>",
+            "<svg viewBox='10 10 100 100'><rect width='1' height='1'/></svg>",
             "<!DOCTYPE svg [<!ENTITY a 'aaaa'>]><svg><rect width='&a;' height='1'/></svg>",
         ] {
             assert!(read(bad).is_err(), "{bad}");

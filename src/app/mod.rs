@@ -72,7 +72,13 @@ impl App {
         self.started.elapsed().as_secs()
     }
 
+    /// The tenant of an id, `None` when there is none. An id that cannot be
+    /// a tenant's (see `validate::tenant_id`) is never looked up: whatever a
+    /// client sends as a tenant id reaches no store unchecked.
     pub async fn tenant(&self, id: &str) -> Result<Option<Arc<Tenant>>, StoreError> {
+        if crate::domain::validate::tenant_id(id).is_err() {
+            return Ok(None);
+        }
         if let Some(t) = self.tenants.get(id) {
             return Ok(Some(t));
         }

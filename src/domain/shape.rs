@@ -32,11 +32,13 @@ fn milli(obj: &serde_json::Map<String, Value>, key: &str) -> Result<i64, DomainE
     coordinate(v, key)
 }
 
+/// Rounded to thousandths first, then checked: `100.0004` is 100.
 fn coordinate(v: Option<f64>, what: &str) -> Result<i64, DomainError> {
-    match v {
-        Some(v) if v.is_finite() && (0.0..=100.0).contains(&v) => {
-            // In range, so the product is at most 1e5: the cast is exact.
-            Ok((v * 1000.0).round() as i64)
+    let m = v.map(|v| (v * 1000.0).round());
+    match m {
+        Some(m) if m.is_finite() && (0.0..=100_000.0).contains(&m) => {
+            // In range, so the cast is exact.
+            Ok(m as i64)
         }
         _ => Err(invalid(format!(
             "shape.{what} must be a number within 0..=100"
@@ -209,6 +211,16 @@ mod tests {
         );
         // Bounds are inclusive, and compared exactly after rounding.
         ok(json!({"type": "rect", "x": 70.1, "y": 0, "w": 29.9, "h": 100}));
+        // Rounded, then checked.
+        assert_eq!(
+            ok(json!({"type": "rect", "x": -0.0004, "y": 0, "w": 100.0004, "h": 1})),
+            Shape::Rect {
+                x: 0.0,
+                y: 0.0,
+                w: 100.0,
+                h: 1.0
+            }
+        );
         ok(json!({"type": "polygon", "points": vec![[1, 2]; MAX_POINTS]}));
     }
 

@@ -122,7 +122,11 @@ impl FromJson for CreateChatRequest {
             text: validate::text("text", &f.str("text")?)?,
             shape: f.get("shape").map(shape::parse).transpose()?,
             image_url: web_url("imageUrl")?,
-            page_url: web_url("pageUrl")?,
+            // The page, not a place on it: a fragment is dropped.
+            page_url: web_url("pageUrl")?.map(|u| match u.split_once('#') {
+                Some((page, _)) => page.to_owned(),
+                None => u,
+            }),
             broadcast_id: f.broadcast_id()?,
         })
     }

@@ -93,8 +93,49 @@ impl CorsGrant {
     }
 }
 
+/// Largest request head (request line and headers) in bytes: far above
+/// any real browser's; a larger one is answered 431 before anything else.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
+/// Whether a header value is shaped like a web origin
+/// (`scheme://host[:port]`, at most 2048 bytes, or `null`): only such a
+/// value is ever reflected in `Access-Control-Allow-Origin`.
+fn is_origin(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    if b == b"null" {
+        return true;
+    }
+    let Some(rest) = std::str::from_utf8(b)
+        .ok()
+        .filter(|s| s.len() <= 2048)
+        .and_then(|s| s.split_once("://"))
+    else {
+        return false;
+    };
+    let (scheme, host) = rest;
+    !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(&c))
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-.:[]".contains(&c))
+}
+
 /// CORS and request metrics around every route.
 async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let head: usize = req.uri().to_string().len()
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if head > MAX_HEAD_BYTES {
+        app.metrics
+            .http_request("unmatched", 431, std::time::Duration::ZERO);
+        return AppError::HeadTooLarge.into_response();
+    }
     let origin = req.headers().get(header::ORIGIN).cloned();
     if req.method() == Method::OPTIONS
         && req
@@ -105,7 +146,7 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
         // let the real request be judged.
         let mut res = StatusCode::NO_CONTENT.into_response();
         let h = res.headers_mut();
-        if let Some(o) = origin {
+        if let Some(o) = origin.filter(is_origin) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
         }
         h.insert(
@@ -135,7 +176,7 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
     let mut res = next.run(req).await;
     let took = started.elapsed();
     let status = res.status();
-    if let Some(o) = origin {
+    if let Some(o) = origin.filter(is_origin) {
         // A 401 carries CORS too, so the widget can read why and get a new token.
         if grant.0.load(Ordering::Relaxed) || status == StatusCode::UNAUTHORIZED {
             let h = res.headers_mut();

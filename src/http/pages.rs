@@ -82,7 +82,24 @@ pub async fn index(State(app): State<Arc<App>>) -> Response {
     responses((status = 200, description = "HTML", content_type = "text/html", body = String),
         (status = 404, body = crate::protocol::ErrorBody), (status = 503, body = crate::protocol::ErrorBody, description = "the node is at its connection limit (`Retry-After`)")))]
 pub async fn admin(State(app): State<Arc<App>>) -> Response {
-    serve(&app, "pages/admin.html").await
+    let mut res = serve(&app, "pages/admin.html").await;
+    let h = res.headers_mut();
+    // The dashboard holds the tenant's session: only its own files run,
+    // nothing may frame it (clickjacking), and pictures may come from
+    // wherever the tenant's images live.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' https: http: data: blob:; object-src 'none'; \
+             base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    res
 }
 
 /// The widget script, for any origin.

@@ -65,7 +65,7 @@ pub(super) async fn hello<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 let _ = frame::write_frame(wr, OP_PONG, &p).await;
             }
             Ok(Ok(Incoming::Pong)) => {}
-            Ok(Ok(Incoming::Binary)) => break String::new(),
+            Ok(Ok(Incoming::Binary(_))) => break String::new(),
             Ok(Ok(Incoming::Close(_))) => {
                 let _ = frame::write_close(wr, CloseCode::Normal.into(), "").await;
                 return None;
@@ -137,7 +137,7 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
                 out.close(CloseCode::Normal, "");
                 return;
             }
-            Incoming::Binary => {
+            Incoming::Binary(_) => {
                 out.push(&error_message(
                     &None,
                     "invalid_message",

@@ -21,7 +21,7 @@ pub const OP_PONG: u8 = 0xA;
 #[derive(Debug, PartialEq)]
 pub enum Incoming {
     Text(String),
-    Binary,
+    Binary(Vec<u8>),
     Ping(Bytes),
     Pong,
     Close(Option<u16>),
@@ -186,7 +186,7 @@ fn close_payload(payload: &[u8]) -> Result<Incoming, FrameError> {
 
 fn finish(op: u8, payload: Vec<u8>) -> Result<Incoming, FrameError> {
     if op == OP_BINARY {
-        return Ok(Incoming::Binary);
+        return Ok(Incoming::Binary(payload));
     }
     String::from_utf8(payload)
         .map(Incoming::Text)

@@ -59,13 +59,50 @@ const CLOSE_DRAIN: Duration = Duration::from_secs(2);
         (status = 400, body = crate::protocol::ErrorBody, description = "not a WebSocket handshake"),
         (status = 503, body = crate::protocol::ErrorBody, description = "the connection limit is reached")))]
 pub async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response {
-    // RFC 6455 §4.2.1: an HTTP/1.1 (or later) GET with a Host.
+    let accept = match handshake(&req) {
+        Ok(a) => a,
+        Err(res) => return *res,
+    };
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(up) => serve_upgraded(app, up, origin).await,
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    switching_protocols(&accept)
+}
+
+/// The `101 Switching Protocols` answer for a checked handshake.
+pub fn switching_protocols(accept: &str) -> Response {
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let hs = res.headers_mut();
+    hs.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    hs.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(v) = HeaderValue::from_str(accept) {
+        hs.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    res
+}
+
+/// Checks an opening handshake (RFC 6455 §4.2.1): the
+/// `Sec-WebSocket-Accept` to answer with, or the error answer (400; a wrong
+/// version also names the one spoken, §4.2.2).
+pub fn handshake(req: &Request) -> Result<String, Box<Response>> {
+    let refuse = |why: &'static str| Box::new(AppError::invalid(None, why).into_response());
+    // An HTTP/1.1 (or later) GET with a Host.
     if req.version() < axum::http::Version::HTTP_11 {
-        return AppError::invalid(None, "a WebSocket handshake needs HTTP/1.1").into_response();
+        return Err(refuse("a WebSocket handshake needs HTTP/1.1"));
     }
     let h = req.headers();
     if !h.contains_key(header::HOST) {
-        return AppError::invalid(None, "the handshake has no Host").into_response();
+        return Err(refuse("the handshake has no Host"));
     }
     let has = |name: header::HeaderName, want: &str| {
         h.get_all(name).iter().any(|v| {
@@ -74,16 +111,15 @@ pub async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response 
         })
     };
     if !has(header::UPGRADE, "websocket") || !has(header::CONNECTION, "upgrade") {
-        return AppError::invalid(None, "this endpoint speaks WebSocket only").into_response();
+        return Err(refuse("this endpoint speaks WebSocket only"));
     }
     if !has(header::SEC_WEBSOCKET_VERSION, "13") {
-        // §4.2.2: say which version this server speaks.
-        let mut res = AppError::invalid(None, "WebSocket version 13 is required").into_response();
+        let mut res = refuse("WebSocket version 13 is required");
         res.headers_mut().insert(
             header::SEC_WEBSOCKET_VERSION,
             HeaderValue::from_static("13"),
         );
-        return res;
+        return Err(res);
     }
     // §4.1: the key is 16 random bytes in base64.
     let key = h
@@ -97,30 +133,9 @@ pub async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response 
                 .is_ok_and(|b| b.len() == 16)
         });
     let Some(key) = key else {
-        return AppError::invalid(None, "Sec-WebSocket-Key must be 16 bytes in base64")
-            .into_response();
+        return Err(refuse("Sec-WebSocket-Key must be 16 bytes in base64"));
     };
-    let accept = frame::accept_key(key);
-    let origin = h
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(up) => serve_upgraded(app, up, origin).await,
-            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-        }
-    });
-    let mut res = Response::new(Body::empty());
-    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let hs = res.headers_mut();
-    hs.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    hs.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        hs.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    res
+    Ok(frame::accept_key(key))
 }
 
 /// The write side of a connection: a TCP socket, which the outbox may write

@@ -630,6 +630,35 @@ async fn another_tools_export_with_pixel_xywh_and_an_svg_polygon_imports() {
     assert_eq!(lee["resolved"], true);
     assert_eq!(lee["user"]["id"], "import:https://other.example/users/lee");
 
+    // SVG that would take the parser down (thousands of nested elements
+    // overflowed its stack and aborted the process) is skipped with a reason.
+    let deep = format!(
+        "<svg viewBox='0 0 100 100'>{}<rect width='1' height='1'/>{}</svg>",
+        "<g>".repeat(4000),
+        "</g>".repeat(4000)
+    );
+    let hostile = json!([{"type": "Annotation", "motivation": "commenting", "bodyValue": "x",
+        "target": {"selector": {"type": "SvgSelector", "value": deep}}}]);
+    let r = post(
+        format!("urlId={}", enc(url2)),
+        hostile.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["imported"].as_u64()),
+        (200, Some(0)),
+        "{}",
+        r.text()
+    );
+    assert!(r.json()["skipped"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("deep"));
+    assert_eq!(
+        s.http("GET", "/healthz", None, &[]).await.status,
+        200,
+        "the server is alive"
+    );
     // Not annotations at all; not JSON; not the tenant.
     for body in [&b"{\"hello\": 1}"[..], b"[1, 2, 3]", b"<svg/>"] {
         let r = post(format!("urlId={}", enc(url2)), body.to_vec()).await;

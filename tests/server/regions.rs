@@ -365,6 +365,15 @@ async fn the_image_keeps_its_latest_url_and_a_twelve_point_polygon_event_stays_u
         assert_eq!(snap["imageUrl"], *img);
         assert_eq!(snap["pageUrl"], "https://site.example/page");
     }
+    // The page is stored without its fragment.
+    let r = s
+        .authed("POST", "/api/v1/chats", Some(json!({"urlId": URL, "x": 1, "y": 1, "text": "t", "pageUrl": "https://site.example/p?q=1#frag"})), &tok)
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        s.snapshot(&tok, URL).await["pageUrl"],
+        "https://site.example/p?q=1"
+    );
     // A create without URLs keeps what is known.
     s.create(&tok, URL, "no url").await;
     assert_eq!(

@@ -100,6 +100,40 @@ async fn comments_url_ids_and_names_refuse_controls_overrides_and_blank_text() {
     }
     let r = s.authed("GET", "/api/v1/annotations/%00", None, &tok).await;
     assert_eq!(r.status, 404);
+    // A tenant id is checked before any lookup: a NUL in one is "no such
+    // tenant" (never a storage failure) on every store.
+    use base64::Engine;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{t}\u{0}:{secret}"))
+    );
+    let r = s
+        .http(
+            "POST",
+            "/api/v1/sessions",
+            Some(json!({"tenantId": format!("{t}\u{0}")})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = s
+        .http(
+            "POST",
+            "/api/v1/tenant/login",
+            Some(json!({"tenantId": format!("{t}\u{0}"), "secret": secret})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = s
+        .http(
+            "GET",
+            "/api/v1/tenant/images",
+            None,
+            &[("authorization", &basic)],
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text());
     // Settings too.
     let r = s
         .authed(

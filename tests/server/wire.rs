@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{Server, Ws, ADMIN_KEY};
+use crate::common::{Server, Ws};
 
 fn masked(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [9u8, 8, 7, 6];
@@ -196,22 +196,119 @@ async fn a_client_that_does_not_read_still_receives_its_close_frame() {
     let s = Server::start_with(|c| c.outbox_capacity = 4).await;
     let (t, _) = s.tenant("read").await;
     let tok = s.token(&t).await;
-    let mut ws = s.ws(&tok).await;
+    // A small receive buffer, so the pongs waiting for it are few and
+    // reading them at the end is quick even on a loaded machine.
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
+    let stream = sock.connect(s.addr).await.expect("connect");
+    let mut ws = Ws::handshake(stream, &s.addr.to_string(), None).await;
+    ws.send(json!({"type": "hello", "token": tok})).await;
+    assert_eq!(ws.recv().await["type"], "welcome");
+    // The server answers each ping with a pong, written straight into its
+    // socket's send buffer while there is room: flood past the largest
+    // buffer the kernel may give it, so its queue must overflow.
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2).and_then(|n| n.parse().ok()))
+        .unwrap_or(4 << 20);
     let ping = masked(true, 9, &[b'p'; 125]);
     let burst: Vec<u8> = ping
         .iter()
         .copied()
         .cycle()
-        .take(ping.len() * 512)
+        .take(ping.len() * 256)
         .collect();
-    // Flood until the server stops taking input or 8 MiB went out.
-    for _ in 0..128 {
-        match tokio::time::timeout(Duration::from_millis(500), ws.send_raw(&burst)).await {
-            Ok(Ok(())) => {}
+    let mut sent = 0usize;
+    while sent < 2 * wmem_max {
+        match tokio::time::timeout(Duration::from_secs(5), ws.send_raw(&burst)).await {
+            Ok(Ok(())) => sent += burst.len(),
             _ => break,
         }
     }
-    assert_eq!(ws.close_code(Duration::from_secs(10)).await, Some(4408));
-    let _ = ADMIN_KEY;
+    // Still not reading, while the server works through the pings (what the
+    // kernel buffered counts as sent here) and gives up on this client.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = ws.close_code(Duration::from_secs(30)).await;
+    assert_eq!(got, Some(4408));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn request_heads_are_bounded_and_only_origins_are_reflected() {
+    let s = Server::start().await;
+    let huge = "a".repeat(40 * 1024);
+    let r = s
+        .http("GET", "/healthz", None, &[("x-filler", &huge)])
+        .await;
+    assert_eq!(r.status, 431, "a 40 KiB header");
+    let preflight = |origin: String| {
+        let s = &s;
+        async move {
+            s.http(
+                "OPTIONS",
+                "/api/v1/chats",
+                None,
+                &[
+                    ("origin", &origin),
+                    ("access-control-request-method", "POST"),
+                ],
+            )
+            .await
+        }
+    };
+    let ok = preflight("https://site.example:8443".into()).await;
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://site.example:8443")
+    );
+    for bad in [
+        format!("https://{}", "a".repeat(3000)),
+        "https://a.example/path".into(),
+        "javascript:x".into(),
+        "<script>".into(),
+    ] {
+        let r = preflight(bad.clone()).await;
+        assert_eq!(r.header("access-control-allow-origin"), None, "{bad:.40}");
+    }
+    // Bodies are not heads: a large import still arrives whole.
+    let (t, secret) = s.tenant("write").await;
+    use base64::Engine;
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{t}:{secret}"))
+    );
+    let one = json!({"type": "Annotation", "motivation": "commenting", "bodyValue": "x".repeat(1900),
+        "target": {"selector": {"type": "FragmentSelector", "value": "xywh=percent:1,1,0,0"}}});
+    let body = serde_json::Value::Array(vec![one; 1000]).to_string();
+    assert!(body.len() > 1024 * 1024);
+    let r = s
+        .raw(
+            "POST",
+            "/api/v1/tenant/annotations?urlId=big",
+            body.as_bytes(),
+            &[("authorization", &auth)],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["imported"].as_u64()),
+        (200, Some(1000)),
+        "{:.300}",
+        r.text()
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_cannot_be_framed_and_runs_only_its_own_scripts() {
+    let s = Server::start().await;
+    let r = s.http("GET", "/admin", None, &[]).await;
+    assert_eq!(r.status, 200);
+    let csp = r.header("content-security-policy").expect("a CSP");
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
     s.stop().await;
 }
