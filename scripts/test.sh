@@ -2,8 +2,9 @@
 # Every check and test of the project, on a fresh machine as on a developer's:
 # formatting, lints, unit and integration tests, the protocol conformance
 # suite against the release binary, schemathesis against the OpenAPI
-# document, and the widget's type check and browser tests. Installs what is
-# missing (Python, schemathesis, Node.js, Chromium) with apt and pip.
+# document, the Autobahn|Testsuite WebSocket cases, and the widget's type
+# check and browser tests. Installs what is missing (Python, schemathesis,
+# Python 2.7 and Autobahn|Testsuite, Node.js, Chromium) with apt, pyenv and pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -115,6 +116,10 @@ fi
 kill "${nodes[@]}"; wait "${nodes[@]}" 2>/dev/null || true
 psql "$PG_URL" -q -c "DROP DATABASE $cluster_db" >/dev/null || true
 trap 'rm -rf "$work"' EXIT
+
+step "Autobahn|Testsuite: RFC 6455 cases 1-10 on the framing, close cases on /api/v1/ws"
+cargo build --release --locked --example ws_echo
+scripts/autobahn.sh "$BIN" "$PWD/target/release/examples/ws_echo"
 
 step "schemathesis: every REST answer against the OpenAPI document"
 python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
