@@ -5,6 +5,7 @@ mod common;
 
 mod annotations;
 mod api;
+mod authz;
 mod binary;
 mod cluster;
 mod lifecycle;
