@@ -121,6 +121,9 @@ step "Autobahn|Testsuite: RFC 6455 cases 1-10 on the framing, close cases on /ap
 cargo build --release --locked --example ws_echo
 scripts/autobahn.sh "$BIN" "$PWD/target/release/examples/ws_echo"
 
+step "fuzzing, short form (scripts/fuzz.sh 600 for the long run)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+
 step "schemathesis: every REST answer against the OpenAPI document"
 python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
 scripts/schemathesis.sh "$BIN" "${SCHEMATHESIS_EXAMPLES:-25}"

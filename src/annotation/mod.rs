@@ -8,7 +8,7 @@
 
 pub mod export;
 pub mod import;
-mod svg;
+pub mod svg;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 

@@ -193,6 +193,17 @@ struct SsoUserData {
 const SSO_MAX_AGE_MS: i64 = 2 * 24 * 3600 * 1000;
 const SSO_MAX_SKEW_MS: i64 = 5 * 60 * 1000;
 
+/// The secure-SSO signature of a payload, as a tenant's backend makes it
+/// (contract §3): `hex(HMAC-SHA256(secret, decimal(timestamp) + payload))`.
+pub fn sso_hash(secret: &str, timestamp: i64, payload_b64: &str) -> String {
+    let Ok(mut m) = <HmacSha256 as Mac>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    m.update(timestamp.to_string().as_bytes());
+    m.update(payload_b64.as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
 /// Checks a secure-SSO payload against the tenant secret; the user and whether
 /// it moderates. `None` for anything that does not verify.
 pub fn verify_sso(secret: &str, sso: &SsoPayload, now: i64) -> Option<(User, bool)> {
