@@ -9,7 +9,13 @@ fuzz_target!(|data: &[u8]| {
         let _ = svg::read(text);
     }
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
-        for o in [Options::default(), Options { width: Some(800.0), height: Some(600.0) }] {
+        for o in [
+            Options::default(),
+            Options {
+                width: Some(800.0),
+                height: Some(600.0),
+            },
+        ] {
             let _ = annotation::read(&value, &o);
         }
     }

@@ -3,7 +3,9 @@
 #![no_main]
 
 use imagechat::http::extract::{Fields, FromJson};
-use imagechat::protocol::{CommentRequest, CreateChatRequest, CreateTenantRequest, UpdateChatRequest};
+use imagechat::protocol::{
+    CommentRequest, CreateChatRequest, CreateTenantRequest, UpdateChatRequest,
+};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
