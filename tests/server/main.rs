@@ -3,6 +3,7 @@
 
 mod common;
 
+mod abuse;
 mod annotations;
 mod api;
 mod authz;
