@@ -9,6 +9,7 @@ mod api;
 mod authz;
 mod binary;
 mod cluster;
+mod faults;
 mod lifecycle;
 mod openapi;
 mod realtime;

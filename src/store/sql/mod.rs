@@ -111,6 +111,7 @@ impl SqlStore {
                         // A connection to a local file does not go stale:
                         // no ping (a round trip to its thread) per use.
                         .test_before_acquire(false)
+                        .before_acquire(|conn, _| Box::pin(usable(conn)))
                         .after_connect(|conn, _| {
                             Box::pin(async move {
                                 for pragma in [
@@ -138,6 +139,7 @@ impl SqlStore {
                 let p = AnyPoolOptions::new()
                     .max_connections(pool)
                     .acquire_timeout(std::time::Duration::from_secs(3))
+                    .before_acquire(|conn, _| Box::pin(usable(conn)))
                     .connect_with(opts)
                     .await?;
                 migrate(&p, backend).await?;
@@ -509,6 +511,23 @@ impl Store for SqlStore {
             })
             .collect()
     }
+}
+
+/// Whether a pooled connection may be used again: not when a transaction
+/// is still open on it. A dropped transaction queues its rollback; if the
+/// database had already ended the transaction itself (a commit that failed
+/// on a full disk, say), that rollback fails and the connection would stay
+/// "in a transaction" forever, refusing every later write until a restart.
+/// Such a connection is closed, and the pool opens a fresh one. Costs
+/// nothing on the common path (no open transaction: no round trip).
+async fn usable(conn: &mut sqlx::AnyConnection) -> sqlx::Result<bool> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // Let a queued rollback run first, then look again.
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
 }
 
 /// Compile-time check: start-up futures must be `Send` so callers can spawn

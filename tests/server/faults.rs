@@ -1,0 +1,129 @@
+//! Storage faults: a SQLite file system that fills up.
+//! Writes fail with a clear 503 and change nothing, nothing is broadcast
+//! that was not stored, open WebSockets stay open, and service resumes by
+//! itself once the disk is usable again, with seqs still gap-free.
+//!
+//! Needs to mount a small tmpfs (root, as in CI); it fails, never skips,
+//! when it cannot.
+
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{temp_dir, Server};
+
+const URL: &str = "disk";
+
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn tmpfs(size: &str) -> Mount {
+        let dir = temp_dir().join("fs");
+        std::fs::create_dir_all(&dir).expect("mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            ok.success(),
+            "mounting a tmpfs needs root: this test must run where it can"
+        );
+        Mount(dir)
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_writes_with_503_and_service_resumes_by_itself() {
+    let fs = Mount::tmpfs("4m");
+    let db = format!("sqlite://{}/db.sqlite", fs.0.display());
+    let s = Server::start_on(&db, |c| c.write_rate_per_minute = 0).await;
+    let (t, _) = s.tenant("write").await;
+    let tok = s.token(&t).await;
+    let mut viewer = s.ws(&tok).await;
+    viewer.subscribe(URL, None).await;
+    let create = |text: &'static str| {
+        let (s, tok) = (&s, tok.clone());
+        async move {
+            s.authed(
+                "POST",
+                "/api/v1/chats",
+                Some(json!({"urlId": URL, "x": 1, "y": 1, "text": text})),
+                &tok,
+            )
+            .await
+        }
+    };
+    assert_eq!(create("before").await.status, 201);
+    assert_eq!(viewer.event(URL).await["seq"], 1);
+
+    // Fill the file system to the last byte.
+    let filler = fs.0.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let byte = [0u8; 1];
+        while f.write_all(&byte).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut refused = 0;
+    for _ in 0..20 {
+        // Big texts, so the write needs pages the disk no longer has.
+        let r = s
+            .authed(
+                "POST",
+                "/api/v1/chats",
+                Some(json!({"urlId": URL, "x": 1, "y": 1, "text": "x".repeat(2000)})),
+                &tok,
+            )
+            .await;
+        assert!(matches!(r.status, 201 | 503), "{}", r.text());
+        if r.status == 503 {
+            assert_eq!(r.json()["error"]["code"], "unavailable");
+            assert!(r.header("retry-after").is_some());
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "a full disk refuses writes");
+    let stored = s.snapshot(&tok, URL).await["seq"].as_u64().expect("seq");
+    // The viewer got exactly what was stored, and its socket is open.
+    let mut seen = 1;
+    while seen < stored {
+        seen = viewer.event(URL).await["seq"].as_u64().expect("seq");
+    }
+    viewer.quiet(URL, Duration::from_millis(300)).await;
+    viewer.send(json!({"type": "ping"})).await;
+    assert_eq!(
+        viewer.recv_where(|m| m["type"] == "pong").await["type"],
+        "pong"
+    );
+
+    // Space again: writes resume by themselves, gap-free.
+    std::fs::remove_file(&filler).expect("remove filler");
+    let mut resumed = None;
+    for _ in 0..50 {
+        let r = create("after").await;
+        if r.status == 201 {
+            resumed = r.json()["seq"].as_u64();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        resumed,
+        Some(stored + 1),
+        "the next write takes the next seq"
+    );
+    assert_eq!(viewer.event(URL).await["seq"].as_u64(), Some(stored + 1));
+
+    s.stop().await;
+}
