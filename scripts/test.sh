@@ -65,7 +65,7 @@ step "cargo test (SQLite; cluster tests on PostgreSQL and Redis)"
 env -u IMAGECHAT_TEST_POSTGRES cargo test --workspace --locked
 
 step "the same integration tests on PostgreSQL"
-IMAGECHAT_TEST_POSTGRES="$PG_URL" cargo test --locked --test server -- --skip cluster:: --skip binary::
+IMAGECHAT_TEST_POSTGRES="$PG_URL" cargo test --locked --test server -- --skip cluster:: --skip binary:: --skip faults::
 
 step "release build"
 cargo build --release --workspace --locked

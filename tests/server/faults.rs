@@ -127,3 +127,144 @@ async fn a_full_disk_fails_writes_with_503_and_service_resumes_by_itself() {
 
     s.stop().await;
 }
+
+/// A PostgreSQL server of this test's own, to stop and start.
+struct Postgres {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    fn pg(&self, args: &[&str]) -> bool {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(args)
+            .arg("-D")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+    fn new() -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect(
+                "PostgreSQL server binaries in /usr/lib/postgresql (scripts/test.sh installs them)",
+            )
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|p| p.join("initdb").exists())
+            .expect("initdb");
+        let dir = temp_dir().join("pg");
+        std::fs::create_dir_all(&dir).expect("pg dir");
+        let ok = Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(dir.parent().expect("parent"))
+            .status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "chown to postgres (needs root)"
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let init = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("initdb");
+        assert!(init.success(), "initdb");
+        let pg = Postgres { dir, bin, port };
+        pg.start();
+        pg
+    }
+    fn start(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.display()
+        );
+        assert!(self.pg(&["start", "-w", "-o", &opts]), "pg_ctl start");
+    }
+    fn stop(&self) {
+        assert!(self.pg(&["stop", "-w", "-m", "fast"]), "pg_ctl stop");
+    }
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.pg(&["stop", "-m", "immediate"]);
+    }
+}
+
+#[tokio::test]
+async fn postgresql_stopped_and_started_again_fails_writes_with_503_and_service_resumes() {
+    let pg = Postgres::new();
+    let s = Server::start_on(&pg.url(), |c| c.write_rate_per_minute = 0).await;
+    let (t, _) = s.tenant("write").await;
+    let tok = s.token(&t).await;
+    let mut viewer = s.ws(&tok).await;
+    viewer.subscribe(URL, None).await;
+    let create = |text: &'static str| {
+        let (s, tok) = (&s, tok.clone());
+        async move {
+            s.authed(
+                "POST",
+                "/api/v1/chats",
+                Some(json!({"urlId": URL, "x": 1, "y": 1, "text": text})),
+                &tok,
+            )
+            .await
+        }
+    };
+    assert_eq!(create("before").await.status, 201);
+    assert_eq!(viewer.event(URL).await["seq"], 1);
+
+    pg.stop();
+    for _ in 0..3 {
+        let r = create("while down").await;
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_str()),
+            (503, Some("unavailable")),
+            "{}",
+            r.text()
+        );
+    }
+    assert_eq!(s.http("GET", "/readyz", None, &[]).await.status, 503);
+    viewer.quiet(URL, Duration::from_millis(300)).await;
+    viewer.send(json!({"type": "ping"})).await;
+    assert_eq!(
+        viewer.recv_where(|m| m["type"] == "pong").await["type"],
+        "pong",
+        "the socket stays open"
+    );
+
+    pg.start();
+    let mut resumed = None;
+    for _ in 0..100 {
+        let r = create("after").await;
+        if r.status == 201 {
+            resumed = r.json()["seq"].as_u64();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        resumed,
+        Some(2),
+        "writes resume, gap-free, without a restart"
+    );
+    assert_eq!(viewer.event(URL).await["seq"].as_u64(), Some(2));
+    assert_eq!(s.http("GET", "/readyz", None, &[]).await.status, 200);
+    s.stop().await;
+}
