@@ -46,6 +46,8 @@ if ! pg_up; then
   for _ in $(seq 1 50); do pg_up && break; sleep 0.2; done
 fi
 pg_up || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+# The fault tests start and stop a PostgreSQL of their own: its server binaries.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
 redis_up() { command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
 if ! redis_up; then
   command -v redis-server >/dev/null || apt_install redis-server
