@@ -74,6 +74,10 @@ pub struct Config {
     /// Without it, the request's `Host` is used, over https when TLS is on.
     #[arg(long, env = "IMAGECHAT_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<String>,
+    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9090`), not on
+    /// the public port: the metrics name tenants.
+    #[arg(long, env = "IMAGECHAT_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// An http(s) origin without a trailing slash.
@@ -106,6 +110,7 @@ impl Config {
             session_hours: 24,
             assets_dir: None,
             public_url: None,
+            metrics_listen: None,
         }
     }
 }
@@ -130,6 +135,7 @@ impl std::fmt::Debug for Config {
             .field("session_hours", &self.session_hours)
             .field("assets_dir", &self.assets_dir)
             .field("public_url", &self.public_url)
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }

@@ -65,6 +65,21 @@ pub async fn run(
         tokio::spawn(maintenance_loop(Arc::clone(&app))),
     ];
     let router = crate::http::router(Arc::clone(&app));
+    let metrics_server = match app.config.metrics_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding --metrics-listen {addr}"))?;
+            tracing::info!(address = %l.local_addr()?, "metrics on http://{}/metrics", l.local_addr()?);
+            let r = crate::http::metrics_router(Arc::clone(&app));
+            Some(tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, r).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            }))
+        }
+        None => None,
+    };
     // Flips to true at shutdown: each HTTP connection then finishes its
     // in-flight request and closes.
     let (draining_tx, draining) = tokio::sync::watch::channel(false);
@@ -132,7 +147,7 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!(open = app.conns.count(), "drain timed out");
     }
-    for task in background {
+    for task in background.into_iter().chain(metrics_server) {
         task.abort();
     }
     if let Err(e) = app.usage.flush(app.store.as_ref()).await {

@@ -249,12 +249,30 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     )
 }
 
-/// Prometheus metrics, text exposition format 0.0.4.
+/// Prometheus metrics, text exposition format 0.0.4. With `--metrics-listen`
+/// they are served only on that address, and this path answers 404.
 #[utoipa::path(get, path = "/metrics", tag = "node",
     responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
+        (status = 404, body = crate::protocol::ErrorBody, description = "served on `--metrics-listen` instead"),
         (status = 503, body = crate::protocol::ErrorBody, description = "the node is at its connection limit (`Retry-After`)")))]
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let mut res = app.metrics.render(&app).into_response();
+    if app.config.metrics_listen.is_some() {
+        return AppError::NotFound("no such route").into_response();
+    }
+    metrics_text(&app)
+}
+
+/// The metrics router of `--metrics-listen`: `/metrics` (any path) and
+/// nothing else, for a private address.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new().fallback(move || {
+        let app = Arc::clone(&app);
+        async move { metrics_text(&app) }
+    })
+}
+
+fn metrics_text(app: &App) -> Response {
+    let mut res = app.metrics.render(app).into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4"),

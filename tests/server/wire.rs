@@ -312,3 +312,23 @@ async fn the_dashboard_cannot_be_framed_and_runs_only_its_own_scripts() {
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_can_move_off_the_public_port() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let private: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let s = Server::start_with(|c| c.metrics_listen = Some(private)).await;
+    assert_eq!(s.http("GET", "/metrics", None, &[]).await.status, 404);
+    let tcp = TcpStream::connect(private)
+        .await
+        .expect("the metrics address");
+    let r = crate::common::http_on(tcp, "x", "GET", "/metrics", None, &[])
+        .await
+        .expect("http");
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("# TYPE"), "{}", r.text());
+    s.stop().await;
+}
