@@ -22,6 +22,7 @@ use crate::annotation::{self, Exporter, Format, Imported};
 use crate::app::{write, App};
 use crate::domain::chat::Authority;
 use crate::domain::{ChatId, ImageKey, Mutation, TenantId};
+use crate::store::FoundChat;
 
 /// Who may read annotations: a session (as for chats) or the tenant
 /// itself (Basic auth or the dashboard's cookie).
@@ -158,6 +159,35 @@ pub async fn export(
     Ok(ld_json(q.format, &ex.page(&snap.chats)))
 }
 
+const NO_SUCH_ANNOTATION: AppError = AppError::NotFound("no such annotation");
+
+/// The tenant's chat an annotation id names; another tenant's is "no such".
+async fn annotated_chat(
+    app: &App,
+    tenant: &TenantId,
+    chat_id: &ChatId,
+) -> Result<FoundChat, AppError> {
+    app.store
+        .chat(tenant, chat_id)
+        .await?
+        .ok_or(NO_SUCH_ANNOTATION)
+}
+
+fn exporter<'a>(
+    base: &'a str,
+    tenant: &'a TenantId,
+    found: &'a FoundChat,
+    format: Format,
+) -> Exporter<'a> {
+    Exporter {
+        base,
+        tenant,
+        url_id: &found.url_id,
+        image_url: found.image_url.as_deref(),
+        format,
+    }
+}
+
 /// One chat's annotation, with its own `@context`.
 #[utoipa::path(get, path = "/api/v1/annotations/{chatId}", tag = "annotations",
     params(("chatId" = String, Path), FormatQuery),
@@ -170,19 +200,9 @@ pub async fn one_chat(
     Params(FormatOnly(format)): Params<FormatOnly>,
     Ids(chat_id): Ids<ChatId>,
 ) -> Result<Response, AppError> {
-    let found = app
-        .store
-        .chat(&tenant, &chat_id)
-        .await?
-        .ok_or(AppError::NotFound("no such annotation"))?;
+    let found = annotated_chat(&app, &tenant, &chat_id).await?;
     let base = base_url(&app, host.as_ref());
-    let ex = Exporter {
-        base: &base,
-        tenant: &tenant,
-        url_id: &found.url_id,
-        image_url: found.image_url.as_deref(),
-        format,
-    };
+    let ex = exporter(&base, &tenant, &found, format);
     Ok(ld_json(format, &ex.chat(&found.chat, true)))
 }
 
@@ -198,8 +218,7 @@ pub async fn one_reply(
     Params(FormatOnly(format)): Params<FormatOnly>,
     Ids((chat_id, comment_id)): Ids<(ChatId, String)>,
 ) -> Result<Response, AppError> {
-    const GONE: AppError = AppError::NotFound("no such annotation");
-    let found = app.store.chat(&tenant, &chat_id).await?.ok_or(GONE)?;
+    let found = annotated_chat(&app, &tenant, &chat_id).await?;
     // The first comment is the chat's own annotation, not a reply.
     let comment = found
         .chat
@@ -207,15 +226,9 @@ pub async fn one_reply(
         .iter()
         .skip(1)
         .find(|c| c.id == comment_id)
-        .ok_or(GONE)?;
+        .ok_or(NO_SUCH_ANNOTATION)?;
     let base = base_url(&app, host.as_ref());
-    let ex = Exporter {
-        base: &base,
-        tenant: &tenant,
-        url_id: &found.url_id,
-        image_url: found.image_url.as_deref(),
-        format,
-    };
+    let ex = exporter(&base, &tenant, &found, format);
     Ok(ld_json(format, &ex.reply(&found.chat, comment, true)))
 }
 

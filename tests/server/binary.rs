@@ -11,6 +11,47 @@ use crate::common::{http_on, temp_dir, Ws};
 
 const BIN: &str = env!("CARGO_BIN_EXE_imagechat");
 
+/// `imagechat serve` on port 0 with JSON logs: the child, its log lines as
+/// they come, and the address it logged (with the lines read until then).
+fn serve(
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    std::net::SocketAddr,
+    Vec<String>,
+) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("IMAGECHAT_LOG_FORMAT", "json")
+        .envs(envs.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start imagechat serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a log line naming the address");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        lines.push(line);
+        if let Some(a) = v["fields"]["address"].as_str() {
+            break a.parse().expect("an address");
+        }
+    };
+    (child, rx, addr, lines)
+}
+
 #[tokio::test]
 async fn tenant_create_works_offline_and_sigterm_drains() {
     let dir = temp_dir();
@@ -42,36 +83,7 @@ async fn tenant_create_works_offline_and_sigterm_drains() {
         .expect("run imagechat tenant create");
     assert!(!again.status.success(), "creating a tenant twice fails");
 
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            &db,
-            "--admin-key",
-            "k",
-        ])
-        .env("IMAGECHAT_LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start imagechat serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr: std::net::SocketAddr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a log line naming the address");
-        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON logs");
-        if let Some(a) = v["fields"]["address"].as_str() {
-            break a.parse().expect("an address");
-        }
-    };
+    let (mut child, _logs, addr, _) = serve(&["--database", &db, "--admin-key", "k"], &[]);
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let r = http_on(
         tcp,
@@ -117,39 +129,10 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
     let dir = temp_dir();
     let db = format!("sqlite://{}/secrets.db", dir.display());
     let admin = "operator-key-7f3a9c2e";
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            &db,
-            "--admin-key",
-            admin,
-        ])
-        .env("IMAGECHAT_LOG", "trace")
-        .env("IMAGECHAT_LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start imagechat serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut logs = Vec::new();
-    let addr: std::net::SocketAddr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a log line naming the address");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        logs.push(line);
-        if let Some(a) = v["fields"]["address"].as_str() {
-            break a.parse().expect("an address");
-        }
-    };
+    let (mut child, rx, addr, mut logs) = serve(
+        &["--database", &db, "--admin-key", admin],
+        &[("IMAGECHAT_LOG", "trace")],
+    );
     let call = |method: &'static str,
                 path: String,
                 body: Option<serde_json::Value>,

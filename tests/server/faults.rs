@@ -16,6 +16,41 @@ use crate::common::{temp_dir, Server};
 
 const URL: &str = "disk";
 
+/// A node on `db` with a chat written and seen by a subscribed viewer: the
+/// node, a writer's token and the viewer.
+async fn node_with_a_viewer(db: &str) -> (Server, String, crate::common::Ws) {
+    let s = Server::start_on(db, |c| c.write_rate_per_minute = 0).await;
+    let (t, _) = s.tenant("write").await;
+    let tok = s.token(&t).await;
+    let mut viewer = s.ws(&tok).await;
+    viewer.subscribe(URL, None).await;
+    assert_eq!(create(&s, &tok, "before").await.status, 201);
+    assert_eq!(viewer.event(URL).await["seq"], 1);
+    (s, tok, viewer)
+}
+
+async fn create(s: &Server, tok: &str, text: &str) -> crate::common::Resp {
+    s.authed(
+        "POST",
+        "/api/v1/chats",
+        Some(json!({"urlId": URL, "x": 1, "y": 1, "text": text})),
+        tok,
+    )
+    .await
+}
+
+/// Writes until one is accepted (for up to `tries` × 100 ms); its seq.
+async fn first_accepted_seq(s: &Server, tok: &str, tries: usize) -> Option<u64> {
+    for _ in 0..tries {
+        let r = create(s, tok, "again").await;
+        if r.status == 201 {
+            return r.json()["seq"].as_u64();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 struct Mount(std::path::PathBuf);
 
 impl Mount {
@@ -45,25 +80,7 @@ impl Drop for Mount {
 async fn a_full_disk_fails_writes_with_503_and_service_resumes_by_itself() {
     let fs = Mount::tmpfs("4m");
     let db = format!("sqlite://{}/db.sqlite", fs.0.display());
-    let s = Server::start_on(&db, |c| c.write_rate_per_minute = 0).await;
-    let (t, _) = s.tenant("write").await;
-    let tok = s.token(&t).await;
-    let mut viewer = s.ws(&tok).await;
-    viewer.subscribe(URL, None).await;
-    let create = |text: &'static str| {
-        let (s, tok) = (&s, tok.clone());
-        async move {
-            s.authed(
-                "POST",
-                "/api/v1/chats",
-                Some(json!({"urlId": URL, "x": 1, "y": 1, "text": text})),
-                &tok,
-            )
-            .await
-        }
-    };
-    assert_eq!(create("before").await.status, 201);
-    assert_eq!(viewer.event(URL).await["seq"], 1);
+    let (s, tok, mut viewer) = node_with_a_viewer(&db).await;
 
     // Fill the file system to the last byte.
     let filler = fs.0.join("filler");
@@ -109,15 +126,7 @@ async fn a_full_disk_fails_writes_with_503_and_service_resumes_by_itself() {
 
     // Space again: writes resume by themselves, gap-free.
     std::fs::remove_file(&filler).expect("remove filler");
-    let mut resumed = None;
-    for _ in 0..50 {
-        let r = create("after").await;
-        if r.status == 201 {
-            resumed = r.json()["seq"].as_u64();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let resumed = first_accepted_seq(&s, &tok, 50).await;
     assert_eq!(
         resumed,
         Some(stored + 1),
@@ -210,29 +219,11 @@ impl Drop for Postgres {
 #[tokio::test]
 async fn postgresql_stopped_and_started_again_fails_writes_with_503_and_service_resumes() {
     let pg = Postgres::new();
-    let s = Server::start_on(&pg.url(), |c| c.write_rate_per_minute = 0).await;
-    let (t, _) = s.tenant("write").await;
-    let tok = s.token(&t).await;
-    let mut viewer = s.ws(&tok).await;
-    viewer.subscribe(URL, None).await;
-    let create = |text: &'static str| {
-        let (s, tok) = (&s, tok.clone());
-        async move {
-            s.authed(
-                "POST",
-                "/api/v1/chats",
-                Some(json!({"urlId": URL, "x": 1, "y": 1, "text": text})),
-                &tok,
-            )
-            .await
-        }
-    };
-    assert_eq!(create("before").await.status, 201);
-    assert_eq!(viewer.event(URL).await["seq"], 1);
+    let (s, tok, mut viewer) = node_with_a_viewer(&pg.url()).await;
 
     pg.stop();
     for _ in 0..3 {
-        let r = create("while down").await;
+        let r = create(&s, &tok, "while down").await;
         assert_eq!(
             (r.status, r.json()["error"]["code"].as_str()),
             (503, Some("unavailable")),
@@ -250,15 +241,7 @@ async fn postgresql_stopped_and_started_again_fails_writes_with_503_and_service_
     );
 
     pg.start();
-    let mut resumed = None;
-    for _ in 0..100 {
-        let r = create("after").await;
-        if r.status == 201 {
-            resumed = r.json()["seq"].as_u64();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let resumed = first_accepted_seq(&s, &tok, 100).await;
     assert_eq!(
         resumed,
         Some(2),
