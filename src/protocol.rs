@@ -433,19 +433,6 @@ pub struct SnapshotAnswer<'a> {
     pub chats: Vec<Chat>,
 }
 
-impl<'a> SnapshotAnswer<'a> {
-    pub fn new(url_id: &'a str, epoch: &'a str, s: crate::store::Snapshot) -> Self {
-        SnapshotAnswer {
-            url_id,
-            epoch,
-            seq: s.seq,
-            image_url: s.image_url,
-            page_url: s.page_url,
-            chats: s.chats,
-        }
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventsAnswer {

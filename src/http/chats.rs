@@ -193,10 +193,7 @@ pub async fn snapshot(
 ) -> Result<Response, AppError> {
     let image = ImageKey::new(&s.tenant.id, &url_id);
     let snap = app.store.snapshot(&image).await?;
-    Ok(json(
-        StatusCode::OK,
-        &SnapshotAnswer::new(&url_id, app.store.epoch(), snap),
-    ))
+    Ok(super::snapshot_answer(&url_id, app.store.epoch(), snap))
 }
 
 /// The logged events after a position, at most 1000.

@@ -303,14 +303,8 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Ids<T> 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         // No id holds a refused character (a NUL, for one, PostgreSQL cannot
         // even compare): such a path names nothing, whatever the store.
-        let raw: std::collections::HashMap<String, String> = Path::from_request_parts(parts, state)
-            .await
-            .map(|Path(m)| m)
-            .map_err(|_| AppError::invalid(None, "the path is malformed"))?;
-        if raw
-            .values()
-            .any(|v| v.chars().any(|c| validate::refused(c, false)))
-        {
+        let decoded = percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy();
+        if decoded.chars().any(|c| validate::refused(c, false)) {
             return Err(AppError::NotFound("no such resource"));
         }
         Path::<T>::from_request_parts(parts, state)

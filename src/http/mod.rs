@@ -125,7 +125,9 @@ fn is_origin(v: &HeaderValue) -> bool {
 
 /// CORS and request metrics around every route.
 async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
-    let head: usize = req.uri().to_string().len()
+    let uri = req.uri();
+    let head: usize = uri.path().len()
+        + uri.query().map_or(0, str::len)
         + req
             .headers()
             .iter()
@@ -201,6 +203,21 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
             AppError::Internal.into_response()
         }
     }
+}
+
+/// A snapshot's answer (`GET /api/v1/chats`, the dashboard's image view).
+pub fn snapshot_answer(url_id: &str, epoch: &str, s: crate::store::Snapshot) -> Response {
+    json(
+        StatusCode::OK,
+        &crate::protocol::SnapshotAnswer {
+            url_id,
+            epoch,
+            seq: s.seq,
+            image_url: s.image_url,
+            page_url: s.page_url,
+            chats: s.chats,
+        },
+    )
 }
 
 /// A JSON answer already serialized.

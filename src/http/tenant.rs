@@ -395,10 +395,7 @@ pub async fn chats(
 ) -> Result<Response, AppError> {
     let image = crate::domain::ImageKey::new(&t.id, &url_id);
     let snap = app.store.snapshot(&image).await?;
-    Ok(json(
-        StatusCode::OK,
-        &SnapshotAnswer::new(&url_id, app.store.epoch(), snap),
-    ))
+    Ok(super::snapshot_answer(&url_id, app.store.epoch(), snap))
 }
 
 /// Deletes a chat as moderation; logs `deleted-image-chat`.

@@ -4,10 +4,9 @@
 //! (`w3c_page`) follow the Web Annotation Data Model's MUSTs for the parts
 //! the export uses: annotation, page, textual bodies, selectors, agents.
 
-use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::common::{enc, Server};
+use crate::common::{basic, enc, Server};
 
 const ANNO: &str = "http://www.w3.org/ns/anno.jsonld";
 const IIIF: &str = "http://iiif.io/api/presentation/3/context.json";
@@ -26,11 +25,6 @@ const MOTIVATIONS: [&str; 13] = [
     "replying",
     "tagging",
 ];
-
-fn basic(tenant: &str, secret: &str) -> String {
-    let b = base64::engine::general_purpose::STANDARD.encode(format!("{tenant}:{secret}"));
-    format!("Basic {b}")
-}
 
 fn is_iri(v: &Value) -> bool {
     v.as_str().is_some_and(|s| {

@@ -3,10 +3,9 @@
 //! nothing leaks: another tenant's chat answers like a chat that does not
 //! exist. Runs on SQLite, and on PostgreSQL with `IMAGECHAT_TEST_POSTGRES`.
 
-use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::common::{Server, ADMIN_KEY};
+use crate::common::{basic, Server, ADMIN_KEY};
 
 const URL: &str = "img";
 
@@ -52,13 +51,6 @@ impl World {
     fn header(&self, c: Caller) -> Option<String> {
         self.auth.get(&format!("{c:?}")).cloned()
     }
-}
-
-fn basic(t: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{t}:{secret}"))
-    )
 }
 
 /// A fresh chat by the author with a second comment by the author; its ids.

@@ -232,13 +232,7 @@ async fn no_secret_reaches_the_logs_even_at_trace_level() {
         .status,
         200
     );
-    let wrong_basic = format!(
-        "Basic {}",
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            "acme:not-the-secret-42"
-        )
-    );
+    let wrong_basic = crate::common::basic("acme", "not-the-secret-42");
     assert_eq!(
         call(
             "GET",

@@ -32,10 +32,7 @@ async fn data_seq_and_epoch_survive_a_restart() {
     assert_eq!(sub["recovered"], true);
     assert_eq!(ws.event("keep").await["seq"], 2);
     assert_eq!(s.create(&tok, "keep", "three").await["seq"], 3);
-    let basic = format!("Basic {}", {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(format!("{t}:{secret}"))
-    });
+    let basic = crate::common::basic(&t, &secret);
     assert_eq!(
         s.http(
             "GET",

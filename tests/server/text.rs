@@ -102,11 +102,7 @@ async fn comments_url_ids_and_names_refuse_controls_overrides_and_blank_text() {
     assert_eq!(r.status, 404);
     // A tenant id is checked before any lookup: a NUL in one is "no such
     // tenant" (never a storage failure) on every store.
-    use base64::Engine;
-    let basic = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{t}\u{0}:{secret}"))
-    );
+    let basic = crate::common::basic(&format!("{t}\u{0}"), &secret);
     let r = s
         .http(
             "POST",

@@ -32,11 +32,7 @@ fn overflow_attack(len: u64) -> Vec<u8> {
 }
 
 async fn live_subscriptions(s: &Server, tenant: &str, secret: &str) -> u64 {
-    use base64::Engine;
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{tenant}:{secret}"))
-    );
+    let auth = crate::common::basic(tenant, secret);
     let r = s
         .http(
             "GET",
@@ -272,11 +268,7 @@ async fn request_heads_are_bounded_and_only_origins_are_reflected() {
     }
     // Bodies are not heads: a large import still arrives whole.
     let (t, secret) = s.tenant("write").await;
-    use base64::Engine;
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{t}:{secret}"))
-    );
+    let auth = crate::common::basic(&t, &secret);
     let one = json!({"type": "Annotation", "motivation": "commenting", "bodyValue": "x".repeat(1900),
         "target": {"selector": {"type": "FragmentSelector", "value": "xywh=percent:1,1,0,0"}}});
     let body = serde_json::Value::Array(vec![one; 1000]).to_string();

@@ -264,6 +264,14 @@ pub fn sso(secret: &str, user: &Value) -> Value {
     json!({"userDataJSONBase64": b, "verificationHash": hex::encode(m.finalize().into_bytes()), "timestamp": ts})
 }
 
+/// `Authorization: Basic` for a tenant's credentials (`tenantId:secret`).
+pub fn basic(tenant: &str, secret: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{tenant}:{secret}"))
+    )
+}
+
 pub fn enc(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
