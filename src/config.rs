@@ -32,6 +32,48 @@ pub struct Config {
     /// Mutations a user may make at once before the rate applies.
     #[arg(long, env = "IMAGECHAT_WRITE_BURST", default_value_t = 20)]
     pub write_burst: u32,
+    /// Reverse proxies in front of this server whose `X-Forwarded-For`
+    /// entries are believed; the client's address for the per-address
+    /// limits is the entry this many places from the right. 0: the TCP
+    /// peer's address, and the header is ignored.
+    #[arg(long, env = "IMAGECHAT_TRUSTED_PROXIES", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub trusted_proxies: u32,
+    /// Sessions (`POST /api/v1/sessions`) one client address may create
+    /// per minute, sustained; 0 = unlimited.
+    #[arg(
+        long,
+        env = "IMAGECHAT_SESSIONS_PER_ADDRESS_PER_MINUTE",
+        default_value_t = 120
+    )]
+    pub sessions_per_address_per_minute: u32,
+    /// Sessions one address may create at once before that rate applies
+    /// (a class or office behind one address opening the page together).
+    #[arg(long, env = "IMAGECHAT_SESSION_BURST", default_value_t = 100)]
+    pub session_burst: u32,
+    /// REST mutations by anonymous users from one client address per
+    /// minute, whatever their sessions; 0 = unlimited.
+    #[arg(
+        long,
+        env = "IMAGECHAT_ANONYMOUS_WRITES_PER_ADDRESS_PER_MINUTE",
+        default_value_t = 120
+    )]
+    pub anonymous_writes_per_address_per_minute: u32,
+    /// Anonymous mutations one address may make at once before that rate
+    /// applies.
+    #[arg(long, env = "IMAGECHAT_ANONYMOUS_WRITE_BURST", default_value_t = 120)]
+    pub anonymous_write_burst: u32,
+    /// Failed operator-key and tenant-secret attempts one client address
+    /// may make per minute; beyond them the address gets 429 for those
+    /// calls, right key or not, until its bucket refills. 0 = unlimited.
+    #[arg(
+        long,
+        env = "IMAGECHAT_AUTH_FAILURES_PER_ADDRESS_PER_MINUTE",
+        default_value_t = 10
+    )]
+    pub auth_failures_per_address_per_minute: u32,
+    /// Failed attempts one address may make at once before that rate applies.
+    #[arg(long, env = "IMAGECHAT_AUTH_FAILURE_BURST", default_value_t = 10)]
+    pub auth_failure_burst: u32,
     /// PEM certificate chain: serve HTTPS and WSS on the same port.
     #[arg(long, env = "IMAGECHAT_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -99,6 +141,13 @@ impl Config {
             admin_key: None,
             write_rate_per_minute: 60,
             write_burst: 20,
+            trusted_proxies: 0,
+            sessions_per_address_per_minute: 120,
+            session_burst: 100,
+            anonymous_writes_per_address_per_minute: 120,
+            anonymous_write_burst: 120,
+            auth_failures_per_address_per_minute: 10,
+            auth_failure_burst: 10,
             tls_cert: None,
             tls_key: None,
             log_format: "text".into(),
@@ -125,6 +174,22 @@ impl std::fmt::Debug for Config {
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .field("write_rate_per_minute", &self.write_rate_per_minute)
             .field("write_burst", &self.write_burst)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field(
+                "sessions_per_address_per_minute",
+                &self.sessions_per_address_per_minute,
+            )
+            .field("session_burst", &self.session_burst)
+            .field(
+                "anonymous_writes_per_address_per_minute",
+                &self.anonymous_writes_per_address_per_minute,
+            )
+            .field("anonymous_write_burst", &self.anonymous_write_burst)
+            .field(
+                "auth_failures_per_address_per_minute",
+                &self.auth_failures_per_address_per_minute,
+            )
+            .field("auth_failure_burst", &self.auth_failure_burst)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("heartbeat", &self.heartbeat)

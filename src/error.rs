@@ -36,6 +36,8 @@ pub enum AppError {
     /// 429 with `Retry-After` in whole seconds.
     RateLimited {
         retry_after: u64,
+        /// What was limited ("too many writes; retry later").
+        message: &'static str,
     },
     /// 503 with `Retry-After` in whole seconds: this node holds as many
     /// connections as it may (`--max-connections`).
@@ -128,7 +130,7 @@ impl AppError {
             AppError::MethodNotAllowed => "this path does not take that method",
             AppError::BodyTimeout => "the body did not arrive in time",
             AppError::HeadTooLarge => "the request line and headers exceed 32 KiB",
-            AppError::RateLimited { .. } => "too many writes; retry later",
+            AppError::RateLimited { message, .. } => message,
             AppError::Overloaded { .. } => "this server is at its connection limit; retry later",
             AppError::Unavailable => "storage or broker unavailable; retry later",
             AppError::Internal => "internal error",
@@ -138,12 +140,37 @@ impl AppError {
     /// Seconds a client should wait before retrying, when the error says.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            AppError::RateLimited { retry_after } | AppError::Overloaded { retry_after } => {
+            AppError::RateLimited { retry_after, .. } | AppError::Overloaded { retry_after } => {
                 Some(*retry_after)
             }
             // Storage or broker trouble is usually brief.
             AppError::Unavailable => Some(1),
             _ => None,
+        }
+    }
+
+    /// 429 for a write over the per-user or per-address write rate.
+    pub fn too_many_writes(retry_after: u64) -> AppError {
+        AppError::RateLimited {
+            retry_after,
+            message: "too many writes; retry later",
+        }
+    }
+
+    /// 429 for a client address out of failed operator-key or
+    /// tenant-secret attempts.
+    pub fn too_many_failures(retry_after: u64) -> AppError {
+        AppError::RateLimited {
+            retry_after,
+            message: "too many failed sign-in attempts from this address; retry later",
+        }
+    }
+
+    /// 429 for a client address over its session-creation rate.
+    pub fn too_many_sessions(retry_after: u64) -> AppError {
+        AppError::RateLimited {
+            retry_after,
+            message: "too many new sessions from this address; retry later",
         }
     }
 

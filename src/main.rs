@@ -15,7 +15,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Manage tenants directly in the database (works while the server is down).
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -144,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::debug!(?config, "starting");
             let listener =
                 listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
-            imagechat::run(listener, config, shutdown_signal()).await
+            imagechat::run(listener, *config, shutdown_signal()).await
         }
         Command::Tenant(TenantCommand::Create {
             id,

@@ -12,6 +12,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::rustls;
+use tower::ServiceExt;
 
 use crate::app::App;
 use crate::config::Config;
@@ -110,18 +111,18 @@ pub async fn run(
             }
             continue;
         }
-        let service = TowerToHyperService::new(router.clone());
+        let service = router.clone();
         let draining = draining.clone();
         let tls = tls.clone();
         let open = OpenGuard::new(&http_open);
         tokio::spawn(async move {
             let _open = open;
             let result = match tls {
-                None => serve_http(TokioIo::new(stream), service, draining).await,
+                None => serve_http(TokioIo::new(stream), service, peer, draining).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(s)) => serve_http(TokioIo::new(s), service, draining).await,
+                        Ok(Ok(s)) => serve_http(TokioIo::new(s), service, peer, draining).await,
                         _ => {
                             tracing::debug!(%peer, "TLS handshake failed");
                             return;
@@ -200,14 +201,24 @@ impl Drop for OpenGuard {
 
 /// Serves HTTP/1.1 (with upgrades) on one connection until it ends or the
 /// node drains, in which case the request in flight is finished first.
+/// Serves one connection; every request carries its `peer` (for the
+/// per-address limits).
 async fn serve_http<I>(
     io: I,
-    service: TowerToHyperService<axum::Router>,
+    router: axum::Router,
+    peer: std::net::SocketAddr,
     mut draining: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), hyper::Error>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let peer = crate::http::extract::Peer(peer);
+    let service = TowerToHyperService::new(router.map_request(
+        move |mut r: hyper::Request<hyper::body::Incoming>| {
+            r.extensions_mut().insert(peer);
+            r
+        },
+    ));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

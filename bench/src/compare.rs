@@ -8,7 +8,7 @@ use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use serde::Serialize;
@@ -94,23 +94,7 @@ struct ServerProc {
 
 impl Drop for ServerProc {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: signalling our own child by its pid.
-            unsafe {
-                libc::kill(self.pid as libc::pid_t, libc::SIGTERM);
-            }
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(3) {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if let Ok(None) = self.child.try_wait() {
-                let _ = self.child.kill();
-            }
-        }
-        let _ = self.child.wait();
+        util::stop_child(&mut self.child, Duration::from_secs(3));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -146,6 +130,9 @@ async fn start(target: Target, a: &CompareArgs, n: usize) -> Result<ServerProc> 
                 .arg(format!("sqlite://{}/bench.db", dir.display()))
                 .arg("--write-rate-per-minute")
                 .arg("0")
+                // Every simulated client shares one loopback address.
+                .args(["--sessions-per-address-per-minute", "0"])
+                .args(["--anonymous-writes-per-address-per-minute", "0"])
                 .args(&a.imagechat_arg);
             // The server reads IMAGECHAT_* settings; only the flags above count.
             for (k, _) in std::env::vars_os() {

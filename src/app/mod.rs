@@ -1,8 +1,9 @@
 //! The shared state of one running node and the services every transport
 //! shares: the one session path ([`session`]), the one write path
-//! ([`write`]), the tenant cache, the write-rate limiter, the connection
+//! ([`write`]), the tenant cache, the rate limits ([`limits`]), the connection
 //! registry and metrics. Knows no HTTP and no sockets.
 
+pub mod limits;
 pub mod metrics;
 pub mod session;
 pub mod write;
@@ -20,9 +21,10 @@ use crate::fanout::{ConnId, Hub};
 use crate::protocol::CloseCode;
 use crate::store::{Store, StoreError};
 use crate::usage::Usage;
+pub use limits::{AddressLimits, RateLimiter};
 pub use metrics::Metrics;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -32,7 +34,9 @@ pub struct App {
     pub broker: Arc<Broker>,
     pub hub: Arc<Hub>,
     pub tenants: TenantCache,
+    /// Per-user write buckets, when the broker keeps none.
     pub limiter: RateLimiter,
+    pub addresses: AddressLimits,
     pub usage: Usage,
     pub metrics: Metrics,
     pub conns: Connections,
@@ -51,6 +55,7 @@ impl App {
         );
         Arc::new(App {
             limiter: RateLimiter::new(config.write_rate_per_minute, config.write_burst),
+            addresses: AddressLimits::new(&config),
             config,
             tenants: TenantCache::default(),
             store,
@@ -115,43 +120,6 @@ impl TenantCache {
     }
 }
 
-/// Per-(tenant, user) write rates on one node: `burst` writes at once,
-/// then `per_minute` a minute (GCRA, by `governor`). Used when the broker
-/// keeps no shared buckets (one node) or cannot answer.
-pub struct RateLimiter {
-    /// `None`: unlimited.
-    limiter: Option<governor::DefaultKeyedRateLimiter<String>>,
-}
-
-/// Bound on remembered keys; past it the idle ones are forgotten.
-const BUCKETS_MAX: usize = 100_000;
-
-impl RateLimiter {
-    pub fn new(per_minute: u32, burst: u32) -> Self {
-        let limiter = std::num::NonZeroU32::new(per_minute).map(|rate| {
-            let burst = std::num::NonZeroU32::new(burst).unwrap_or(std::num::NonZeroU32::MIN);
-            governor::RateLimiter::keyed(governor::Quota::per_minute(rate).allow_burst(burst))
-        });
-        RateLimiter { limiter }
-    }
-
-    /// Takes one write; `Err(seconds)` to wait (at least 1) when the
-    /// bucket is empty.
-    pub fn check(&self, key: &str) -> Result<(), u64> {
-        let Some(l) = &self.limiter else {
-            return Ok(());
-        };
-        if l.len() >= BUCKETS_MAX {
-            l.retain_recent();
-        }
-        l.check_key(&key.to_owned()).map_err(|not_until| {
-            use governor::clock::Clock;
-            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
-            wait.as_secs_f64().ceil().max(1.0) as u64
-        })
-    }
-}
-
 /// What heartbeats and shutdown need of an open connection, whatever its
 /// transport.
 pub trait Connection: Send + Sync {
@@ -184,27 +152,5 @@ impl Connections {
     }
     pub fn all(&self) -> Vec<Arc<dyn Connection>> {
         lock(&self.open).values().cloned().collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bucket_allows_a_burst_then_refuses_with_a_wait() {
-        let r = RateLimiter::new(60, 3);
-        for _ in 0..3 {
-            assert_eq!(r.check("a"), Ok(()));
-        }
-        assert_eq!(r.check("a"), Err(1));
-        let slow = RateLimiter::new(1, 1);
-        assert_eq!(slow.check("a"), Ok(()));
-        assert!(matches!(slow.check("a"), Err(s) if (59..=60).contains(&s)));
-        assert_eq!(r.check("b"), Ok(()));
-        let unlimited = RateLimiter::new(0, 1);
-        for _ in 0..100 {
-            assert_eq!(unlimited.check("a"), Ok(()));
-        }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use crate::app::limits::ClientKey;
 use crate::app::App;
 use crate::domain::{now_ms, Actor, Tenant};
 use crate::error::AppError;
@@ -68,11 +69,19 @@ impl Session {
     /// gets this far counts against the rate, accepted or not. The bucket is
     /// shared by all nodes when the broker keeps one; if the broker cannot
     /// answer, this node's own bucket decides.
-    pub async fn may_write(&self, app: &App) -> Result<(), AppError> {
+    /// Anonymous users' writes also count against their client address's
+    /// bucket (`client`), so a fresh session per write gains nothing.
+    pub async fn may_write(&self, app: &App, client: ClientKey) -> Result<(), AppError> {
         if !self.actor.can_write(&self.tenant) {
             return Err(AppError::Forbidden(
                 "this tenant lets anonymous users read only",
             ));
+        }
+        if self.actor.user.anonymous {
+            app.addresses
+                .anonymous_writes
+                .check(&client)
+                .map_err(AppError::too_many_writes)?;
         }
         let (per_minute, burst) = (app.config.write_rate_per_minute, app.config.write_burst);
         if per_minute == 0 {
@@ -88,6 +97,6 @@ impl Session {
                 app.limiter.check(&key)
             }
         };
-        verdict.map_err(|retry_after| AppError::RateLimited { retry_after })
+        verdict.map_err(AppError::too_many_writes)
     }
 }

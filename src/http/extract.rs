@@ -12,6 +12,7 @@
 //! JSON shape.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::CorsGrant;
+use crate::app::limits::{self, ClientKey};
 use crate::app::session::{self, Session};
 use crate::app::App;
 use crate::domain::validate;
@@ -67,7 +69,8 @@ impl FromRequestParts<Arc<App>> for Reader {
     }
 }
 
-/// A session that may write, within its write rate.
+/// A session that may write, within its write rates (per user, and per
+/// client address for anonymous users).
 pub struct Writer(pub Session);
 
 impl FromRequestParts<Arc<App>> for Writer {
@@ -75,9 +78,38 @@ impl FromRequestParts<Arc<App>> for Writer {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, AppError> {
         let Reader(s) = Reader::from_request_parts(parts, app).await?;
-        s.may_write(app).await?;
+        s.may_write(app, client_key(parts, app)).await?;
         Ok(Writer(s))
     }
+}
+
+/// The TCP peer of the connection a request came on; the accept loop puts
+/// it in every request's extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+/// The client's address as the per-address limits know it (see
+/// [`limits::client_address`]); never refuses.
+pub struct Client(pub ClientKey);
+
+impl FromRequestParts<Arc<App>> for Client {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, AppError> {
+        Ok(Client(client_key(parts, app)))
+    }
+}
+
+fn client_key(parts: &Parts, app: &App) -> ClientKey {
+    let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
+    let xff = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let ip = limits::client_address(peer, xff, app.config.trusted_proxies)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    ClientKey::of(ip)
 }
 
 /// A request type read from a JSON object body, field by field, so each

@@ -126,14 +126,16 @@ error_set!(
     EventsErrors = [400, 401, 403, 404, 410, 500, 503]
 );
 error_set!(
-    /// A tenant call (HTTP Basic or the dashboard cookie).
-    TenantErrors = [400, 401, 404, 408, 413, 500, 503]
+    /// A tenant call (HTTP Basic or the dashboard cookie); 429 when the
+    /// client address is out of failed attempts.
+    TenantErrors = [400, 401, 404, 408, 413, 429, 500, 503]
 );
 error_set!(
-    /// The operator call: 404 when the server has no operator key.
-    OperatorErrors = [400, 401, 404, 408, 409, 413, 500, 503]
+    /// The operator call: 404 when the server has no operator key, 429
+    /// when the client address is out of failed attempts.
+    OperatorErrors = [400, 401, 404, 408, 409, 413, 429, 500, 503]
 );
 error_set!(
-    /// `POST /api/v1/sessions`.
-    SessionErrors = [400, 401, 403, 404, 408, 413, 500, 503]
+    /// `POST /api/v1/sessions`: 429 over the client address's session rate.
+    SessionErrors = [400, 401, 403, 404, 408, 413, 429, 500, 503]
 );

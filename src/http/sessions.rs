@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::Extension;
 use serde_json::Value;
 
-use super::extract::{origin, Fields, FromJson, Json};
+use super::extract::{origin, Client, Fields, FromJson, Json};
 use super::openapi::SessionErrors;
 use super::{json, AppError, CorsGrant};
 use crate::app::session::check_origin;
@@ -38,9 +38,14 @@ impl FromJson for SessionBody {
 pub async fn create(
     State(app): State<Arc<App>>,
     Extension(grant): Extension<CorsGrant>,
+    Client(client): Client,
     headers: HeaderMap,
     Json(body): Json<SessionBody>,
 ) -> Result<Response, AppError> {
+    app.addresses
+        .sessions
+        .check(&client)
+        .map_err(AppError::too_many_sessions)?;
     let tenant = app
         .tenant(&body.tenant_id)
         .await?

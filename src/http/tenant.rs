@@ -11,9 +11,10 @@ use axum::response::Response;
 use base64::Engine;
 use serde_json::Value;
 
-use super::extract::{Fields, FromJson, FromQuery, Ids, Json, Params, QueryMap};
+use super::extract::{Client, Fields, FromJson, FromQuery, Ids, Json, Params, QueryMap};
 use super::openapi::{OperatorErrors, TenantErrors};
 use super::{json, AppError};
+use crate::app::limits::ClientKey;
 use crate::app::{write, App};
 use crate::domain::auth::{constant_time_eq, sign_value, verify_value};
 use crate::domain::chat::Authority;
@@ -43,16 +44,21 @@ impl FromRequestParts<Arc<App>> for Operator {
         let Some(key) = &app.config.admin_key else {
             return Err(AppError::NotFound("no such route"));
         };
+        let Client(client) = Client::from_request_parts(parts, app).await?;
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !constant_time_eq(presented.trim().as_bytes(), key.as_bytes()) {
-            return Err(AppError::Unauthorized("wrong operator key"));
-        }
-        Ok(Operator)
+        let verdict = async {
+            if constant_time_eq(presented.trim().as_bytes(), key.as_bytes()) {
+                Ok(Operator)
+            } else {
+                Err(AppError::Unauthorized("wrong operator key"))
+            }
+        };
+        app.addresses.auth_failures.guard(client, verdict).await
     }
 }
 
@@ -159,29 +165,40 @@ impl FromRequestParts<Arc<App>> for TenantCaller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, AppError> {
-        tenant_auth(app, &parts.headers).await.map(TenantCaller)
+        let Client(client) = Client::from_request_parts(parts, app).await?;
+        tenant_auth(app, &parts.headers, client)
+            .await
+            .map(TenantCaller)
     }
 }
 
 /// The tenant a tenant call is made for.
-async fn tenant_auth(app: &App, headers: &HeaderMap) -> Result<Arc<Tenant>, AppError> {
+/// Basic-auth attempts count against the client address's failures.
+async fn tenant_auth(
+    app: &App,
+    headers: &HeaderMap,
+    client: ClientKey,
+) -> Result<Arc<Tenant>, AppError> {
     const REFUSED: AppError = AppError::Unauthorized("tenant credentials are required");
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "));
     if let Some(b64) = basic {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|_| REFUSED)?;
-        let raw = String::from_utf8(raw).map_err(|_| REFUSED)?;
-        let (id, secret) = raw.split_once(':').ok_or(REFUSED)?;
-        let t = app.tenant(id).await?.ok_or(REFUSED)?;
-        return if t.secret_matches(secret) {
-            Ok(t)
-        } else {
-            Err(REFUSED)
+        let check = async {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|_| REFUSED)?;
+            let raw = String::from_utf8(raw).map_err(|_| REFUSED)?;
+            let (id, secret) = raw.split_once(':').ok_or(REFUSED)?;
+            let t = app.tenant(id).await?.ok_or(REFUSED)?;
+            if t.secret_matches(secret) {
+                Ok(t)
+            } else {
+                Err(REFUSED)
+            }
         };
+        return app.addresses.auth_failures.guard(client, check).await;
     }
     let cookie = headers
         .get_all(header::COOKIE)
@@ -229,13 +246,16 @@ impl FromJson for LoginRequest {
         headers(("Set-Cookie" = String, description = "the dashboard session"))), TenantErrors))]
 pub async fn login(
     State(app): State<Arc<App>>,
+    Client(client): Client,
     Json(r): Json<LoginRequest>,
 ) -> Result<Response, AppError> {
-    let tenant = app
-        .tenant(&r.tenant_id)
-        .await?
-        .filter(|t| t.secret_matches(&r.secret))
-        .ok_or(AppError::Unauthorized("wrong tenant id or secret"))?;
+    let check = async {
+        app.tenant(&r.tenant_id)
+            .await?
+            .filter(|t| t.secret_matches(&r.secret))
+            .ok_or(AppError::Unauthorized("wrong tenant id or secret"))
+    };
+    let tenant = app.addresses.auth_failures.guard(client, check).await?;
     let expires = now_ms() + COOKIE_HOURS * 3_600_000;
     let signed = sign_value(
         app.token_key(),

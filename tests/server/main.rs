@@ -4,6 +4,7 @@
 mod common;
 
 mod abuse;
+mod addresses;
 mod annotations;
 mod api;
 mod authz;

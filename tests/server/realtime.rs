@@ -311,6 +311,7 @@ async fn a_slow_consumer_is_closed_with_4408_and_slows_nobody() {
     let s = Server::start_with(|c| {
         c.outbox_capacity = 8;
         c.write_rate_per_minute = 0;
+        c.anonymous_writes_per_address_per_minute = 0;
         // A batch window lets messages wait in the outbox; with a capacity
         // this small the fast subscriber must not batch.
         c.batch_window_ms = 0;

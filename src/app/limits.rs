@@ -1,0 +1,322 @@
+//! Rate limits on one node: per user (writes) and per client address
+//! (session creation, anonymous writes, failed operator-key and
+//! tenant-secret attempts). Buckets are GCRA, by `governor`; each keyed map
+//! is bounded ([`BUCKETS_MAX`]).
+//!
+//! A client's address is the TCP peer's, or, behind `--trusted-proxies N`
+//! reverse proxies, the one the outermost trusted proxy saw (see
+//! [`client_address`]). IPv6 addresses are limited by their /64, the block
+//! one subscriber usually holds, so rotating addresses inside it gains
+//! nothing.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+
+use crate::config::Config;
+use crate::error::AppError;
+
+/// Bound on remembered keys per limiter; past it the idle ones are forgotten.
+const BUCKETS_MAX: usize = 100_000;
+
+/// `burst` at once, then `per_minute` a minute, per key. `per_minute` 0 is
+/// unlimited.
+pub struct RateLimiter<K: Hash + Eq + Clone = String> {
+    /// `None`: unlimited.
+    limiter: Option<governor::DefaultKeyedRateLimiter<K>>,
+}
+
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
+    pub fn new(per_minute: u32, burst: u32) -> Self {
+        let limiter = NonZeroU32::new(per_minute).map(|rate| {
+            let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+            governor::RateLimiter::keyed(governor::Quota::per_minute(rate).allow_burst(burst))
+        });
+        RateLimiter { limiter }
+    }
+
+    /// Takes one cell; `Err(wait)` when the bucket is empty, `wait` being
+    /// how long until the next cell.
+    pub fn take(&self, key: &K) -> Result<(), Duration> {
+        let Some(l) = &self.limiter else {
+            return Ok(());
+        };
+        if l.len() >= BUCKETS_MAX {
+            l.retain_recent();
+        }
+        l.check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// [`take`](Self::take) with the wait in whole seconds, at least 1, as
+    /// `Retry-After` wants it.
+    pub fn check(&self, key: &K) -> Result<(), u64> {
+        self.take(key).map_err(whole_seconds)
+    }
+}
+
+fn whole_seconds(d: Duration) -> u64 {
+    (d.as_secs_f64().ceil() as u64).max(1)
+}
+
+/// What the rate limits know a client by: its IPv4 address, or the /64 of
+/// its IPv6 address (IPv4-mapped IPv6 counts as IPv4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClientKey(IpAddr);
+
+impl ClientKey {
+    pub fn of(ip: IpAddr) -> ClientKey {
+        match ip {
+            IpAddr::V4(v4) => ClientKey(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => ClientKey(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    ClientKey(IpAddr::V6(Ipv6Addr::from(prefix)))
+                }
+            },
+        }
+    }
+}
+
+/// The client's address: the TCP `peer` with no trusted proxy; behind
+/// `trusted` proxies, the `X-Forwarded-For` entry that many places from
+/// the right (each proxy appends the address it received from, so the
+/// last entry is what the nearest proxy saw). With fewer entries than
+/// proxies, the leftmost. `xff` holds the header's values in order; an
+/// entry that is not an IP address (with or without a port) makes the
+/// header untrusted and the peer is used. `None` only when there is no
+/// peer and no usable header.
+///
+/// The rule is the one MDN's `X-Forwarded-For` page recommends for a known
+/// number of trusted proxies ("rightmost after N").
+pub fn client_address<'a>(
+    peer: Option<IpAddr>,
+    xff: impl Iterator<Item = &'a str>,
+    trusted: u32,
+) -> Option<IpAddr> {
+    if trusted == 0 {
+        return peer;
+    }
+    let mut entries = Vec::new();
+    for value in xff {
+        for entry in value.split(',') {
+            let entry = entry.trim();
+            let ip = entry
+                .parse::<IpAddr>()
+                .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()));
+            match ip {
+                Ok(ip) if entries.len() < 64 => entries.push(ip),
+                Ok(_) => {}
+                Err(_) => return peer,
+            }
+        }
+    }
+    let n = usize::try_from(trusted).unwrap_or(usize::MAX);
+    match entries.len().checked_sub(n) {
+        Some(i) => entries.get(i).copied(),
+        None => entries.first().copied(),
+    }
+    .or(peer)
+}
+
+/// Failed operator-key and tenant-secret attempts per address. After
+/// `burst` failures at once (then `per_minute` a minute) the address is
+/// refused with 429, right secret or not, until the bucket has a cell
+/// again: a guesser learns nothing while refused.
+pub struct AuthFailures {
+    bucket: RateLimiter<ClientKey>,
+    refused_until: Mutex<HashMap<ClientKey, Instant>>,
+}
+
+impl AuthFailures {
+    fn new(per_minute: u32, burst: u32) -> Self {
+        AuthFailures {
+            bucket: RateLimiter::new(per_minute, burst),
+            refused_until: Mutex::default(),
+        }
+    }
+
+    /// `Err(seconds)` while the address is refused.
+    pub fn check(&self, key: ClientKey) -> Result<(), u64> {
+        let mut refused = super::lock(&self.refused_until);
+        match refused.get(&key) {
+            Some(until) => {
+                let now = Instant::now();
+                if *until > now {
+                    Err(whole_seconds(*until - now))
+                } else {
+                    refused.remove(&key);
+                    Ok(())
+                }
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed attempt; `Err(seconds)` when it used the last cell,
+    /// so this answer and the next ones until then are refusals.
+    pub fn failed(&self, key: ClientKey) -> Result<(), u64> {
+        let wait = match self.bucket.take(&key) {
+            Ok(()) => return Ok(()),
+            Err(wait) => wait,
+        };
+        let mut refused = super::lock(&self.refused_until);
+        if refused.len() >= BUCKETS_MAX {
+            let now = Instant::now();
+            refused.retain(|_, until| *until > now);
+            if refused.len() >= BUCKETS_MAX {
+                refused.clear();
+            }
+        }
+        refused.insert(key, Instant::now() + wait);
+        Err(whole_seconds(wait))
+    }
+}
+
+impl AuthFailures {
+    /// Runs a credential check for a client: refused with 429 while the
+    /// address is out of failures (before `check` runs, so a refused
+    /// guess costs nothing and tells nothing); a 401 from `check` counts
+    /// as a failure.
+    pub async fn guard<T>(
+        &self,
+        key: ClientKey,
+        check: impl std::future::Future<Output = Result<T, AppError>>,
+    ) -> Result<T, AppError> {
+        self.check(key).map_err(AppError::too_many_failures)?;
+        match check.await {
+            Err(AppError::Unauthorized(m)) => {
+                self.failed(key).map_err(AppError::too_many_failures)?;
+                Err(AppError::Unauthorized(m))
+            }
+            other => other,
+        }
+    }
+}
+
+/// The per-address limits of one node.
+pub struct AddressLimits {
+    /// `POST /api/v1/sessions`, anonymous or SSO.
+    pub sessions: RateLimiter<ClientKey>,
+    /// REST mutations by anonymous users, whatever their session.
+    pub anonymous_writes: RateLimiter<ClientKey>,
+    pub auth_failures: AuthFailures,
+}
+
+impl AddressLimits {
+    pub fn new(c: &Config) -> Self {
+        AddressLimits {
+            sessions: RateLimiter::new(c.sessions_per_address_per_minute, c.session_burst),
+            anonymous_writes: RateLimiter::new(
+                c.anonymous_writes_per_address_per_minute,
+                c.anonymous_write_burst,
+            ),
+            auth_failures: AuthFailures::new(
+                c.auth_failures_per_address_per_minute,
+                c.auth_failure_burst,
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_refuses_with_a_wait() {
+        let r = RateLimiter::new(60, 3);
+        for _ in 0..3 {
+            assert_eq!(r.check(&"a".to_owned()), Ok(()));
+        }
+        assert_eq!(r.check(&"a".to_owned()), Err(1));
+        let slow = RateLimiter::new(1, 1);
+        assert_eq!(slow.check(&"a".to_owned()), Ok(()));
+        assert!(matches!(slow.check(&"a".to_owned()), Err(s) if (59..=60).contains(&s)));
+        assert_eq!(r.check(&"b".to_owned()), Ok(()));
+        let unlimited = RateLimiter::new(0, 1);
+        for _ in 0..100 {
+            assert_eq!(unlimited.check(&"a".to_owned()), Ok(()));
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse()
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
+    #[test]
+    fn the_client_is_the_entry_the_outermost_trusted_proxy_saw() {
+        let peer = Some(ip("10.0.0.2"));
+        let xff = ["203.0.113.9, 198.51.100.7", "10.0.0.1"];
+        assert_eq!(client_address(peer, xff.into_iter(), 0), peer);
+        assert_eq!(
+            client_address(peer, xff.into_iter(), 1),
+            Some(ip("10.0.0.1"))
+        );
+        assert_eq!(
+            client_address(peer, xff.into_iter(), 2),
+            Some(ip("198.51.100.7"))
+        );
+        // A forged leftmost entry is only believed when every proxy is trusted.
+        assert_eq!(
+            client_address(peer, xff.into_iter(), 3),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            client_address(peer, xff.into_iter(), 9),
+            Some(ip("203.0.113.9"))
+        );
+        assert_eq!(
+            client_address(peer, ["[2001:db8::1]:443, 192.0.2.1:80"].into_iter(), 2),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(client_address(peer, [].into_iter(), 1), peer);
+        assert_eq!(
+            client_address(peer, ["nonsense, 1.2.3.4"].into_iter(), 1),
+            peer
+        );
+        assert_eq!(client_address(None, [].into_iter(), 1), None);
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64_block() {
+        assert_eq!(
+            ClientKey::of(ip("2001:db8:1:2:aaaa::1")),
+            ClientKey::of(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            ClientKey::of(ip("2001:db8:1:2::1")),
+            ClientKey::of(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            ClientKey::of(ip("::ffff:192.0.2.1")),
+            ClientKey::of(ip("192.0.2.1"))
+        );
+    }
+
+    #[test]
+    fn an_address_out_of_failures_is_refused_even_with_the_right_secret() {
+        let f = AuthFailures::new(1, 3);
+        let a = ClientKey::of(ip("192.0.2.1"));
+        let b = ClientKey::of(ip("192.0.2.2"));
+        for _ in 0..3 {
+            assert_eq!(f.check(a), Ok(()));
+            assert_eq!(f.failed(a), Ok(()));
+        }
+        assert!(f.failed(a).is_err(), "the fourth failure is refused");
+        assert!(matches!(f.check(a), Err(s) if (50..=60).contains(&s)));
+        assert_eq!(f.check(b), Ok(()), "other addresses are not");
+        let unlimited = AuthFailures::new(0, 1);
+        for _ in 0..100 {
+            assert_eq!(unlimited.failed(a), Ok(()));
+        }
+        assert_eq!(unlimited.check(a), Ok(()));
+    }
+}
