@@ -37,7 +37,16 @@ struct Node {
 
 impl Node {
     fn spawn(db: &str, broker: &str) -> Node {
-        Self::spawn_with(db, broker, &["--write-rate-per-minute", "0"])
+        Self::spawn_with(
+            db,
+            broker,
+            &[
+                "--write-rate-per-minute",
+                "0",
+                "--anonymous-writes-per-address-per-minute",
+                "0",
+            ],
+        )
     }
 
     fn spawn_with(db: &str, broker: &str, extra: &[&str]) -> Node {
@@ -582,4 +591,265 @@ async fn viewers_of_a_dead_node_disappear_within_30_seconds() {
         "dropped after {:?}",
         t0.elapsed()
     );
+}
+
+/// A Redis server of the test's own, to stop and start on the same port.
+struct PrivateRedis {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl PrivateRedis {
+    async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut r = PrivateRedis { child: None, port };
+        r.restart().await;
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is required (the test command installs it)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// SIGKILL: everything it held (subscriptions, buckets) is gone.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A create through `addr`: its status and chat id, or `None` when the
+/// node did not answer (killed mid-request).
+async fn try_create(addr: SocketAddr, token: &str, url_id: &str, i: usize) -> Option<(u16, Value)> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let auth = format!("Bearer {token}");
+    let body = json!({"urlId": url_id, "x": 1, "y": 1, "text": format!("w{i}")});
+    let r = http_on(
+        tcp,
+        "node",
+        "POST",
+        "/api/v1/chats",
+        Some(body.to_string().into_bytes()),
+        &[("authorization", &auth)],
+    )
+    .await
+    .ok()?;
+    let id = r.json()["chat"]["id"].clone();
+    Some((r.status, id))
+}
+
+async fn snapshot(node: &Node, token: &str, url_id: &str) -> Value {
+    let r = node
+        .http(
+            "GET",
+            &format!("/api/v1/chats?urlId={url_id}"),
+            None,
+            Some(token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_event_is_lost_for_any_subscriber_when_redis_restarts_under_load() {
+    let db = fresh_postgres().await;
+    let mut redis = PrivateRedis::start().await;
+    let nodes = [
+        Node::spawn(&db, &redis.url()),
+        Node::spawn(&db, &redis.url()),
+    ];
+    let token = open_tenant(&nodes[0]).await;
+    let images = ["rr-a", "rr-b", "rr-c", "rr-d"];
+    let mut subs = Vec::new();
+    for node in &nodes {
+        let mut ws = node.ws(&token).await;
+        for u in images {
+            ws.subscribe(u, None).await;
+        }
+        subs.push(ws);
+    }
+    let addrs = [nodes[0].addr, nodes[1].addr];
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let token = token.clone();
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for i in 0..120 {
+                    let u = images[(w + i) % images.len()];
+                    let r = try_create(addrs[i % 2], &token, u, i).await;
+                    statuses.push(r.map(|r| r.0));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                statuses
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        writers.iter().all(|w| !w.is_finished()),
+        "Redis goes down while writes are in flight"
+    );
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    redis.restart().await;
+    assert!(
+        writers.iter().any(|w| !w.is_finished()),
+        "writes go on after Redis is back"
+    );
+    let mut accepted = 0;
+    for w in writers {
+        let statuses = w.await.expect("writer");
+        assert!(
+            statuses.iter().all(|s| *s == Some(201)),
+            "writes are stored while Redis is down: {statuses:?}"
+        );
+        accepted += statuses.len();
+    }
+    assert_eq!(accepted, 480);
+    let mut total = 0;
+    for u in images {
+        let last = snapshot(&nodes[1], &token, u).await["seq"]
+            .as_u64()
+            .expect("seq");
+        total += last;
+        for ws in &mut subs {
+            expect_run(ws, u, 1, last).await;
+            ws.quiet(u, Duration::from_millis(300)).await;
+        }
+    }
+    assert_eq!(total, 480, "every accepted write is one event");
+}
+
+/// Events of `url_id` until the socket ends.
+async fn events_until_closed(ws: &mut Ws, url_id: &str) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    let pred =
+        |m: &Value| m["urlId"] == url_id && m.get("seq").is_some() && m["type"] != "subscribed";
+    while let Some(e) = ws.try_recv_where(&pred, Duration::from_secs(10)).await {
+        seqs.push(e["seq"].as_u64().expect("seq"));
+    }
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_during_writes_loses_no_acknowledged_write_and_clients_resume_elsewhere() {
+    let (_db, mut nodes, token) = setup(3).await;
+    let u = "sigkill";
+    let mut on_doomed = nodes[0].ws(&token).await;
+    on_doomed.subscribe(u, None).await;
+    let mut on_survivor = nodes[1].ws(&token).await;
+    on_survivor.subscribe(u, None).await;
+    let epoch = snapshot(&nodes[1], &token, u).await["epoch"]
+        .as_str()
+        .expect("epoch")
+        .to_owned();
+    // Eight writers, half through the node that dies, half through another,
+    // each until it has made 120 attempts or its node is gone: fewer than
+    // the 1000 events a resume replays.
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let token = token.clone();
+            let addr = nodes[w % 2].addr;
+            let done = Arc::clone(&done);
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut unanswered = 0;
+                for i in 0..120 {
+                    match try_create(addr, &token, u, w * 1000 + i).await {
+                        Some((201, id)) => acked.push(id),
+                        Some((status, _)) => panic!("write answered {status}"),
+                        None => {
+                            unanswered += 1;
+                            if unanswered > 3 {
+                                break;
+                            }
+                        }
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                acked
+            })
+        })
+        .collect();
+    while done.load(Ordering::SeqCst) < 150 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        writers.iter().all(|w| !w.is_finished()),
+        "the node dies while writes are in flight"
+    );
+    nodes[0].kill();
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.expect("writer"));
+    }
+    let snap = snapshot(&nodes[1], &token, u).await;
+    let last = snap["seq"].as_u64().expect("seq");
+    let stored: std::collections::HashSet<&str> = snap["chats"]
+        .as_array()
+        .expect("chats")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert!(acked.len() > 500, "writes happened: {}", acked.len());
+    for id in &acked {
+        assert!(
+            stored.contains(id.as_str().expect("id")),
+            "an acknowledged write was lost: {id}"
+        );
+    }
+    assert_eq!(
+        stored.len() as u64,
+        last,
+        "one chat per logged event, none twice"
+    );
+    // The dead node's viewer saw a gap-free prefix, then resumes on a
+    // third node from where it was.
+    let seen = events_until_closed(&mut on_doomed, u).await;
+    let resumed_from = seen.len() as u64;
+    assert_eq!(
+        seen,
+        (1..=resumed_from).collect::<Vec<_>>(),
+        "the dead node delivered in order, once each"
+    );
+    let mut again = nodes[2].ws(&token).await;
+    let sub = again.subscribe(u, Some((&epoch, resumed_from))).await;
+    assert_eq!(sub["recovered"], true, "{sub}");
+    expect_run(&mut again, u, resumed_from + 1, last).await;
+    again.quiet(u, Duration::from_millis(300)).await;
+    expect_run(&mut on_survivor, u, 1, last).await;
+    on_survivor.quiet(u, Duration::from_millis(300)).await;
 }
