@@ -9,6 +9,7 @@ mod floor;
 mod http;
 mod report;
 mod scenario;
+mod soak;
 mod stats;
 mod sub;
 mod util;
@@ -52,6 +53,9 @@ enum Cmd {
     Compare(compare::CompareArgs),
     /// The CPU one write() of a frame to a loopback socket costs here: the floor
     Floor(FloorArgs),
+    /// Two nodes on PostgreSQL and Redis for minutes: mixed writes, drops and
+    /// resumes, a node restart, memory sampled; every event verified
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args)]
@@ -376,6 +380,7 @@ async fn run(cmd: Cmd) -> Result<bool> {
             Ok(r.ok)
         }
         Cmd::Compare(a) => compare::run(a).await,
+        Cmd::Soak(a) => soak::run(a).await,
         Cmd::Floor(a) => {
             let r = floor::run(a.sockets, &a.bytes, a.rate, a.duration).await?;
             if a.json {

@@ -121,6 +121,8 @@ pub struct ConnStats {
     /// When this client had caught up after its reconnect (µs since start).
     pub caught_up_us: Option<u64>,
     pub not_recovered: u64,
+    /// Resubscribes answered `recovered: true`.
+    pub recovered: u64,
     pub reconnects: u64,
     /// Subscribers that ended before their image's last seq.
     pub short: u64,
@@ -146,6 +148,7 @@ impl ConnStats {
         }
         self.hist.merge(&o.hist);
         self.not_recovered += o.not_recovered;
+        self.recovered += o.recovered;
         self.reconnects += o.reconnects;
         self.short += o.short;
     }

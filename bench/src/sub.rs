@@ -83,6 +83,16 @@ enum Out {
     Pong(Vec<u8>),
 }
 
+/// What a resubscribe answered `recovered: false` leads to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum NotRecovered {
+    /// The run fails: the scenario expects every resume to be recovered.
+    Fail,
+    /// The protocol's path (§12.2): events are buffered while the snapshot
+    /// is read, then those the snapshot holds are dropped.
+    Snapshot,
+}
+
 /// Everything but the socket, so frames can be handled while the socket's
 /// buffer is borrowed.
 struct State {
@@ -91,6 +101,15 @@ struct State {
     subscribed: bool,
     /// (epoch, seq) sent with the pending subscribe, when resuming.
     resuming: bool,
+    /// The pending resubscribe sends no position (a page reload).
+    forget: bool,
+    not_recovered: NotRecovered,
+    /// `recovered: false` arrived: events wait in `buffer` until the
+    /// snapshot is read.
+    loading: bool,
+    buffer: Vec<u64>,
+    /// Close code of the server's close frame, when it sent one.
+    closed_with: Option<u16>,
     epoch: Option<String>,
     last: u64,
     missing: BTreeSet<u64>,
@@ -126,15 +145,26 @@ impl State {
             return;
         }
         self.stats.events += 1;
+        if self.loading {
+            self.buffer.push(seq);
+            return;
+        }
+        self.apply(seq, bid, now);
+    }
+
+    /// Checks one event's seq against the last one applied.
+    fn apply(&mut self, seq: u64, bid: Option<&str>, now: u64) {
         if seq == self.last + 1 {
             self.last = seq;
         } else if seq > self.last + 1 {
             self.stats.lost += seq - self.last - 1;
             let reconnects = self.stats.reconnects;
-            self.stats.error(format!(
-                "gap: expected seq {} of {url}, got {seq} (after {reconnects} reconnect(s))",
-                self.last + 1
-            ));
+            let e = format!(
+                "gap: expected seq {} of {}, got {seq} (after {reconnects} reconnect(s))",
+                self.last + 1,
+                self.url_id
+            );
+            self.stats.error(e);
             let mut s = self.last + 1;
             while s < seq && self.missing.len() < MAX_MISSING {
                 self.missing.insert(s);
@@ -149,7 +179,11 @@ impl State {
         }
         if let Some((true, t)) = bid.and_then(sent_at) {
             self.stats.measured += 1;
-            self.stats.hist.record(now.saturating_sub(t));
+            // Events replayed after a resume waited for the client: not
+            // the delivery latency.
+            if self.catch_up_to.is_none_or(|to| seq > to) {
+                self.stats.hist.record(now.saturating_sub(t));
+            }
         }
         if let Some(t) = self.catch_up_to {
             if self.last >= t {
@@ -171,11 +205,16 @@ impl State {
             return Err(format!("subscribed answer for another image: {url:?}"));
         }
         let seq = seq.ok_or("subscribed without seq")?;
-        if self.resuming {
-            if recovered != Some(true) {
-                self.stats.not_recovered += 1;
+        if self.resuming && recovered != Some(true) {
+            self.stats.not_recovered += 1;
+            if self.not_recovered == NotRecovered::Fail {
                 return Err("resubscribe was not recovered from (epoch, seq)".into());
             }
+            self.loading = true;
+            self.buffer.clear();
+            self.resuming = false;
+        } else if self.resuming {
+            self.stats.recovered += 1;
             if epoch.is_some() && epoch != self.epoch {
                 return Err("the epoch changed on resubscribe".into());
             }
@@ -216,7 +255,7 @@ impl State {
         match self.target {
             Target::Imagechat => {
                 let mut m = serde_json::json!({"type": "subscribe", "id": 1, "urlId": self.url_id});
-                if self.resuming {
+                if self.resuming && !self.forget {
                     m["epoch"] = serde_json::json!(self.epoch);
                     m["seq"] = serde_json::json!(self.last);
                 }
@@ -310,6 +349,11 @@ impl Subscriber {
             url_id: spec.url_id.clone(),
             subscribed: false,
             resuming: false,
+            forget: false,
+            not_recovered: NotRecovered::Fail,
+            loading: false,
+            buffer: Vec::new(),
+            closed_with: None,
             epoch: None,
             last: 0,
             missing: BTreeSet::new(),
@@ -381,7 +425,7 @@ impl Subscriber {
     }
 
     /// Handles every complete frame in the buffer, then sends any answers.
-    async fn drain(&mut self) -> Result<(), String> {
+    pub async fn drain(&mut self) -> Result<(), String> {
         let ws = self.ws.as_mut().ok_or("not connected")?;
         let now = now_us();
         loop {
@@ -401,6 +445,7 @@ impl Subscriber {
                     } else {
                         1005
                     };
+                    self.st.closed_with = Some(code);
                     return Err(format!("server closed the WebSocket with {code}"));
                 }
                 OP_BINARY => self.st.stats.unexpected += 1,
@@ -418,7 +463,7 @@ impl Subscriber {
         Ok(())
     }
 
-    fn done(&self, c: &Control) -> bool {
+    pub fn done(&self, c: &Control) -> bool {
         if c.stop {
             return true;
         }
@@ -503,6 +548,149 @@ impl Subscriber {
         }
         self.st.stats
     }
+}
+
+/// What the soak needs: a subscriber that moves between nodes, is told when
+/// to drop, and follows the snapshot path when a resume is not recovered.
+impl Subscriber {
+    /// A resubscribe answered `recovered: false` reads the snapshot and
+    /// continues from its seq, instead of failing.
+    pub fn snapshot_when_not_recovered(&mut self) {
+        self.st.not_recovered = NotRecovered::Snapshot;
+    }
+
+    pub fn url_id(&self) -> &str {
+        &self.st.url_id
+    }
+
+    /// The connection's number among those of the run.
+    pub fn idx(&self) -> usize {
+        self.spec.idx
+    }
+
+    /// The seq of the last event applied.
+    pub fn last(&self) -> u64 {
+        self.st.last
+    }
+
+    pub fn stats_mut(&mut self) -> &mut ConnStats {
+        &mut self.st.stats
+    }
+
+    pub fn into_stats(self) -> ConnStats {
+        self.st.stats
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.ws.is_some()
+    }
+
+    /// Reads more bytes (cancel-safe); `Ok(0)` at EOF.
+    pub async fn read(&mut self) -> std::io::Result<usize> {
+        match self.ws.as_mut() {
+            Some(ws) => ws.fill().await,
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// The code of the close frame the server sent, if it sent one (once).
+    pub fn take_close_code(&mut self) -> Option<u16> {
+        self.st.closed_with.take()
+    }
+
+    /// Drops the socket abruptly: no close frame, it just goes away.
+    pub fn disconnect(&mut self) {
+        self.ws = None;
+    }
+
+    /// Connects to `addr` and subscribes again, with the (epoch, seq) last
+    /// applied, or with no position when `forget` (a page reload). Answered
+    /// `recovered: false`, it reads the snapshot and continues from its seq
+    /// (see [`Subscriber::snapshot_when_not_recovered`]). Returns whether
+    /// the resume was recovered. On error the subscriber is disconnected
+    /// and may try again.
+    pub async fn resume(&mut self, addr: SocketAddr, forget: bool) -> Result<bool, String> {
+        self.ws = None;
+        self.spec.addr = addr;
+        self.st.resuming = true;
+        self.st.forget = forget;
+        self.st.loading = false;
+        self.st.buffer.clear();
+        self.st.catch_up_to = None;
+        self.st.closed_with = None;
+        let r = self.open().await;
+        self.st.forget = false;
+        if let Err(e) = r {
+            self.ws = None;
+            self.st.resuming = true;
+            return Err(e);
+        }
+        if !self.st.loading {
+            self.st.stats.reconnects += 1;
+            return Ok(true);
+        }
+        if let Err(e) = self.load_snapshot().await {
+            self.ws = None;
+            self.st.resuming = true;
+            return Err(e);
+        }
+        self.st.stats.reconnects += 1;
+        Ok(false)
+    }
+
+    /// §12.2, `recovered: false`: the snapshot's seq replaces the position,
+    /// and of the events buffered meanwhile those it holds are dropped.
+    async fn load_snapshot(&mut self) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct Snapshot {
+            epoch: String,
+            seq: u64,
+        }
+        let path = format!("/api/v1/chats?urlId={}", percent_encode(&self.st.url_id));
+        let answer = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            crate::http::once(self.spec.addr, "GET", &path, Some(&self.spec.token), None),
+        )
+        .await
+        .map_err(|_| "snapshot: no answer within 15 s".to_string())?
+        .map_err(|e| format!("snapshot: {e}"))?;
+        if answer.status != 200 {
+            return Err(format!("snapshot answered {}", answer.status));
+        }
+        let snap: Snapshot = serde_json::from_slice(&answer.body)
+            .map_err(|e| format!("snapshot without epoch and seq: {e}"))?;
+        if snap.seq < self.st.last {
+            let e = format!(
+                "the snapshot of {} is at seq {} but events up to {} had arrived",
+                self.st.url_id, snap.seq, self.st.last
+            );
+            self.st.stats.error(e);
+        }
+        self.st.last = self.st.last.max(snap.seq);
+        self.st.epoch = Some(snap.epoch);
+        self.st.loading = false;
+        let now = now_us();
+        for seq in std::mem::take(&mut self.st.buffer) {
+            if seq > self.st.last {
+                // No latency: these waited for the snapshot.
+                self.st.apply(seq, None, now);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// For callers that time things against the same origin as the subscribers.

@@ -250,3 +250,29 @@ impl Usage {
         (own, busy)
     }
 }
+
+/// Stops a child process: SIGTERM, then SIGKILL when it has not exited
+/// within `grace`. Returns how it exited and whether it needed SIGKILL.
+pub fn stop_child(
+    child: &mut std::process::Child,
+    grace: std::time::Duration,
+) -> (Option<std::process::ExitStatus>, bool) {
+    if let Ok(Some(st)) = child.try_wait() {
+        return (Some(st), false);
+    }
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let t = Instant::now();
+    while t.elapsed() < grace {
+        if let Ok(Some(st)) = child.try_wait() {
+            return (Some(st), false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    (child.wait().ok(), true)
+}
