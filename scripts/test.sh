@@ -48,6 +48,8 @@ fi
 pg_up || { echo "PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
 # The fault tests start and stop a PostgreSQL of their own: its server binaries.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
+# The read-only database test makes an ext4 image and sets its files immutable.
+command -v mkfs.ext4 >/dev/null && command -v chattr >/dev/null || apt_install e2fsprogs
 # The Redis restart test starts and kills a redis-server of its own.
 command -v redis-server >/dev/null || apt_install redis-server
 redis_up() { command -v redis-cli >/dev/null && [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }

@@ -1,10 +1,12 @@
-//! Storage faults: a SQLite file system that fills up.
+//! Storage faults: a SQLite file system that fills up, or whose database
+//! files turn read-only under a live node; PostgreSQL stopped and started.
 //! Writes fail with a clear 503 and change nothing, nothing is broadcast
 //! that was not stored, open WebSockets stay open, and service resumes by
 //! itself once the disk is usable again, with seqs still gap-free.
 //!
-//! Needs to mount a small tmpfs (root, as in CI); it fails, never skips,
-//! when it cannot.
+//! Needs to mount a small tmpfs and a loop-mounted ext4 image, and to set
+//! ext4's immutable attribute (root, `mkfs.ext4` and `chattr`, as in CI);
+//! it fails, never skips, when it cannot.
 
 use std::io::Write;
 use std::process::Command;
@@ -70,10 +72,111 @@ impl Mount {
     }
 }
 
+impl Mount {
+    /// A fresh ext4 file system of `size` in an image file, loop-mounted:
+    /// one that has the immutable attribute.
+    fn ext4(size: &str) -> Mount {
+        let base = temp_dir();
+        let image = base.join("fs.img");
+        let dir = base.join("fs");
+        std::fs::create_dir_all(&dir).expect("mount point");
+        let run = |cmd: &str, args: &[&std::ffi::OsStr]| {
+            let ok = Command::new(cmd)
+                .args(args)
+                .status()
+                .unwrap_or_else(|e| panic!("{cmd} is required: {e}"));
+            assert!(ok.success(), "{cmd} {args:?} failed (root is required)");
+        };
+        run(
+            "truncate",
+            &["-s".as_ref(), size.as_ref(), image.as_os_str()],
+        );
+        run("mkfs.ext4", &["-q".as_ref(), image.as_os_str()]);
+        run(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                image.as_os_str(),
+                dir.as_os_str(),
+            ],
+        );
+        Mount(dir)
+    }
+
+    /// Sets (`+i`) or clears (`-i`) the immutable attribute of the files
+    /// in the mount whose names end with one of `suffixes`: writes through
+    /// descriptors already open fail too.
+    fn chattr(&self, flag: &str, suffixes: &[&str]) {
+        for entry in std::fs::read_dir(&self.0).expect("read mount") {
+            let path = entry.expect("entry").path();
+            let name = path.to_string_lossy().into_owned();
+            if path.is_file() && suffixes.iter().any(|s| name.ends_with(s)) {
+                let ok = Command::new("chattr")
+                    .arg(flag)
+                    .arg(&path)
+                    .status()
+                    .expect("chattr is required");
+                assert!(ok.success(), "chattr {flag} {}", path.display());
+            }
+        }
+    }
+}
+
 impl Drop for Mount {
     fn drop(&mut self) {
+        self.chattr_quietly();
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
+}
+
+impl Mount {
+    fn chattr_quietly(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.0) {
+            for e in entries.flatten() {
+                let _ = Command::new("chattr").arg("-i").arg(e.path()).status();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_database_fails_writes_with_503_keeps_reads_and_resumes_by_itself() {
+    let fs = Mount::ext4("32M");
+    let db = format!("sqlite://{}/db.sqlite", fs.0.display());
+    let (s, tok, mut viewer) = node_with_a_viewer(&db).await;
+    // The database and its log. Not the WAL index (`-shm`): SQLite maps
+    // it into memory, and a store into a mapped page of an immutable or
+    // read-only file is a SIGBUS from the kernel, not an error SQLite sees.
+    let files = [".sqlite", ".sqlite-wal"];
+    fs.chattr("+i", &files);
+    for i in 0..10 {
+        let r = create(&s, &tok, &format!("refused {i}")).await;
+        assert_eq!(
+            r.status,
+            503,
+            "write {i} on a read-only database: {}",
+            r.text()
+        );
+        assert_eq!(r.json()["error"]["code"], "unavailable");
+        assert!(r.header("retry-after").is_some());
+    }
+    // Reads still work; nothing was stored or broadcast; the socket is open.
+    assert_eq!(s.snapshot(&tok, URL).await["seq"], 1);
+    viewer.quiet(URL, Duration::from_millis(300)).await;
+    viewer.send(json!({"type": "ping"})).await;
+    assert_eq!(
+        viewer.recv_where(|m| m["type"] == "pong").await["type"],
+        "pong"
+    );
+    fs.chattr("-i", &files);
+    assert_eq!(
+        first_accepted_seq(&s, &tok, 50).await,
+        Some(2),
+        "writable again: the next write takes the next seq"
+    );
+    assert_eq!(viewer.event(URL).await["seq"], 2);
+    s.stop().await;
 }
 
 #[tokio::test]

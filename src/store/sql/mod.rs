@@ -22,6 +22,7 @@ use rows::{
 use schema::{meta, meta_value, migrate};
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -69,9 +70,57 @@ pub struct SqlStore {
     token_key: TokenKey,
     /// Something was written since the last checkpoint.
     unsaved: std::sync::atomic::AtomicBool,
+    faults: Arc<Faults>,
+}
+
+/// When a write last failed. A SQLite connection that met a failing disk
+/// can stay broken after the disk recovers (a file it had to reopen
+/// read-only stays read-only for its lifetime), so every connection that
+/// was open when a write failed is closed before its next use and the
+/// pool opens a fresh one: service resumes by itself.
+struct Faults {
+    started: std::time::Instant,
+    /// Milliseconds from `started` to the last failure, plus one; 0: none.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Faults {
+    fn new() -> Self {
+        Faults {
+            started: std::time::Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn note(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last
+            .store(ms.saturating_add(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a connection of this age was open at the last failure.
+    fn outlived(&self, age: std::time::Duration) -> bool {
+        match self.last.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => false,
+            at => {
+                let failed_at = std::time::Duration::from_millis(at - 1);
+                age >= self.started.elapsed().saturating_sub(failed_at)
+            }
+        }
+    }
 }
 
 impl SqlStore {
+    /// `write`'s result; an unavailable store marks the connections open
+    /// now for replacement (see [`Faults`]).
+    async fn noted<T>(&self, write: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let r = write.await;
+        if matches!(r, Err(StoreError::Unavailable(_))) {
+            self.faults.note();
+        }
+        r
+    }
+
     /// The writer pool, noting that there will be something to checkpoint.
     fn writing(&self) -> &AnyPool {
         self.unsaved
@@ -103,15 +152,20 @@ impl SqlStore {
         };
         let opts: AnyConnectOptions = url.parse()?;
         let pool = pool.max(1);
+        let faults = Arc::new(Faults::new());
         let (reader, writer) = match backend {
             Backend::Sqlite => {
                 let connect = |n: u32| {
+                    let faults = Arc::clone(&faults);
                     AnyPoolOptions::new()
                         .max_connections(n)
                         // A connection to a local file does not go stale:
                         // no ping (a round trip to its thread) per use.
                         .test_before_acquire(false)
-                        .before_acquire(|conn, _| Box::pin(usable(conn)))
+                        .before_acquire(move |conn, meta| {
+                            let outlived = faults.outlived(meta.age);
+                            Box::pin(async move { Ok(!outlived && usable(conn).await?) })
+                        })
                         .after_connect(|conn, _| {
                             Box::pin(async move {
                                 for pragma in [
@@ -154,6 +208,7 @@ impl SqlStore {
             epoch,
             token_key: TokenKey::new(key),
             unsaved: std::sync::atomic::AtomicBool::new(false),
+            faults,
         })
     }
 
@@ -178,19 +233,23 @@ impl Store for SqlStore {
     }
 
     async fn maintain(&self) -> Result<()> {
-        let unsaved = self
-            .unsaved
-            .swap(false, std::sync::atomic::Ordering::Relaxed);
-        if self.backend == Backend::Sqlite && unsaved {
-            // PASSIVE: copies what no reader still needs, waits for nobody.
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&self.reader)
-                .await?;
-        }
-        Ok(())
+        self.noted(async {
+            let unsaved = self
+                .unsaved
+                .swap(false, std::sync::atomic::Ordering::Relaxed);
+            if self.backend == Backend::Sqlite && unsaved {
+                // PASSIVE: copies what no reader still needs, waits for nobody.
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&self.reader)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn create_tenant(&self, t: &Tenant) -> Result<()> {
+        self.noted(async {
         let done = sqlx::query(
             "INSERT INTO tenants (id, secret, origins, anonymous, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
         )
@@ -205,6 +264,8 @@ impl Store for SqlStore {
             return Err(StoreError::Conflict);
         }
         Ok(())
+            })
+        .await
     }
 
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
@@ -318,6 +379,7 @@ impl Store for SqlStore {
         by: &Authority,
         broadcast_id: Option<&str>,
     ) -> Result<Committed> {
+        self.noted(async {
         let tenant = tenant.as_str();
         let mut tx = self.begin_write().await?;
         let url_id = match (m, m.chat_id()) {
@@ -428,9 +490,12 @@ impl Store for SqlStore {
             chat,
             comment,
         })
+            })
+        .await
     }
 
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
+        self.noted(async {
         let mut tx = self.begin_write().await?;
         for d in deltas {
             let c = &d.counts;
@@ -456,6 +521,8 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
         Ok(())
+            })
+        .await
     }
 
     async fn usage(
