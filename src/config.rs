@@ -74,6 +74,10 @@ pub struct Config {
     /// Failed attempts one address may make at once before that rate applies.
     #[arg(long, env = "IMAGECHAT_AUTH_FAILURE_BURST", default_value_t = 10)]
     pub auth_failure_burst: u32,
+    /// WebSockets one client address may hold open at once; beyond it an
+    /// upgrade is answered 429. 0 = unlimited.
+    #[arg(long, env = "IMAGECHAT_WEBSOCKETS_PER_ADDRESS", default_value_t = 1000)]
+    pub websockets_per_address: u32,
     /// PEM certificate chain: serve HTTPS and WSS on the same port.
     #[arg(long, env = "IMAGECHAT_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -148,6 +152,7 @@ impl Config {
             anonymous_write_burst: 120,
             auth_failures_per_address_per_minute: 10,
             auth_failure_burst: 10,
+            websockets_per_address: 1000,
             tls_cert: None,
             tls_key: None,
             log_format: "text".into(),
@@ -190,6 +195,7 @@ impl std::fmt::Debug for Config {
                 &self.auth_failures_per_address_per_minute,
             )
             .field("auth_failure_burst", &self.auth_failure_burst)
+            .field("websockets_per_address", &self.websockets_per_address)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("heartbeat", &self.heartbeat)

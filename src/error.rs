@@ -166,6 +166,15 @@ impl AppError {
         }
     }
 
+    /// 429 for a WebSocket upgrade from an address that holds as many
+    /// open sockets as it may.
+    pub fn too_many_sockets() -> AppError {
+        AppError::RateLimited {
+            retry_after: 5,
+            message: "too many open connections from this address; retry later",
+        }
+    }
+
     /// 429 for a client address over its session-creation rate.
     pub fn too_many_sessions(retry_after: u64) -> AppError {
         AppError::RateLimited {

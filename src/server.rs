@@ -212,7 +212,7 @@ async fn serve_http<I>(
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let peer = crate::http::extract::Peer(peer);
+    let peer = crate::app::limits::Peer(peer);
     let service = TowerToHyperService::new(router.map_request(
         move |mut r: hyper::Request<hyper::body::Incoming>| {
             r.extensions_mut().insert(peer);

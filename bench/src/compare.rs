@@ -110,6 +110,25 @@ fn log_tail(dir: &std::path::Path) -> String {
     lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
+/// The flags that turn off the per-address limits, as far as `bin` knows
+/// them (an older build in an A/B run may not).
+fn per_address_limits_off(bin: &std::path::Path) -> Vec<&'static str> {
+    let help = Command::new(bin)
+        .args(["serve", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    [
+        "--sessions-per-address-per-minute",
+        "--anonymous-writes-per-address-per-minute",
+        "--websockets-per-address",
+    ]
+    .into_iter()
+    .filter(|flag| help.contains(flag))
+    .flat_map(|flag| [flag, "0"])
+    .collect()
+}
+
 async fn start(target: Target, a: &CompareArgs, n: usize) -> Result<ServerProc> {
     let dir = std::env::temp_dir().join(format!(
         "imagechat-bench-{}-{}-{n}",
@@ -131,8 +150,7 @@ async fn start(target: Target, a: &CompareArgs, n: usize) -> Result<ServerProc> 
                 .arg("--write-rate-per-minute")
                 .arg("0")
                 // Every simulated client shares one loopback address.
-                .args(["--sessions-per-address-per-minute", "0"])
-                .args(["--anonymous-writes-per-address-per-minute", "0"])
+                .args(per_address_limits_off(&a.imagechat_bin))
                 .args(&a.imagechat_arg);
             // The server reads IMAGECHAT_* settings; only the flags above count.
             for (k, _) in std::env::vars_os() {

@@ -179,6 +179,10 @@ async fn start_node(
         .arg(&cfg.admin_key)
         .arg("--write-rate-per-minute")
         .arg("0")
+        // Every simulated client shares one loopback address.
+        .args(["--sessions-per-address-per-minute", "0"])
+        .args(["--anonymous-writes-per-address-per-minute", "0"])
+        .args(["--websockets-per-address", "0"])
         .arg("--log-format")
         .arg("json");
     // The server reads IMAGECHAT_* settings; only the flags above count.

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -125,6 +125,24 @@ pub fn client_address<'a>(
     .or(peer)
 }
 
+/// The TCP peer of the connection a request came on; the accept loop puts
+/// it in every request's extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+/// The limits' key for a request from `peer` with these `X-Forwarded-For`
+/// values (see [`client_address`]); the unspecified address when there is
+/// neither.
+pub fn client_key<'a>(
+    peer: Option<&Peer>,
+    xff: impl Iterator<Item = &'a str>,
+    trusted: u32,
+) -> ClientKey {
+    let ip = client_address(peer.map(|p| p.0.ip()), xff, trusted)
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    ClientKey::of(ip)
+}
+
 /// Failed operator-key and tenant-secret attempts per address. After
 /// `burst` failures at once (then `per_minute` a minute) the address is
 /// refused with 429, right secret or not, until the bucket has a cell
@@ -200,6 +218,61 @@ impl AuthFailures {
     }
 }
 
+/// Open WebSockets per client address, at most `max` each (0: no limit).
+/// Only addresses with an open socket are remembered, so the map is
+/// bounded by `--max-connections`.
+pub struct OpenPerAddress {
+    max: u32,
+    open: Mutex<HashMap<ClientKey, u32>>,
+}
+
+/// One open WebSocket of an address; closing it (dropping this) frees the
+/// place.
+pub struct OpenSlot {
+    of: Arc<OpenPerAddress>,
+    key: ClientKey,
+}
+
+impl OpenPerAddress {
+    fn new(max: u32) -> Arc<Self> {
+        Arc::new(OpenPerAddress {
+            max,
+            open: Mutex::default(),
+        })
+    }
+
+    /// A place for one more socket of `key`; `None` when it holds `max`.
+    pub fn open(self: &Arc<Self>, key: ClientKey) -> Option<OpenSlot> {
+        let mut open = super::lock(&self.open);
+        let n = open.entry(key).or_insert(0);
+        if self.max != 0 && *n >= self.max {
+            return None;
+        }
+        *n = n.saturating_add(1);
+        Some(OpenSlot {
+            of: Arc::clone(self),
+            key,
+        })
+    }
+
+    /// Sockets `key` holds open now.
+    pub fn count(&self, key: ClientKey) -> u32 {
+        super::lock(&self.open).get(&key).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        let mut open = super::lock(&self.of.open);
+        if let Some(n) = open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// The per-address limits of one node.
 pub struct AddressLimits {
     /// `POST /api/v1/sessions`, anonymous or SSO.
@@ -207,6 +280,8 @@ pub struct AddressLimits {
     /// REST mutations by anonymous users, whatever their session.
     pub anonymous_writes: RateLimiter<ClientKey>,
     pub auth_failures: AuthFailures,
+    /// Open WebSockets.
+    pub websockets: Arc<OpenPerAddress>,
 }
 
 impl AddressLimits {
@@ -221,6 +296,7 @@ impl AddressLimits {
                 c.auth_failures_per_address_per_minute,
                 c.auth_failure_burst,
             ),
+            websockets: OpenPerAddress::new(c.websockets_per_address),
         }
     }
 }
@@ -298,6 +374,27 @@ mod tests {
         assert_eq!(
             ClientKey::of(ip("::ffff:192.0.2.1")),
             ClientKey::of(ip("192.0.2.1"))
+        );
+    }
+
+    #[test]
+    fn an_address_holds_at_most_its_sockets_and_closing_one_frees_a_place() {
+        let w = OpenPerAddress::new(2);
+        let a = ClientKey::of(ip("192.0.2.1"));
+        let first = w.open(a);
+        let second = w.open(a);
+        assert!(first.is_some() && second.is_some());
+        assert!(w.open(a).is_none(), "a third socket");
+        assert!(w.open(ClientKey::of(ip("192.0.2.2"))).is_some());
+        drop(first);
+        assert_eq!(w.count(a), 1);
+        let third = w.open(a);
+        assert!(third.is_some(), "a place was freed");
+        drop((second, third));
+        assert_eq!(w.count(a), 0);
+        assert!(
+            super::super::lock(&w.open).len() <= 1,
+            "closed addresses are forgotten"
         );
     }
 

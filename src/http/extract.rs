@@ -12,7 +12,6 @@
 //! JSON shape.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::CorsGrant;
-use crate::app::limits::{self, ClientKey};
+use crate::app::limits::{self, ClientKey, Peer};
 use crate::app::session::{self, Session};
 use crate::app::App;
 use crate::domain::validate;
@@ -83,11 +82,6 @@ impl FromRequestParts<Arc<App>> for Writer {
     }
 }
 
-/// The TCP peer of the connection a request came on; the accept loop puts
-/// it in every request's extensions.
-#[derive(Clone, Copy, Debug)]
-pub struct Peer(pub SocketAddr);
-
 /// The client's address as the per-address limits know it (see
 /// [`limits::client_address`]); never refuses.
 pub struct Client(pub ClientKey);
@@ -101,15 +95,19 @@ impl FromRequestParts<Arc<App>> for Client {
 }
 
 fn client_key(parts: &Parts, app: &App) -> ClientKey {
-    let peer = parts.extensions.get::<Peer>().map(|p| p.0.ip());
-    let xff = parts
-        .headers
+    limits::client_key(
+        parts.extensions.get::<Peer>(),
+        forwarded_for(&parts.headers),
+        app.config.trusted_proxies,
+    )
+}
+
+/// The `X-Forwarded-For` values of a request, in order.
+fn forwarded_for(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok());
-    let ip = limits::client_address(peer, xff, app.config.trusted_proxies)
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    ClientKey::of(ip)
+        .filter_map(|v| v.to_str().ok())
 }
 
 /// A request type read from a JSON object body, field by field, so each

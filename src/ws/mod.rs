@@ -34,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
-use crate::app::App;
+use crate::app::{limits, App};
 use crate::broker::ImageKey;
 use crate::error::AppError;
 use crate::protocol::{CloseCode, ServerMessage};
@@ -63,6 +63,18 @@ pub async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response 
         Ok(a) => a,
         Err(res) => return *res,
     };
+    let client = limits::client_key(
+        req.extensions().get::<limits::Peer>(),
+        req.headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+        app.config.trusted_proxies,
+    );
+    // Held for as long as the socket is open.
+    let Some(slot) = app.addresses.websockets.open(client) else {
+        return AppError::too_many_sockets().into_response();
+    };
     let origin = req
         .headers()
         .get(header::ORIGIN)
@@ -70,6 +82,7 @@ pub async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response 
         .map(str::to_owned);
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
+        let _slot = slot;
         match on_upgrade.await {
             Ok(up) => serve_upgraded(app, up, origin).await,
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),

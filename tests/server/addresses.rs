@@ -267,3 +267,48 @@ async fn the_defaults_let_a_class_behind_one_address_start_together() {
     let v: Value = s.snapshot(&tokens[0], "class").await;
     assert_eq!(v["seq"], 30);
 }
+
+async fn upgrade(s: &Server) -> Resp {
+    s.http(
+        "GET",
+        "/api/v1/ws",
+        None,
+        &[
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_websockets_and_a_closed_one_frees_a_place() {
+    let s = Server::start_with(|c| c.websockets_per_address = 3).await;
+    let (t, _) = s.tenant("write").await;
+    let tok = s.token(&t).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(s.ws(&tok).await);
+    }
+    let r = upgrade(&s).await;
+    assert_limited(&r, "a fourth WebSocket from one address");
+    assert!(r.text().contains("connections"), "{}", r.text());
+    // The open ones are untouched.
+    for ws in &mut open {
+        ws.send(json!({"type": "ping"})).await;
+        assert_eq!(ws.recv_where(|m| m["type"] == "pong").await["type"], "pong");
+    }
+    drop(open.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        let r = upgrade(&s).await;
+        if r.status == 101 {
+            again = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a closed socket frees its place");
+}
