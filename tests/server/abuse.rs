@@ -2,7 +2,8 @@
 //! (one writes, one watches) keeps working, and the time from a write's
 //! answer to its event at the viewer stays bounded. Each attack meets a
 //! limit: header and hello deadlines, frame and subscription limits, the
-//! inbound message rate, the per-user write rate.
+//! inbound message rate, the per-user write rate, and the per-address
+//! session, anonymous-write and open-WebSocket limits.
 //!
 //! Prints each attack's latency (median, worst) beside the quiet baseline.
 
@@ -57,6 +58,10 @@ async fn well_behaved_clients_keep_working_through_each_attack() {
     let s = Server::start_with(|c| {
         c.write_rate_per_minute = 600;
         c.write_burst = 100;
+        // The attacks below that come "from another address" say so in
+        // X-Forwarded-For, as a proxy in front would.
+        c.trusted_proxies = 1;
+        c.websockets_per_address = 400;
     })
     .await;
     let (t, secret) = s.tenant("write").await;
@@ -200,5 +205,115 @@ async fn well_behaved_clients_keep_working_through_each_attack() {
         accepted <= allowed,
         "{accepted} of 400 writes accepted for one user"
     );
+
+    // 6. Fresh anonymous sessions from one address, one write each: the
+    //    sessions and the writes meet the address's buckets (defaults:
+    //    100 sessions at once then 120 a minute; 120 anonymous writes at
+    //    once then 120 a minute).
+    let flood = tokio::spawn({
+        let t = t.clone();
+        async move {
+            let started = Instant::now();
+            let (mut sessions, mut writes) = (0u64, 0u64);
+            let xff = [("x-forwarded-for", "203.0.113.66")];
+            for i in 0..300 {
+                let body = json!({"tenantId": t}).to_string();
+                let tcp = TcpStream::connect(addr).await.expect("connect");
+                let r = crate::common::http_on(
+                    tcp,
+                    "x",
+                    "POST",
+                    "/api/v1/sessions",
+                    Some(body.into_bytes()),
+                    &xff,
+                )
+                .await
+                .expect("http");
+                if r.status != 200 {
+                    assert_eq!(r.status, 429, "{}", r.text());
+                    continue;
+                }
+                sessions += 1;
+                let h = format!("Bearer {}", r.json()["token"].as_str().expect("token"));
+                let body = json!({"urlId": "anon-flood", "x": 1, "y": 1, "text": format!("a{i}")});
+                let tcp = TcpStream::connect(addr).await.expect("connect");
+                let r = crate::common::http_on(
+                    tcp,
+                    "x",
+                    "POST",
+                    "/api/v1/chats",
+                    Some(body.to_string().into_bytes()),
+                    &[("authorization", &h), xff[0]],
+                )
+                .await
+                .expect("http");
+                if r.status == 201 {
+                    writes += 1;
+                }
+            }
+            (sessions, writes, started.elapsed())
+        }
+    });
+    let (_, worst) = measure(
+        &s,
+        &tok,
+        &mut viewer,
+        "300 fresh anonymous sessions from one address, a write each",
+    )
+    .await;
+    assert!(worst < bound, "{worst:?}");
+    let (sessions, writes, took) = flood.await.expect("flood");
+    let refill = (took.as_secs_f64() * 2.0).ceil() as u64 + 2;
+    println!("abuse anonymous flood: {sessions} sessions and {writes} writes of 300 in {took:?}");
+    assert!(sessions <= 100 + refill, "{sessions} sessions");
+    assert!(
+        writes <= 120 + refill && writes <= sessions,
+        "{writes} writes"
+    );
+    assert!(sessions < 300, "the session flood was refused in part");
+
+    // 7. A connection flood from one address: 600 WebSockets held open
+    //    against a limit of 400 per address.
+    let mut held = Vec::new();
+    let mut refused = None;
+    for _ in 0..600 {
+        let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+        tcp.write_all(
+            b"GET /api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let mut head = [0u8; 12];
+        tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut head)
+            .await
+            .expect("status line");
+        match &head[9..12] {
+            b"101" => held.push(tcp),
+            status => {
+                refused = Some(String::from_utf8_lossy(status).into_owned());
+                break;
+            }
+        }
+    }
+    let (_, worst) = measure(
+        &s,
+        &tok,
+        &mut viewer,
+        "WebSockets from one address up to its limit",
+    )
+    .await;
+    assert!(worst < bound, "{worst:?}");
+    println!(
+        "abuse connection flood: {} sockets held, then refused",
+        held.len()
+    );
+    assert_eq!(
+        refused.as_deref(),
+        Some("429"),
+        "the address meets its limit"
+    );
+    assert!(held.len() < 400, "at most 400 sockets per address");
+    drop(held);
     s.stop().await;
 }
