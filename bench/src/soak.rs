@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -309,6 +309,8 @@ struct Cluster {
     restarting: [AtomicBool; 2],
     /// Bumped when a node restarts: pooled write connections are stale.
     generation: [AtomicU64; 2],
+    /// Process id of each node while it runs (0 while stopped).
+    pids: [AtomicU32; 2],
     /// Subscribed connections per node, as the clients count them.
     conns: [AtomicI64; 2],
     writes_ok: AtomicU64,
@@ -1098,11 +1100,15 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
-fn sample(t0: Instant, a: &Node, b: Option<&Node>, cl: &Cluster) -> Sample {
+fn sample(t0: Instant, cl: &Cluster) -> Sample {
+    let rss = |n: usize| match cl.pids[n].load(Ordering::Relaxed) {
+        0 => None,
+        pid => proc_rss_kib(pid).ok(),
+    };
     Sample {
         t_s: t0.elapsed().as_secs_f64(),
-        rss_a_kib: proc_rss_kib(a.pid).unwrap_or(0),
-        rss_b_kib: b.and_then(|b| proc_rss_kib(b.pid).ok()),
+        rss_a_kib: rss(0).unwrap_or(0),
+        rss_b_kib: rss(1),
         connections_a: cl.conns[0].load(Ordering::Relaxed),
         connections_b: cl.conns[1].load(Ordering::Relaxed),
         delivered: DELIVERED.load(Ordering::Relaxed),
@@ -1171,6 +1177,7 @@ async fn restart_b(
                 .map_or_else(|e| e.to_string(), |s| s.to_string());
         }
     }
+    cl.pids[1].store(0, Ordering::Relaxed);
     let addr = b.addr;
     drop(b);
     tokio::time::sleep(down).await;
@@ -1185,6 +1192,7 @@ async fn restart_b(
     r.start_s = t.elapsed().as_secs_f64();
     r.same_address = node.addr == addr;
     cl.set_addr(1, node.addr);
+    cl.pids[1].store(node.pid, Ordering::Relaxed);
     cl.generation[1].fetch_add(1, Ordering::Relaxed);
     cl.writable[1].store(true, Ordering::Relaxed);
     cl.restarting[1].store(false, Ordering::Relaxed);
@@ -1345,6 +1353,7 @@ pub async fn run(a: SoakArgs) -> Result<bool> {
         writable: [AtomicBool::new(true), AtomicBool::new(true)],
         restarting: [AtomicBool::new(false), AtomicBool::new(false)],
         generation: [AtomicU64::new(0), AtomicU64::new(0)],
+        pids: [AtomicU32::new(node_a.pid), AtomicU32::new(node_b.pid)],
         conns: [AtomicI64::new(0), AtomicI64::new(0)],
         writes_ok: AtomicU64::new(0),
     });
@@ -1441,7 +1450,7 @@ pub async fn run(a: SoakArgs) -> Result<bool> {
     let writes = tokio::spawn(run_writes(writer, a.rate, secs(a.duration), a.pool));
 
     let mut node_b = Some(node_b);
-    let mut samples = vec![sample(t0, &node_a, node_b.as_ref(), &cl)];
+    let mut samples = vec![sample(t0, &cl)];
     if let Some(s) = samples.last() {
         print_sample(s);
     }
@@ -1470,7 +1479,7 @@ pub async fn run(a: SoakArgs) -> Result<bool> {
         tokio::select! {
             _ = tokio::time::sleep_until(end.into()) => break,
             _ = tokio::time::sleep_until(next_sample.into()), if next_sample < end => {
-                let s = sample(t0, &node_a, node_b.as_ref(), &cl);
+                let s = sample(t0, &cl);
                 print_sample(&s);
                 samples.push(s);
                 next_sample += secs(a.sample_every);
@@ -1523,7 +1532,7 @@ pub async fn run(a: SoakArgs) -> Result<bool> {
             }
         }
     }
-    let s = sample(t0, &node_a, node_b.as_ref(), &cl);
+    let s = sample(t0, &cl);
     print_sample(&s);
     samples.push(s);
     // A restart still running (a short run) finishes before the checks.
