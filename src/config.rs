@@ -48,7 +48,7 @@ pub struct Config {
     pub sessions_per_address_per_minute: u32,
     /// Sessions one address may create at once before that rate applies
     /// (a class or office behind one address opening the page together).
-    #[arg(long, env = "IMAGECHAT_SESSION_BURST", default_value_t = 100)]
+    #[arg(long, env = "IMAGECHAT_SESSION_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub session_burst: u32,
     /// REST mutations by anonymous users from one client address per
     /// minute, whatever their sessions; 0 = unlimited.
@@ -60,7 +60,7 @@ pub struct Config {
     pub anonymous_writes_per_address_per_minute: u32,
     /// Anonymous mutations one address may make at once before that rate
     /// applies.
-    #[arg(long, env = "IMAGECHAT_ANONYMOUS_WRITE_BURST", default_value_t = 120)]
+    #[arg(long, env = "IMAGECHAT_ANONYMOUS_WRITE_BURST", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..))]
     pub anonymous_write_burst: u32,
     /// Failed operator-key and tenant-secret attempts one client address
     /// may make per minute; beyond them the address gets 429 for those
@@ -72,7 +72,7 @@ pub struct Config {
     )]
     pub auth_failures_per_address_per_minute: u32,
     /// Failed attempts one address may make at once before that rate applies.
-    #[arg(long, env = "IMAGECHAT_AUTH_FAILURE_BURST", default_value_t = 10)]
+    #[arg(long, env = "IMAGECHAT_AUTH_FAILURE_BURST", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_failure_burst: u32,
     /// WebSockets one client address may hold open at once; beyond it an
     /// upgrade is answered 429. 0 = unlimited.

@@ -1,7 +1,7 @@
 //! Rate limits on one node: per user (writes) and per client address
 //! (session creation, anonymous writes, failed operator-key and
 //! tenant-secret attempts). Buckets are GCRA, by `governor`; each keyed map
-//! is bounded ([`BUCKETS_MAX`]).
+//! is bounded ([`BUCKETS_MAX`], [`BUCKETS_HARD_MAX`]).
 //!
 //! A client's address is the TCP peer's, or, behind `--trusted-proxies N`
 //! reverse proxies, the one the outermost trusted proxy saw (see
@@ -21,42 +21,98 @@ use governor::clock::{Clock, DefaultClock};
 use crate::config::Config;
 use crate::error::AppError;
 
-/// Bound on remembered keys per limiter; past it the idle ones are forgotten.
+/// Remembered keys per limiter past which the idle ones are forgotten (a
+/// scan, at most once a second).
 const BUCKETS_MAX: usize = 100_000;
+/// Keys per limiter past which all are forgotten at once: the hard bound on
+/// its memory (about 64 bytes a key), whatever the request rate.
+const BUCKETS_HARD_MAX: usize = 4 * BUCKETS_MAX;
+
+type Keyed<K> = governor::DefaultKeyedRateLimiter<K>;
 
 /// `burst` at once, then `per_minute` a minute, per key. `per_minute` 0 is
-/// unlimited.
+/// unlimited; a `burst` of 0 counts as 1.
 pub struct RateLimiter<K: Hash + Eq + Clone = String> {
     /// `None`: unlimited.
-    limiter: Option<governor::DefaultKeyedRateLimiter<K>>,
+    limiter: Option<std::sync::RwLock<Keyed<K>>>,
+    quota: governor::Quota,
+    created: Instant,
+    /// Milliseconds from `created` to the last scan for idle keys.
+    scanned: std::sync::atomic::AtomicU64,
 }
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
     pub fn new(per_minute: u32, burst: u32) -> Self {
-        let limiter = NonZeroU32::new(per_minute).map(|rate| {
-            let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-            governor::RateLimiter::keyed(governor::Quota::per_minute(rate).allow_burst(burst))
-        });
-        RateLimiter { limiter }
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        let rate = NonZeroU32::new(per_minute);
+        let quota = governor::Quota::per_minute(rate.unwrap_or(NonZeroU32::MIN)).allow_burst(burst);
+        RateLimiter {
+            limiter: rate.map(|_| std::sync::RwLock::new(governor::RateLimiter::keyed(quota))),
+            quota,
+            created: Instant::now(),
+            scanned: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// Takes one cell; `Err(wait)` when the bucket is empty, `wait` being
     /// how long until the next cell.
     pub fn take(&self, key: &K) -> Result<(), Duration> {
-        let Some(l) = &self.limiter else {
+        let Some(lock) = &self.limiter else {
             return Ok(());
         };
-        if l.len() >= BUCKETS_MAX {
-            l.retain_recent();
+        let verdict = {
+            let l = lock.read().unwrap_or_else(|p| p.into_inner());
+            l.check_key(key)
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        };
+        self.bound(lock);
+        verdict
+    }
+
+    /// Keeps the key map bounded: idle keys are forgotten when there are
+    /// [`BUCKETS_MAX`] (at most once a second, so a flood of fresh keys does
+    /// not make every request scan them); all at once at
+    /// [`BUCKETS_HARD_MAX`].
+    fn bound(&self, lock: &std::sync::RwLock<Keyed<K>>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let len = lock.read().unwrap_or_else(|p| p.into_inner()).len();
+        if len < BUCKETS_MAX {
+            return;
         }
-        l.check_key(key)
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        if len >= BUCKETS_HARD_MAX {
+            *lock.write().unwrap_or_else(|p| p.into_inner()) =
+                governor::RateLimiter::keyed(self.quota);
+            return;
+        }
+        let now = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.scanned.load(Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .scanned
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            let l = lock.read().unwrap_or_else(|p| p.into_inner());
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
     }
 
     /// [`take`](Self::take) with the wait in whole seconds, at least 1, as
     /// `Retry-After` wants it.
     pub fn check(&self, key: &K) -> Result<(), u64> {
         self.take(key).map_err(whole_seconds)
+    }
+
+    /// Keys remembered now.
+    pub fn len(&self) -> usize {
+        self.limiter
+            .as_ref()
+            .map_or(0, |l| l.read().unwrap_or_else(|p| p.into_inner()).len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -87,11 +143,13 @@ impl ClientKey {
 /// The client's address: the TCP `peer` with no trusted proxy; behind
 /// `trusted` proxies, the `X-Forwarded-For` entry that many places from
 /// the right (each proxy appends the address it received from, so the
-/// last entry is what the nearest proxy saw). With fewer entries than
-/// proxies, the leftmost. `xff` holds the header's values in order; an
-/// entry that is not an IP address (with or without a port) makes the
-/// header untrusted and the peer is used. `None` only when there is no
-/// peer and no usable header.
+/// last entry is what the nearest proxy saw, and everything left of the
+/// outermost trusted proxy's entry is the client's to forge and is never
+/// read). With fewer entries than proxies, the leftmost (every entry was
+/// then written by a trusted proxy). `xff` holds the header's values in
+/// order. When the chosen entry is not an IP address (with or without a
+/// port), or there is no header, the peer. `None` only when there is no
+/// peer and no usable entry.
 ///
 /// The rule is the one MDN's `X-Forwarded-For` page recommends for a known
 /// number of trusted proxies ("rightmost after N").
@@ -100,29 +158,33 @@ pub fn client_address<'a>(
     xff: impl Iterator<Item = &'a str>,
     trusted: u32,
 ) -> Option<IpAddr> {
-    if trusted == 0 {
+    let n = usize::try_from(trusted).unwrap_or(usize::MAX);
+    if n == 0 {
         return peer;
     }
-    let mut entries = Vec::new();
-    for value in xff {
-        for entry in value.split(',') {
-            let entry = entry.trim();
-            let ip = entry
-                .parse::<IpAddr>()
-                .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()));
-            match ip {
-                Ok(ip) if entries.len() < 64 => entries.push(ip),
-                Ok(_) => {}
-                Err(_) => return peer,
-            }
+    // The last `n` entries, and the first: nothing else is ever needed,
+    // however long the header.
+    let mut last: std::collections::VecDeque<&str> = std::collections::VecDeque::new();
+    let mut first = None;
+    for entry in xff.flat_map(|v| v.split(',')).map(str::trim) {
+        first.get_or_insert(entry);
+        if last.len() == n {
+            last.pop_front();
         }
+        last.push_back(entry);
     }
-    let n = usize::try_from(trusted).unwrap_or(usize::MAX);
-    match entries.len().checked_sub(n) {
-        Some(i) => entries.get(i).copied(),
-        None => entries.first().copied(),
-    }
-    .or(peer)
+    let chosen = if last.len() == n {
+        last.front().copied()
+    } else {
+        first
+    };
+    chosen
+        .and_then(|e| {
+            e.parse::<IpAddr>()
+                .or_else(|_| e.parse::<SocketAddr>().map(|s| s.ip()))
+                .ok()
+        })
+        .or(peer)
 }
 
 /// The TCP peer of the connection a request came on; the accept loop puts
@@ -143,19 +205,26 @@ pub fn client_key<'a>(
     ClientKey::of(ip)
 }
 
-/// Failed operator-key and tenant-secret attempts per address. After
-/// `burst` failures at once (then `per_minute` a minute) the address is
-/// refused with 429, right secret or not, until the bucket has a cell
-/// again: a guesser learns nothing while refused.
+/// Failed operator-key and tenant-secret attempts per address. The
+/// `burst`-th failure at once (then one per `60 / per_minute` seconds)
+/// refuses the address with 429, right secret or not, until a failure is
+/// allowed again: a guesser has exactly `burst` guesses and learns nothing
+/// while refused.
 pub struct AuthFailures {
-    bucket: RateLimiter<ClientKey>,
+    /// 0: no limit.
+    per_minute: u32,
+    /// `burst - 1` cells: the failure that finds it empty is the last one
+    /// allowed. `None` when `burst` is 1: every failure refuses.
+    bucket: Option<RateLimiter<ClientKey>>,
     refused_until: Mutex<HashMap<ClientKey, Instant>>,
 }
 
 impl AuthFailures {
     fn new(per_minute: u32, burst: u32) -> Self {
+        let cells = burst.saturating_sub(1);
         AuthFailures {
-            bucket: RateLimiter::new(per_minute, burst),
+            per_minute,
+            bucket: (cells > 0).then(|| RateLimiter::new(per_minute, cells)),
             refused_until: Mutex::default(),
         }
     }
@@ -177,12 +246,18 @@ impl AuthFailures {
         }
     }
 
-    /// Counts a failed attempt; `Err(seconds)` when it used the last cell,
-    /// so this answer and the next ones until then are refusals.
+    /// Counts a failed attempt; `Err(seconds)` when it was the last one
+    /// allowed, so this answer and the next ones until then are refusals.
     pub fn failed(&self, key: ClientKey) -> Result<(), u64> {
-        let wait = match self.bucket.take(&key) {
-            Ok(()) => return Ok(()),
-            Err(wait) => wait,
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let wait = match &self.bucket {
+            Some(b) => match b.take(&key) {
+                Ok(()) => return Ok(()),
+                Err(wait) => wait,
+            },
+            None => Duration::from_secs_f64(60.0 / f64::from(self.per_minute)),
         };
         let mut refused = super::lock(&self.refused_until);
         if refused.len() >= BUCKETS_MAX {
@@ -354,8 +429,24 @@ mod tests {
             Some(ip("2001:db8::1"))
         );
         assert_eq!(client_address(peer, [].into_iter(), 1), peer);
+        // Entries left of the trusted ones are never read: garbage there
+        // changes nothing, and neither does a long forged list.
         assert_eq!(
             client_address(peer, ["nonsense, 1.2.3.4"].into_iter(), 1),
+            Some(ip("1.2.3.4"))
+        );
+        let forged = (0..200)
+            .map(|i| format!("10.0.{}.{}", i / 250, i % 250))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let xff = [forged.as_str(), "9.9.9.9"];
+        assert_eq!(
+            client_address(peer, xff.into_iter(), 1),
+            Some(ip("9.9.9.9"))
+        );
+        // A proxy that wrote something other than an address: the peer.
+        assert_eq!(
+            client_address(peer, ["1.2.3.4, unknown"].into_iter(), 1),
             peer
         );
         assert_eq!(client_address(None, [].into_iter(), 1), None);
@@ -375,6 +466,17 @@ mod tests {
             ClientKey::of(ip("::ffff:192.0.2.1")),
             ClientKey::of(ip("192.0.2.1"))
         );
+    }
+
+    #[test]
+    fn many_distinct_keys_stay_bounded() {
+        let r: RateLimiter<u64> = RateLimiter::new(1, 1);
+        for k in 0..(BUCKETS_HARD_MAX as u64 + 50_000) {
+            let _ = r.take(&k);
+        }
+        assert!(r.len() < BUCKETS_HARD_MAX, "{} keys", r.len());
+        assert!(!r.is_empty());
+        assert_eq!(r.check(&7), Ok(()), "the keys were forgotten at once");
     }
 
     #[test]
@@ -403,11 +505,12 @@ mod tests {
         let f = AuthFailures::new(1, 3);
         let a = ClientKey::of(ip("192.0.2.1"));
         let b = ClientKey::of(ip("192.0.2.2"));
-        for _ in 0..3 {
+        for _ in 0..2 {
             assert_eq!(f.check(a), Ok(()));
             assert_eq!(f.failed(a), Ok(()));
         }
-        assert!(f.failed(a).is_err(), "the fourth failure is refused");
+        assert_eq!(f.check(a), Ok(()));
+        assert!(f.failed(a).is_err(), "the third failure is the last");
         assert!(matches!(f.check(a), Err(s) if (50..=60).contains(&s)));
         assert_eq!(f.check(b), Ok(()), "other addresses are not");
         let unlimited = AuthFailures::new(0, 1);
@@ -415,5 +518,11 @@ mod tests {
             assert_eq!(unlimited.failed(a), Ok(()));
         }
         assert_eq!(unlimited.check(a), Ok(()));
+        let one = AuthFailures::new(10, 1);
+        assert!(
+            matches!(one.failed(a), Err(6)),
+            "a burst of 1: the first failure refuses"
+        );
+        assert!(one.check(a).is_err());
     }
 }

@@ -42,16 +42,18 @@ pub async fn create(
     headers: HeaderMap,
     Json(body): Json<SessionBody>,
 ) -> Result<Response, AppError> {
-    app.addresses
-        .sessions
-        .check(&client)
-        .map_err(AppError::too_many_sessions)?;
     let tenant = app
         .tenant(&body.tenant_id)
         .await?
         .ok_or(AppError::NotFound("no such tenant"))?;
     check_origin(&tenant, origin(&headers))?;
     grant.allow();
+    // After the origin check, so a browser can read the 429 and its
+    // Retry-After.
+    app.addresses
+        .sessions
+        .check(&client)
+        .map_err(AppError::too_many_sessions)?;
     let now = now_ms();
     let (user, moderator) = match body.sso {
         Some(sso) => {

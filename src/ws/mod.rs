@@ -57,6 +57,7 @@ const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 #[utoipa::path(get, path = "/api/v1/ws", tag = "node",
     responses((status = 101, description = "Switching to WebSocket"),
         (status = 400, body = crate::protocol::ErrorBody, description = "not a WebSocket handshake"),
+        (status = 429, body = crate::protocol::ErrorBody, description = "the client address holds `--websockets-per-address` open WebSockets (`Retry-After`)"),
         (status = 503, body = crate::protocol::ErrorBody, description = "the connection limit is reached")))]
 pub async fn upgrade(State(app): State<Arc<App>>, mut req: Request) -> Response {
     let accept = match handshake(&req) {

@@ -76,6 +76,17 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
         &post_session(&s, &t, Some("10.9.9.9, 192.0.2.7")).await,
         "a forged leftmost entry",
     );
+    // However long the forged part: only the proxy's entry is read.
+    let forged: Vec<String> = (0..100).map(|i| format!("10.1.0.{i}")).collect();
+    let long = format!("{}, 192.0.2.7", forged.join(", "));
+    assert_limited(
+        &post_session(&s, &t, Some(&long)).await,
+        "a hundred forged entries before the proxy's",
+    );
+    assert_limited(
+        &post_session(&s, &t, Some("garbage, 192.0.2.7")).await,
+        "a forged entry that is not an address",
+    );
     assert_eq!(
         post_session(&s, &t, Some("192.0.2.8")).await.status,
         200,
@@ -168,7 +179,7 @@ async fn failed_keys_and_secrets_lock_the_address_out_even_for_the_right_one() {
     .await;
     let (t, secret) = s.tenant("write").await;
     let guesser = "198.51.100.66";
-    for i in 0..3 {
+    for i in 0..2 {
         assert_eq!(
             operator(&s, &format!("guess-{i}"), guesser).await.status,
             401,
@@ -176,8 +187,8 @@ async fn failed_keys_and_secrets_lock_the_address_out_even_for_the_right_one() {
         );
     }
     assert_limited(
-        &operator(&s, "guess-3", guesser).await,
-        "the fourth wrong key",
+        &operator(&s, "guess-2", guesser).await,
+        "the third wrong key, the last of the burst",
     );
     assert_limited(
         &operator(&s, ADMIN_KEY, guesser).await,
@@ -205,7 +216,7 @@ async fn failed_keys_and_secrets_lock_the_address_out_even_for_the_right_one() {
     assert_limited(&r, "a dashboard login from a locked-out address");
     let other = "198.51.100.67";
     assert_eq!(operator(&s, ADMIN_KEY, other).await.status, 201);
-    for i in 0..3 {
+    for i in 0..2 {
         let wrong = basic(&t, &format!("nope-{i}"));
         let r = s
             .http(
@@ -225,7 +236,7 @@ async fn failed_keys_and_secrets_lock_the_address_out_even_for_the_right_one() {
             &[("x-forwarded-for", other)],
         )
         .await;
-    assert_limited(&r, "the fourth failure, a wrong login");
+    assert_limited(&r, "the third failure, a wrong login");
     // A correct call never counts: the third address signs in as often as it likes.
     for _ in 0..10 {
         let r = s
@@ -311,4 +322,61 @@ async fn one_address_holds_at_most_its_websockets_and_a_closed_one_frees_a_place
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(again.is_some(), "a closed socket frees its place");
+}
+
+#[tokio::test]
+async fn a_refused_session_can_be_read_by_the_page_that_asked() {
+    let s = Server::start_with(|c| {
+        c.sessions_per_address_per_minute = 1;
+        c.session_burst = 1;
+    })
+    .await;
+    let (t, _) = s.tenant("write").await;
+    let ask = || {
+        s.http(
+            "POST",
+            "/api/v1/sessions",
+            Some(json!({"tenantId": t})),
+            &[("origin", "https://site.example")],
+        )
+    };
+    assert_eq!(ask().await.status, 200);
+    let r = ask().await;
+    assert_limited(&r, "the second session");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://site.example"),
+        "CORS headers on the 429"
+    );
+}
+
+#[tokio::test]
+async fn authorization_schemes_are_matched_without_regard_to_case() {
+    let s = Server::start().await;
+    let (t, secret) = s.tenant("write").await;
+    let b = basic(&t, &secret).replacen("Basic", "bAsIc", 1);
+    let r = s
+        .http("GET", "/api/v1/tenant/me", None, &[("authorization", &b)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let k = format!("bearer {ADMIN_KEY}");
+    let r = s
+        .http(
+            "POST",
+            "/api/v1/admin/tenants",
+            Some(json!({"tenantId": "case-check"})),
+            &[("authorization", &k)],
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let tok = s.token(&t).await;
+    let r = s
+        .http(
+            "GET",
+            "/api/v1/chats?urlId=x",
+            None,
+            &[("authorization", &format!("BEARER {tok}"))],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
 }
