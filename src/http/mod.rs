@@ -245,7 +245,8 @@ async fn healthz() -> Response {
     json(StatusCode::OK, &Health { status: "ok" })
 }
 
-/// Readiness: storage and broker answer. Take the node out of rotation on 503.
+/// Readiness: storage and broker answer (after a failed write, storage must
+/// take a write again). Take the node out of rotation on 503.
 #[utoipa::path(get, path = "/readyz", tag = "node",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn readyz(State(app): State<Arc<App>>) -> Response {

@@ -161,7 +161,11 @@ async fn a_read_only_database_fails_writes_with_503_keeps_reads_and_resumes_by_i
         assert_eq!(r.json()["error"]["code"], "unavailable");
         assert!(r.header("retry-after").is_some());
     }
-    // Reads still work; nothing was stored or broadcast; the socket is open.
+    // Not ready (a load balancer moves writers elsewhere), yet reads still
+    // work; nothing was stored or broadcast; the socket is open.
+    let ready = s.http("GET", "/readyz", None, &[]).await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    assert_eq!(ready.json()["store"], "unavailable");
     assert_eq!(s.snapshot(&tok, URL).await["seq"], 1);
     viewer.quiet(URL, Duration::from_millis(300)).await;
     viewer.send(json!({"type": "ping"})).await;
@@ -170,6 +174,15 @@ async fn a_read_only_database_fails_writes_with_503_keeps_reads_and_resumes_by_i
         "pong"
     );
     fs.chattr("-i", &files);
+    let mut ready = 0;
+    for _ in 0..50 {
+        ready = s.http("GET", "/readyz", None, &[]).await.status;
+        if ready == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ready, 200, "ready again by itself, before any write");
     assert_eq!(
         first_accepted_seq(&s, &tok, 50).await,
         Some(2),

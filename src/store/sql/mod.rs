@@ -82,6 +82,8 @@ struct Faults {
     started: std::time::Instant,
     /// Milliseconds from `started` to the last failure, plus one; 0: none.
     last: std::sync::atomic::AtomicU64,
+    /// The last write failed: readiness must prove writing works again.
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl Faults {
@@ -89,10 +91,13 @@ impl Faults {
         Faults {
             started: std::time::Instant::now(),
             last: std::sync::atomic::AtomicU64::new(0),
+            failing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     fn note(&self) {
+        self.failing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         self.last
             .store(ms.saturating_add(1), std::sync::atomic::Ordering::Relaxed);
@@ -115,8 +120,19 @@ impl SqlStore {
     /// now for replacement (see [`Faults`]).
     async fn noted<T>(&self, write: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         let r = write.await;
-        if matches!(r, Err(StoreError::Unavailable(_))) {
-            self.faults.note();
+        match &r {
+            Err(StoreError::Unavailable(_)) => self.faults.note(),
+            Ok(_)
+                if self
+                    .faults
+                    .failing
+                    .load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                self.faults
+                    .failing
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            _ => {}
         }
         r
     }
@@ -227,8 +243,26 @@ impl Store for SqlStore {
         &self.token_key
     }
 
+    /// Reads; and, while the last write failed, writes (a no-op update of
+    /// one row in a write transaction), so a node whose disk is full or
+    /// read-only is not ready until it can write again.
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
+        if self
+            .faults
+            .failing
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.noted(async {
+                let mut tx = self.begin_write().await?;
+                sqlx::query("UPDATE meta SET value = value WHERE key = 'epoch'")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await?;
+        }
         Ok(())
     }
 
