@@ -138,8 +138,18 @@ pub fn format_day(d: time::Date) -> String {
 }
 
 /// YYYY-MM-DD → the date; `None` unless a real date.
+/// A `YYYY-MM-DD` date: exactly four digits of year (years 0000–9999), no
+/// sign.
 pub fn parse_day(s: &str) -> Option<time::Date> {
-    time::Date::parse(s, DAY).ok()
+    let shape = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    shape.then(|| time::Date::parse(s, DAY).ok()).flatten()
 }
 
 #[cfg(test)]
@@ -153,6 +163,9 @@ mod tests {
         assert_eq!(parse_day("2026-02-29"), None);
         assert_eq!(parse_day("2026-13-01"), None);
         assert_eq!(parse_day("26-01-01"), None);
+        assert_eq!(parse_day("-9999-01-01"), None);
+        assert_eq!(parse_day("+2026-01-01"), None);
+        assert_eq!(parse_day("2026-1-01"), None);
     }
 
     #[test]

@@ -32,11 +32,7 @@ impl FromRequestParts<Arc<App>> for AnnotationReader {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, AppError> {
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("Bearer "));
+        let bearer = super::extract::credentials(&parts.headers, "Bearer").is_some();
         if bearer {
             let Reader(s) = Reader::from_request_parts(parts, app).await?;
             return Ok(AnnotationReader(s.tenant.id.clone()));

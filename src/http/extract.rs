@@ -33,10 +33,15 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// The bearer token of a request, if any.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+    credentials(headers, "Bearer")
+}
+
+/// The credentials of an `Authorization: <scheme> <credentials>` header.
+/// The scheme is matched without regard to case (RFC 9110 §11.1).
+pub fn credentials<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (given, rest) = v.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
 /// The request's `Origin`, if any.

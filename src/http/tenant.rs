@@ -11,7 +11,9 @@ use axum::response::Response;
 use base64::Engine;
 use serde_json::Value;
 
-use super::extract::{Client, Fields, FromJson, FromQuery, Ids, Json, Params, QueryMap};
+use super::extract::{
+    credentials, Client, Fields, FromJson, FromQuery, Ids, Json, Params, QueryMap,
+};
 use super::openapi::{OperatorErrors, TenantErrors};
 use super::{json, AppError};
 use crate::app::limits::ClientKey;
@@ -45,12 +47,7 @@ impl FromRequestParts<Arc<App>> for Operator {
             return Err(AppError::NotFound("no such route"));
         };
         let Client(client) = Client::from_request_parts(parts, app).await?;
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let presented = credentials(&parts.headers, "Bearer").unwrap_or("");
         let verdict = async {
             if constant_time_eq(presented.trim().as_bytes(), key.as_bytes()) {
                 Ok(Operator)
@@ -180,10 +177,7 @@ async fn tenant_auth(
     client: ClientKey,
 ) -> Result<Arc<Tenant>, AppError> {
     const REFUSED: AppError = AppError::Unauthorized("tenant credentials are required");
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "));
+    let basic = credentials(headers, "Basic");
     if let Some(b64) = basic {
         let check = async {
             let raw = base64::engine::general_purpose::STANDARD
