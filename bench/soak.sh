@@ -53,10 +53,10 @@ fi
 ulimit -n "$hard"
 
 if [ -n "${IMAGECHAT_SOAK_BIN:-}" ]; then
-    flock /tmp/imagechat-cargo.lock cargo build --release -p imagechat-bench
+    flock /tmp/imagechat-cargo.lock cargo build --release --locked -p imagechat-bench
     BIN=$IMAGECHAT_SOAK_BIN
 else
-    flock /tmp/imagechat-cargo.lock cargo build --release -p imagechat -p imagechat-bench
+    flock /tmp/imagechat-cargo.lock cargo build --release --locked -p imagechat -p imagechat-bench
     BIN=target/release/imagechat
 fi
 [ -x "$BIN" ] || fail "no imagechat binary at $BIN"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Every check and test of the project, on a fresh machine as on a developer's:
-# formatting, lints, unit and integration tests, the protocol conformance
-# suite against the release binary, schemathesis against the OpenAPI
-# document, the Autobahn|Testsuite WebSocket cases, and the widget's type
-# check and browser tests. Installs what is missing (Python, schemathesis,
-# Python 2.7 and Autobahn|Testsuite, Node.js, Chromium) with apt, pyenv and pip.
+# formatting, lints, unit and integration tests (storage, broker and node
+# faults included), the protocol conformance suite against the release
+# binary, the soak test's short form, the Autobahn|Testsuite WebSocket
+# cases, short fuzzing runs, schemathesis against the OpenAPI document, and
+# the widget's type check and browser tests. Installs what is missing
+# (PostgreSQL, Redis, e2fsprogs, Python, schemathesis, Python 2.7 and
+# Autobahn|Testsuite, Node.js, Chromium) with apt, pyenv and pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -122,6 +124,9 @@ fi
 kill "${nodes[@]}"; wait "${nodes[@]}" 2>/dev/null || true
 psql "$PG_URL" -q -c "DROP DATABASE $cluster_db" >/dev/null || true
 trap 'rm -rf "$work"' EXIT
+
+step "soak, short form (bench/soak.sh alone runs the 10-minute form)"
+IMAGECHAT_SOAK_BIN="$BIN" bench/soak.sh --duration "${SOAK_SECONDS:-45}" --connections 2000 --images 200
 
 step "Autobahn|Testsuite: RFC 6455 cases 1-10 on the framing, close cases on /api/v1/ws"
 cargo build --release --locked --example ws_echo
