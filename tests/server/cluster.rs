@@ -224,15 +224,7 @@ async fn concurrent_writers_on_every_node_reach_every_subscriber_in_order() {
         w.quiet(u, Duration::from_millis(200)).await;
     }
     // A late subscriber on the third node recovers by seq.
-    let epoch = nodes[0]
-        .http(
-            "GET",
-            &format!("/api/v1/chats?urlId={u}"),
-            None,
-            Some(&token),
-        )
-        .await
-        .json()["epoch"]
+    let epoch = snapshot(&nodes[0], &token, u).await["epoch"]
         .as_str()
         .expect("epoch")
         .to_owned();
@@ -408,15 +400,7 @@ async fn clients_of_a_dead_node_resume_on_another() {
         assert_eq!(create(&nodes[0], &token, u, i).await, 201);
     }
     expect_run(&mut ws, u, 1, 5).await;
-    let epoch = nodes[0]
-        .http(
-            "GET",
-            &format!("/api/v1/chats?urlId={u}"),
-            None,
-            Some(&token),
-        )
-        .await
-        .json()["epoch"]
+    let epoch = snapshot(&nodes[0], &token, u).await["epoch"]
         .as_str()
         .expect("epoch")
         .to_owned();
