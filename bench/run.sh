@@ -2,6 +2,7 @@
 # The whole side-by-side benchmark in one command:
 #
 #   bench/run.sh [compare flags...]        e.g. bench/run.sh --repeat 3 --out bench-results.json
+#   bench/run.sh --scenarios write         imagechat's writes against a minimal axum + SQLite server
 #
 # Builds the imagechat server and the load generator (release), installs the
 # Socket.IO peer's dependencies when they are missing, then runs
@@ -23,10 +24,11 @@ fi
 # swap the server under test (or the generator) halfway.
 snap=$(mktemp -d "${TMPDIR:-/tmp}/imagechat-bench-bin.XXXXXX")
 trap 'rm -rf "$snap"' EXIT
-cp target/release/imagechat target/release/imagechat-bench "$snap/"
+cp target/release/imagechat target/release/imagechat-bench target/release/minimal_write_server "$snap/"
 echo "imagechat $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo ' (with local changes)'), node $(node --version)" >&2
 
 "$snap/imagechat-bench" compare \
     --imagechat-bin "$snap/imagechat" \
+    --minimal-bin "$snap/minimal_write_server" \
     --socketio-dir bench/socketio \
     "$@"

@@ -19,6 +19,7 @@ use crate::scenario::{self, IdleReport, LoadReport, StormReport};
 use crate::stats::median;
 use crate::sub::Target;
 use crate::util::{self, err, Result};
+use crate::write::{self, WriteReport};
 
 #[derive(Args, Clone)]
 pub struct CompareArgs {
@@ -41,7 +42,8 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
     /// Scenarios, comma-separated: floor, fanout-high, fanout-light, rooms, idle,
-    /// reconnect-storm (floor: what one write() costs here, the baseline; no server)
+    /// reconnect-storm (floor: what one write() costs here, the baseline; no server);
+    /// also write (imagechat against the minimal axum + SQLite server; not run by default)
     #[arg(
         long,
         value_delimiter = ',',
@@ -81,6 +83,33 @@ pub struct CompareArgs {
     /// --imagechat-arg=--batch-window-ms=10 (repeatable)
     #[arg(long, allow_hyphen_values = true)]
     imagechat_arg: Vec<String>,
+    /// imagechat's database for every run instead of a fresh SQLite file,
+    /// e.g. postgres://postgres@127.0.0.1:5432/DB (create it first)
+    #[arg(long)]
+    imagechat_database: Option<String>,
+    /// The minimal axum + SQLite server `write` measures imagechat against
+    #[arg(long, default_value = "target/release/minimal_write_server")]
+    minimal_bin: PathBuf,
+    /// write: users (anonymous sessions)
+    #[arg(long, default_value_t = 50)]
+    write_users: usize,
+    /// write: the fixed rate, writes per second in total
+    #[arg(long, default_value_t = 1000.0)]
+    write_rate: f64,
+    /// write: images the writes are spread over
+    #[arg(long, default_value_t = 100)]
+    write_images: usize,
+    /// write: seconds measured at the fixed rate (after --warmup)
+    #[arg(long, default_value_t = 10.0)]
+    write_duration: f64,
+    /// write: the ramp's rates, each for 1 s unmeasured then 4 s measured,
+    /// until one is not sustained (every write accepted, answer p99 ≤ 25 ms)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "250,500,1000,1500,2000,2500,3000,4000,5000"
+    )]
+    write_ramp: Vec<f64>,
 }
 
 /// A server process; stopped (SIGTERM, then SIGKILL) and its files removed
@@ -139,14 +168,18 @@ async fn start(target: Target, a: &CompareArgs, n: usize) -> Result<ServerProc> 
     let port = free_port()?;
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let log = File::create(dir.join("server.log"))?;
-    let mut cmd = match target {
+    let cmd = match target {
         Target::Imagechat => {
             let mut c = Command::new(&a.imagechat_bin);
             c.arg("serve")
                 .arg("--listen")
                 .arg(addr.to_string())
                 .arg("--database")
-                .arg(format!("sqlite://{}/bench.db", dir.display()))
+                .arg(
+                    a.imagechat_database
+                        .clone()
+                        .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.display())),
+                )
                 .arg("--write-rate-per-minute")
                 .arg("0")
                 // Every simulated client shares one loopback address.
@@ -171,12 +204,40 @@ async fn start(target: Target, a: &CompareArgs, n: usize) -> Result<ServerProc> 
             c
         }
     };
+    launch(target.name(), cmd, dir, addr, log).await
+}
+
+/// Starts the minimal axum + SQLite server of the `write` scenario.
+async fn start_minimal(a: &CompareArgs, n: usize) -> Result<ServerProc> {
+    let dir = std::env::temp_dir().join(format!(
+        "imagechat-bench-{}-minimal-{n}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let log = File::create(dir.join("server.log"))?;
+    let mut cmd = Command::new(&a.minimal_bin);
+    cmd.arg("--listen")
+        .arg(addr.to_string())
+        .arg("--database")
+        .arg(dir.join("minimal.db"));
+    launch("minimal", cmd, dir, addr, log).await
+}
+
+/// Spawns `cmd` with its output in `log` and waits until `/healthz` answers.
+async fn launch(
+    name: &str,
+    mut cmd: Command,
+    dir: PathBuf,
+    addr: SocketAddr,
+    log: File,
+) -> Result<ServerProc> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log));
     let child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", target.name()))?;
+        .map_err(|e| format!("cannot start {name}: {e}"))?;
     let pid = child.id();
     let mut srv = ServerProc {
         child,
@@ -187,8 +248,7 @@ async fn start(target: Target, a: &CompareArgs, n: usize) -> Result<ServerProc> 
     for _ in 0..200 {
         if let Ok(Some(st)) = srv.child.try_wait() {
             return err(format!(
-                "{} exited at start-up ({st}):\n{}",
-                target.name(),
+                "{name} exited at start-up ({st}):\n{}",
                 log_tail(&srv.dir)
             ));
         }
@@ -205,8 +265,7 @@ async fn start(target: Target, a: &CompareArgs, n: usize) -> Result<ServerProc> 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     err(format!(
-        "{} did not become healthy:\n{}",
-        target.name(),
+        "{name} did not become healthy:\n{}",
         log_tail(&srv.dir)
     ))
 }
@@ -585,6 +644,196 @@ async fn storm_cmp(a: &CompareArgs, ctx: &mut Ctx) -> Result<Runs<StormReport>> 
     Ok(runs)
 }
 
+#[derive(Serialize, Default)]
+struct WriteRuns {
+    minimal: Vec<WriteReport>,
+    imagechat: Vec<WriteReport>,
+    failures: Vec<String>,
+}
+
+fn med_of(v: &[WriteReport], f: impl Fn(&WriteReport) -> Option<f64>) -> Option<f64> {
+    let v: Vec<f64> = v.iter().filter_map(f).collect();
+    (!v.is_empty()).then(|| median(&v))
+}
+
+/// `write`: the same writes against the minimal axum + SQLite server and
+/// against imagechat, a fresh server per run: the fixed rate, then the ramp.
+async fn write_cmp(a: &CompareArgs, ctx: &mut Ctx) -> Result<WriteRuns> {
+    let mut runs = WriteRuns::default();
+    let systems: Vec<&str> = match a.only {
+        None => vec!["minimal", "imagechat"],
+        Some(Target::Imagechat) => vec!["imagechat"],
+        Some(Target::Socketio) => vec![],
+    };
+    for sys in systems {
+        for r in 0..a.repeat {
+            eprintln!("-- write {sys} run {}/{}", r + 1, a.repeat);
+            ctx.counter += 1;
+            let srv = if sys == "minimal" {
+                start_minimal(a, ctx.counter).await
+            } else {
+                start(Target::Imagechat, a, ctx.counter).await
+            };
+            let srv = match srv {
+                Ok(s) => s,
+                Err(e) => {
+                    runs.failures.push(format!("{sys} run {}: {e}", r + 1));
+                    continue;
+                }
+            };
+            let cfg = write::WriteCfg {
+                addr: srv.addr,
+                tenant: "demo".into(),
+                users: a.write_users,
+                images: a.write_images,
+                conns_per_user: 6,
+                pid: Some(srv.pid),
+                p99_limit_ms: 25.0,
+                label: format!("write {sys}"),
+            };
+            let rep = write::run(
+                &cfg,
+                Some((
+                    a.write_rate,
+                    Duration::from_secs_f64(a.warmup),
+                    Duration::from_secs_f64(a.write_duration),
+                )),
+                &a.write_ramp,
+                Duration::from_secs(1),
+                Duration::from_secs(4),
+            )
+            .await;
+            drop(srv);
+            match rep {
+                Ok(rep) => {
+                    eprintln!(
+                        "   highest rate sustained: {}",
+                        rep.sustained_rate
+                            .map_or("none".into(), |w| format!("{w} writes/s"))
+                    );
+                    if sys == "minimal" {
+                        runs.minimal.push(rep)
+                    } else {
+                        runs.imagechat.push(rep)
+                    }
+                }
+                Err(e) => runs.failures.push(format!("{sys} run {}: {e}", r + 1)),
+            }
+        }
+    }
+    let mut tb = Table::with_heads(
+        format!(
+            "### write: {} users create chats over {} images, no viewers; {} writes/s for {} s, then a ramp (median of {} runs)",
+            a.write_users, a.write_images, a.write_rate, a.write_duration, a.repeat
+        ),
+        ["minimal", "imagechat", "imagechat / minimal"],
+    );
+    type F = fn(&WriteReport) -> Option<f64>;
+    let fixed = |r: &WriteReport| r.steps.first().cloned();
+    let rows: &[(&str, F, usize)] = &[
+        (
+            "server CPU per write (µs)",
+            |r| r.steps.first().and_then(|s| s.server_cpu_us_per_write),
+            1,
+        ),
+        (
+            "answer p50 (ms)",
+            |r| r.steps.first().map(|s| s.answer_p50_ms),
+            2,
+        ),
+        (
+            "answer p99 (ms)",
+            |r| r.steps.first().map(|s| s.answer_p99_ms),
+            2,
+        ),
+        (
+            "answer max (ms)",
+            |r| r.steps.first().map(|s| s.answer_max_ms),
+            2,
+        ),
+        (
+            "server CPU (cores)",
+            |r| r.steps.first().and_then(|s| s.server_cpu_cores),
+            3,
+        ),
+        (
+            "generator CPU (cores)",
+            |r| r.steps.first().map(|s| s.generator_cpu_cores),
+            3,
+        ),
+        (
+            "released late p99 (ms)",
+            |r| r.steps.first().map(|s| s.released_late_p99_ms),
+            2,
+        ),
+        (
+            "highest rate sustained (writes/s)",
+            |r| Some(r.sustained_rate.unwrap_or(0.0)),
+            0,
+        ),
+    ];
+    for &(label, f, p) in rows {
+        tb.row(
+            label,
+            med_of(&runs.minimal, f),
+            med_of(&runs.imagechat, f),
+            p,
+        );
+    }
+    let accepted = |v: &[WriteReport]| -> String {
+        let s: Vec<_> = v.iter().filter_map(fixed).collect();
+        if s.is_empty() {
+            return "-".into();
+        }
+        format!(
+            "{} / {}",
+            s.iter().map(|s| s.accepted).sum::<u64>(),
+            s.iter().map(|s| s.offered).sum::<u64>()
+        )
+    };
+    tb.text_row(
+        "accepted / offered (all runs)",
+        accepted(&runs.minimal),
+        accepted(&runs.imagechat),
+    );
+    let sustained = |v: &[WriteReport]| -> String {
+        v.iter()
+            .map(|r| r.sustained_rate.map_or("none".into(), |w| format!("{w}")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    tb.text_row(
+        "highest rate sustained, each run",
+        sustained(&runs.minimal),
+        sustained(&runs.imagechat),
+    );
+    if runs.minimal.iter().chain(&runs.imagechat).any(|r| !r.ok) || !runs.failures.is_empty() {
+        ctx.all_ok = false;
+    }
+    let mut text = tb.render();
+    text += &format!(
+        "\nThe first rows are at {} writes/s; sustained: every write of a ramp step accepted and answer p99 ≤ 25 ms (ramp: {}).\n",
+        a.write_rate,
+        a.write_ramp
+            .iter()
+            .map(|w| w.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for f in &runs.failures {
+        text += &format!("\nrun failed: {f}\n");
+    }
+    for r in runs.minimal.iter().chain(&runs.imagechat) {
+        for s in r.steps.iter().take(1) {
+            for e in &s.errors {
+                text += &format!("\n{} w/s: {e}\n", s.rate);
+            }
+        }
+    }
+    ctx.tables.push(text);
+    Ok(runs)
+}
+
 fn zero_loss(v: &[LoadReport]) -> bool {
     !v.is_empty() && v.iter().all(|r| r.ok)
 }
@@ -614,7 +863,21 @@ pub async fn run(a: CompareArgs) -> Result<bool> {
             a.imagechat_bin.display()
         ));
     }
-    if a.only != Some(Target::Imagechat) && !a.socketio_dir.join("node_modules").exists() {
+    let writes = a.scenarios.iter().any(|s| s == "write");
+    if writes && a.only.is_none() && !a.minimal_bin.exists() {
+        return err(format!(
+            "{} not found: build it first (cargo build --release -p imagechat-bench) or pass --minimal-bin",
+            a.minimal_bin.display()
+        ));
+    }
+    let socketio = a
+        .scenarios
+        .iter()
+        .any(|s| !matches!(s.as_str(), "write" | "floor" | "reconnect-storm"));
+    if socketio
+        && a.only != Some(Target::Imagechat)
+        && !a.socketio_dir.join("node_modules").exists()
+    {
         return err(format!(
             "{}/node_modules is missing: run npm ci there first",
             a.socketio_dir.display()
@@ -745,6 +1008,10 @@ pub async fn run(a: CompareArgs) -> Result<bool> {
                     ),
                     ok,
                 );
+                ctx.json.insert(sc.clone(), serde_json::to_value(&runs)?);
+            }
+            "write" => {
+                let runs = write_cmp(&a, &mut ctx).await?;
                 ctx.json.insert(sc.clone(), serde_json::to_value(&runs)?);
             }
             other => return err(format!("unknown scenario {other}")),

@@ -13,6 +13,7 @@ mod soak;
 mod stats;
 mod sub;
 mod util;
+mod write;
 mod ws;
 
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ enum Cmd {
     ReconnectStorm(StormArgs),
     /// Fan-out with subscribers spread over several nodes, writes through the last --url (imagechat)
     Cluster(ClusterArgs),
+    /// U users creating chats at W writes per second over I images, no
+    /// viewers: CPU per write, answer latency; --ramp finds the highest rate sustained
+    Write(WriteCmdArgs),
     /// Start both servers and run every scenario against each, one after the other
     Compare(compare::CompareArgs),
     /// The CPU one write() of a frame to a loopback socket costs here: the floor
@@ -186,6 +190,53 @@ struct StormArgs {
     /// Seconds to wait after the last write for every client to catch up
     #[arg(long, default_value_t = 15.0)]
     drain: f64,
+}
+
+#[derive(Args, Clone)]
+struct WriteCmdArgs {
+    /// Server base URL, http://127.0.0.x:PORT (imagechat, or minimal_write_server)
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Server process id, to read its CPU time from /proc
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// imagechat tenant to create the users' anonymous sessions on
+    #[arg(long, default_value = "demo")]
+    tenant: String,
+    /// Users, each an anonymous session; writes go to them in turn
+    #[arg(long, short = 'u', default_value_t = 50)]
+    users: usize,
+    /// Writes per second, in total (the fixed rate; 0 for the ramp only)
+    #[arg(long, short = 'w', default_value_t = 1000.0)]
+    rate: f64,
+    /// Images the writes are spread over (at random)
+    #[arg(long, short = 'i', default_value_t = 100)]
+    images: usize,
+    /// Seconds of measured writes at the fixed rate
+    #[arg(long, short = 't', default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of writes before measuring (not counted)
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Keep-alive connections a user may have open at once (a browser's per-origin limit)
+    #[arg(long, default_value_t = 6)]
+    connections_per_user: usize,
+    /// After the fixed rate, step through these rates (comma-separated) until
+    /// one is not sustained, e.g. --ramp 250,500,1000,1500,2000,3000,4000
+    #[arg(long, value_delimiter = ',')]
+    ramp: Vec<f64>,
+    /// Seconds measured per ramp step
+    #[arg(long, default_value_t = 4.0)]
+    step: f64,
+    /// Seconds of unmeasured writes at the step's rate before each step
+    #[arg(long, default_value_t = 1.0)]
+    step_warmup: f64,
+    /// A step is sustained when every write is accepted and the answer p99 is at most this (ms)
+    #[arg(long, default_value_t = 25.0)]
+    p99_limit: f64,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -376,6 +427,29 @@ async fn run(cmd: Cmd) -> Result<bool> {
                 print_json(&r)?
             } else {
                 report::storm(&r)
+            }
+            Ok(r.ok)
+        }
+        Cmd::Write(a) => {
+            let cfg = write::WriteCfg {
+                addr: parse_url(&a.url)?,
+                tenant: a.tenant.clone(),
+                users: a.users,
+                images: a.images,
+                conns_per_user: a.connections_per_user,
+                pid: a.server_pid,
+                p99_limit_ms: a.p99_limit,
+                label: "write".into(),
+            };
+            let fixed = (a.rate > 0.0).then(|| (a.rate, secs(a.warmup), secs(a.duration)));
+            if fixed.is_none() && a.ramp.is_empty() {
+                return util::err("nothing to run: give a positive --rate or a --ramp");
+            }
+            let r = write::run(&cfg, fixed, &a.ramp, secs(a.step_warmup), secs(a.step)).await?;
+            if a.json {
+                print_json(&r)?
+            } else {
+                write::print(&r)
             }
             Ok(r.ok)
         }

@@ -182,17 +182,26 @@ fn verdict(ok: bool, errors: &[String]) -> String {
 pub struct Table {
     pub title: String,
     pub rows: Vec<[String; 4]>,
+    /// The headings of the two systems' columns and of their ratio.
+    pub heads: [String; 3],
 }
 
 impl Table {
     pub fn new(title: impl Into<String>) -> Table {
+        Table::with_heads(title, ["imagechat", "socketio", "socketio / imagechat"])
+    }
+
+    /// A table of two other systems: `heads` names the first column, the
+    /// second, and their ratio (second ÷ first).
+    pub fn with_heads(title: impl Into<String>, heads: [&str; 3]) -> Table {
         Table {
             title: title.into(),
             rows: Vec::new(),
+            heads: heads.map(String::from),
         }
     }
 
-    /// A row; `ratio` is socketio / imagechat when both are present.
+    /// A row; the ratio is the second value ÷ the first when both are present.
     pub fn row(&mut self, label: &str, a: Option<f64>, b: Option<f64>, prec: usize) {
         let ratio = match (a, b) {
             (Some(a), Some(b)) if a > 0.0 => format!("{:.1}×", b / a),
@@ -209,9 +218,9 @@ impl Table {
     pub fn render(&self) -> String {
         let head = [
             "metric".to_string(),
-            "imagechat".into(),
-            "socketio".into(),
-            "socketio / imagechat".into(),
+            self.heads[0].clone(),
+            self.heads[1].clone(),
+            self.heads[2].clone(),
         ];
         let mut w = [0usize; 4];
         for r in std::iter::once(&head).chain(&self.rows) {

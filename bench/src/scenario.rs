@@ -18,7 +18,7 @@ use crate::util::{
 };
 
 /// A 60-character comment, as in imagechat's own event-size test.
-const TEXT: &str = "Is this shadow intentional? It looks odd next to the window.";
+pub const TEXT: &str = "Is this shadow intentional? It looks odd next to the window.";
 
 static WRITES: AtomicU64 = AtomicU64::new(0);
 
