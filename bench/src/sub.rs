@@ -108,6 +108,13 @@ struct State {
     /// snapshot is read.
     loading: bool,
     buffer: Vec<u64>,
+    /// The seq a `recovered: false` subscribe answered: events after it
+    /// stream in whether or not the snapshot already holds them.
+    subscribed_at: u64,
+    /// Events the snapshot held that the socket had not delivered yet when
+    /// it was read: each may still arrive once and is dropped then (§12.2),
+    /// not counted as a duplicate.
+    held_by_snapshot: BTreeSet<u64>,
     /// Close code of the server's close frame, when it sent one.
     closed_with: Option<u16>,
     epoch: Option<String>,
@@ -152,6 +159,32 @@ impl State {
         self.apply(seq, bid, now);
     }
 
+    /// The snapshot of a `recovered: false` subscribe was read at `seq`:
+    /// it becomes the position, buffered events it holds are dropped, and
+    /// those the socket still owes are dropped when they come (§12.2).
+    fn snapshot_read(&mut self, seq: u64, epoch: String, now: u64) {
+        let buffered: BTreeSet<u64> = self.buffer.iter().copied().collect();
+        self.held_by_snapshot.clear();
+        let first = self.subscribed_at.max(self.last).saturating_add(1);
+        for s in first..=seq {
+            if self.held_by_snapshot.len() >= MAX_MISSING {
+                break;
+            }
+            if !buffered.contains(&s) {
+                self.held_by_snapshot.insert(s);
+            }
+        }
+        self.last = self.last.max(seq);
+        self.epoch = Some(epoch);
+        self.loading = false;
+        for s in std::mem::take(&mut self.buffer) {
+            if s > self.last {
+                // No latency: these waited for the snapshot.
+                self.apply(s, None, now);
+            }
+        }
+    }
+
     /// Checks one event's seq against the last one applied.
     fn apply(&mut self, seq: u64, bid: Option<&str>, now: u64) {
         if seq == self.last + 1 {
@@ -174,6 +207,9 @@ impl State {
         } else if self.missing.remove(&seq) {
             self.stats.lost -= 1;
             self.stats.reordered += 1;
+        } else if self.held_by_snapshot.remove(&seq) {
+            // Delivered after the snapshot that holds it was read: dropped.
+            return;
         } else {
             self.stats.duplicated += 1;
         }
@@ -212,6 +248,7 @@ impl State {
             }
             self.loading = true;
             self.buffer.clear();
+            self.subscribed_at = seq;
             self.resuming = false;
         } else if self.resuming {
             self.stats.recovered += 1;
@@ -353,6 +390,8 @@ impl Subscriber {
             not_recovered: NotRecovered::Fail,
             loading: false,
             buffer: Vec::new(),
+            subscribed_at: 0,
+            held_by_snapshot: BTreeSet::new(),
             closed_with: None,
             epoch: None,
             last: 0,
@@ -616,6 +655,8 @@ impl Subscriber {
         self.st.forget = forget;
         self.st.loading = false;
         self.st.buffer.clear();
+        // What the old socket still owed is not coming: forget it.
+        self.st.held_by_snapshot.clear();
         self.st.catch_up_to = None;
         self.st.closed_with = None;
         let r = self.open().await;
@@ -666,16 +707,7 @@ impl Subscriber {
             );
             self.st.stats.error(e);
         }
-        self.st.last = self.st.last.max(snap.seq);
-        self.st.epoch = Some(snap.epoch);
-        self.st.loading = false;
-        let now = now_us();
-        for seq in std::mem::take(&mut self.st.buffer) {
-            if seq > self.st.last {
-                // No latency: these waited for the snapshot.
-                self.st.apply(seq, None, now);
-            }
-        }
+        self.st.snapshot_read(snap.seq, snap.epoch, now_us());
         Ok(())
     }
 }
@@ -696,4 +728,48 @@ pub fn percent_encode(s: &str) -> String {
 /// For callers that time things against the same origin as the subscribers.
 pub fn instant_us(t: Instant) -> u64 {
     us_at(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            target: Target::Imagechat,
+            url_id: "u".into(),
+            subscribed: true,
+            resuming: false,
+            forget: false,
+            not_recovered: NotRecovered::Snapshot,
+            loading: true,
+            buffer: Vec::new(),
+            subscribed_at: 0,
+            held_by_snapshot: BTreeSet::new(),
+            closed_with: None,
+            epoch: None,
+            last: 0,
+            missing: BTreeSet::new(),
+            catch_up_to: None,
+            out: Vec::new(),
+            stats: ConnStats::default(),
+        }
+    }
+
+    #[test]
+    fn events_the_snapshot_holds_are_dropped_once_wherever_they_arrive() {
+        let mut st = state();
+        // Subscribed (not recovered) at 5; event 6 arrives while the
+        // snapshot is read, which is at 8; 7 and 8 arrive after it.
+        st.subscribed_at = 5;
+        st.on_event(Some("u"), Some(6), None, 0);
+        st.snapshot_read(8, "e".into(), 0);
+        for seq in [7, 8, 9] {
+            st.on_event(Some("u"), Some(seq), None, 0);
+        }
+        assert_eq!((st.stats.duplicated, st.stats.lost, st.last), (0, 0, 9));
+        // A second copy of one of them is a duplicate.
+        st.on_event(Some("u"), Some(8), None, 0);
+        assert_eq!(st.stats.duplicated, 1);
+    }
 }
