@@ -142,6 +142,29 @@ fn sent_at(bid: &str) -> Option<(bool, u64)> {
 }
 
 impl State {
+    /// A subscriber's state before its first `subscribed`.
+    fn new(target: Target, url_id: String) -> State {
+        State {
+            target,
+            url_id,
+            subscribed: false,
+            resuming: false,
+            forget: false,
+            not_recovered: NotRecovered::Fail,
+            loading: false,
+            buffer: Vec::new(),
+            subscribed_at: 0,
+            held_by_snapshot: BTreeSet::new(),
+            closed_with: None,
+            epoch: None,
+            last: 0,
+            missing: BTreeSet::new(),
+            catch_up_to: None,
+            out: Vec::new(),
+            stats: ConnStats::default(),
+        }
+    }
+
     fn on_event(&mut self, url: Option<&str>, seq: Option<u64>, bid: Option<&str>, now: u64) {
         let (Some(url), Some(seq)) = (url, seq) else {
             self.stats.unexpected += 1;
@@ -381,25 +404,7 @@ enum Wake {
 impl Subscriber {
     /// Connects and subscribes; returns once `subscribed` has arrived.
     pub async fn connect(spec: Spec) -> Result<Subscriber, String> {
-        let st = State {
-            target: spec.target,
-            url_id: spec.url_id.clone(),
-            subscribed: false,
-            resuming: false,
-            forget: false,
-            not_recovered: NotRecovered::Fail,
-            loading: false,
-            buffer: Vec::new(),
-            subscribed_at: 0,
-            held_by_snapshot: BTreeSet::new(),
-            closed_with: None,
-            epoch: None,
-            last: 0,
-            missing: BTreeSet::new(),
-            catch_up_to: None,
-            out: Vec::new(),
-            stats: ConnStats::default(),
-        };
+        let st = State::new(spec.target, spec.url_id.clone());
         let mut s = Subscriber { spec, ws: None, st };
         s.open().await?;
         Ok(s)
@@ -735,25 +740,11 @@ mod tests {
     use super::*;
 
     fn state() -> State {
-        State {
-            target: Target::Imagechat,
-            url_id: "u".into(),
-            subscribed: true,
-            resuming: false,
-            forget: false,
-            not_recovered: NotRecovered::Snapshot,
-            loading: true,
-            buffer: Vec::new(),
-            subscribed_at: 0,
-            held_by_snapshot: BTreeSet::new(),
-            closed_with: None,
-            epoch: None,
-            last: 0,
-            missing: BTreeSet::new(),
-            catch_up_to: None,
-            out: Vec::new(),
-            stats: ConnStats::default(),
-        }
+        let mut st = State::new(Target::Imagechat, "u".into());
+        st.subscribed = true;
+        st.not_recovered = NotRecovered::Snapshot;
+        st.loading = true;
+        st
     }
 
     #[test]

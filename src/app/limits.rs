@@ -60,12 +60,16 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         let Some(lock) = &self.limiter else {
             return Ok(());
         };
-        let verdict = {
+        let (verdict, len) = {
             let l = lock.read().unwrap_or_else(|p| p.into_inner());
-            l.check_key(key)
-                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+            let verdict = l
+                .check_key(key)
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()));
+            (verdict, l.len())
         };
-        self.bound(lock);
+        if len >= BUCKETS_MAX {
+            self.bound(lock, len);
+        }
         verdict
     }
 
@@ -73,12 +77,8 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// [`BUCKETS_MAX`] (at most once a second, so a flood of fresh keys does
     /// not make every request scan them); all at once at
     /// [`BUCKETS_HARD_MAX`].
-    fn bound(&self, lock: &std::sync::RwLock<Keyed<K>>) {
+    fn bound(&self, lock: &std::sync::RwLock<Keyed<K>>, len: usize) {
         use std::sync::atomic::Ordering::Relaxed;
-        let len = lock.read().unwrap_or_else(|p| p.into_inner()).len();
-        if len < BUCKETS_MAX {
-            return;
-        }
         if len >= BUCKETS_HARD_MAX {
             *lock.write().unwrap_or_else(|p| p.into_inner()) =
                 governor::RateLimiter::keyed(self.quota);
