@@ -27,7 +27,8 @@
 
   /**
    * @typedef {{id: string, name: string, avatar?: string, anonymous?: boolean}} User
-   * @typedef {{id: string, user: User, text: string, createdAt: number, editedAt?: number}} Comment
+   * @typedef {{id: string, url: string, contentType: string, width: number, height: number}} Attachment protocol §14
+   * @typedef {{id: string, user: User, text: string, createdAt: number, editedAt?: number, attachments?: Attachment[]}} Comment
    * @typedef {{type: string, points?: number[][], [k: string]: unknown}} Shape protocol §10
    * @typedef {{id: string, x: number, y: number, resolved: boolean, user: User, createdAt: number,
    *   updatedAt?: number, comments: Comment[], pending?: boolean, shape?: Shape}} Chat
@@ -51,6 +52,8 @@
   const SHAPES = { rect: 'rect', ellipse: 'ellipse', polygon: 'polygon', arrow: 'line' };
   /** @type {Promise<any> | undefined} */
   let lazy;
+  /** @type {Promise<any> | undefined} */
+  let lazyAtt;
   /** The chat a link names in the page's fragment (protocol §10: `pageUrl#imagechat-{chatId}`), until the view that knows it opens it. */
   let linked = '';
   const PING_EVERY = 15000;
@@ -93,6 +96,7 @@
       gone: 'This thread was deleted.',
       said: (/** @type {string} */ name, /** @type {string} */ text) => `${name}: ${text}`,
       dismiss: 'Dismiss',
+      image: (/** @type {number} */ i, /** @type {number} */ n) => `Image ${i} of ${n}, open full size`,
     },
     ja: {
       layer: '画像ディスカッション。Enter キーで新しいコメントのマーカーを置きます。',
@@ -127,6 +131,7 @@
       gone: 'このスレッドは削除されました。',
       said: (/** @type {string} */ name, /** @type {string} */ text) => `${name}: ${text}`,
       dismiss: '閉じる',
+      image: (/** @type {number} */ i, /** @type {number} */ n) => `画像 ${i}/${n}（拡大表示）`,
     },
   };
   /** @typedef {typeof STRINGS.en} Strings */
@@ -813,6 +818,7 @@ line{marker-end:url(#ah)}marker path{fill:context-stroke;stroke:none}
 .meta{color:var(--mut);font-size:12px;display:flex;gap:6px;flex-wrap:wrap}
 .meta b{color:var(--fg)}
 .txt{margin:2px 0 0;white-space:pre-wrap;overflow-wrap:anywhere}
+.at{padding:0;margin:4px 4px 0 0;vertical-align:top;border:1px solid var(--line);border-radius:6px;background:var(--soft);cursor:zoom-in}.at img{display:block;border-radius:5px}
 textarea{display:block;width:100%;min-height:60px;resize:vertical;font:inherit;color:var(--fg);background:var(--bg);border:1px solid var(--line);border-radius:6px;padding:6px;margin:0}
 textarea:focus{outline:2px solid var(--acc);outline-offset:0}
 form{margin:8px 0 0}form.card{margin:0}
@@ -870,6 +876,10 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       this.tool = 'pin';
       /** @type {any} */
       this.rg = null;
+      /** lazy/attachments.js's part of this view, once loaded. @type {any} */
+      this.att = null;
+      /** @type {Promise<any> | undefined} */
+      this.attP = undefined;
       this.hide = false;
       /** @type {HTMLFormElement | null} */
       this.composer = null;
@@ -1332,9 +1342,10 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       // Clicks on letterbox bars (object-fit: contain) do nothing.
       const at = this.point(e);
       if (!at || !this.ready()) return;
-      // A click elsewhere while writing moves the new marker and keeps the text.
-      const ta = this.composer && this.composer.querySelector('textarea');
-      this.openComposer(at, ta ? ta.value : '');
+      // A click elsewhere while writing moves the new marker and keeps the text and images.
+      const f = this.composer;
+      const ta = f && f.querySelector('textarea');
+      this.openComposer(at, ta ? ta.value : '', undefined, f);
     }
 
     /** @param {KeyboardEvent} e */
@@ -1379,8 +1390,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
 
     // ------------------------------------------------------------ composer
 
-    /** @param {{x: number, y: number}} at @param {string} [text] @param {Shape} [shape] */
-    openComposer(at, text, shape) {
+    /** @param {{x: number, y: number}} at @param {string} [text] @param {Shape} [shape] @param {HTMLElement | Attachment[] | null | false} [from] */
+    openComposer(at, text, shape, from) {
       this.closeThread(false);
       this.closeComposer(false);
       // At most one new-chat composer on the page.
@@ -1411,12 +1422,14 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         if (!this.ready()) return;
         const at = /** @type {{x: number, y: number}} */ (this.draft);
         const sh = this.draftShape;
+        const atts = this.atts(form);
         this.closeComposer(true);
-        this.create(at, text, sh);
+        this.create(at, text, sh, atts);
       };
       this.composer = form;
       this.pop(form);
       this.render(null);
+      this.wire(form, from);
       ta.focus();
     }
 
@@ -1440,22 +1453,22 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       if (el.isConnected && el.showPopover) el.showPopover();
     }
 
-    /** Creates a chat, showing its marker before the server answers. @param {{x: number, y: number}} at @param {string} text @param {Shape} [shape] */
-    async create(at, text, shape) {
+    /** Creates a chat, showing its marker before the server answers. @param {{x: number, y: number}} at @param {string} text @param {Shape} [shape] @param {Attachment[]} [atts] */
+    async create(at, text, shape, atts = []) {
       const s = this.conn.session;
       if (!s) return;
       const tmp = `pending-${uuid()}`;
       const now = Date.now();
       const room = this.room;
-      const body = { urlId: this.urlId, x: at.x, y: at.y, text, shape, imageUrl: web(this.img.currentSrc || this.img.src), pageUrl: web(location.href.split('#')[0]) };
-      room.putChat({ id: tmp, x: at.x, y: at.y, shape, resolved: false, user: s.user, createdAt: now, comments: [{ id: tmp, user: s.user, text, createdAt: now }], pending: true });
+      const body = { urlId: this.urlId, x: at.x, y: at.y, text, shape, attachments: atts.map((a) => a.id), imageUrl: web(this.img.currentSrc || this.img.src), pageUrl: web(location.href.split('#')[0]) };
+      room.putChat({ id: tmp, x: at.x, y: at.y, shape, resolved: false, user: s.user, createdAt: now, comments: [{ id: tmp, user: s.user, text, createdAt: now, attachments: atts }], pending: true });
       room.notify();
       try {
         await this.conn.mutate('POST', '/api/v1/chats', body, (d) => room.swapChat(tmp, d.chat), tmp);
       } catch (e) {
         room.chats.delete(tmp);
         room.notify();
-        if (this.canWrite() && !this.composer && !this.thread) this.openComposer(at, text, shape);
+        if (this.canWrite() && !this.composer && !this.thread) this.openComposer(at, text, shape, atts);
         this.showError(describe(e, this.t));
         return;
       }
@@ -1484,7 +1497,8 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       const chat = this.room.chats.get(id);
       if (!chat) return;
       const t = this.t;
-      const keepText = this.thread && this.thread.id === id && this.thread.form ? this.thread.form.querySelector('textarea')?.value || '' : '';
+      const old = this.thread && this.thread.id === id && this.thread.form;
+      const keepText = old ? old.querySelector('textarea')?.value || '' : '';
       this.closeComposer(false);
       if (this.thread) this.thread.el.remove();
       const head = h('div');
@@ -1513,11 +1527,16 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
           if (send.getAttribute('aria-disabled') === 'true') return;
           send.setAttribute('aria-disabled', 'true');
           const room = this.room;
-          const ok = await this.run(() => this.conn.mutate('POST', `/api/v1/chats/${encodeURIComponent(id)}/comments`, { text }, (d) => room.putComment(id, d.comment)));
+          const body = { text, attachments: this.atts(f).map((a) => a.id) };
+          const ok = await this.run(() => this.conn.mutate('POST', `/api/v1/chats/${encodeURIComponent(id)}/comments`, body, (d) => room.putComment(id, d.comment)));
           send.removeAttribute('aria-disabled');
-          if (ok) ta.value = '';
+          if (ok) {
+            ta.value = '';
+            this.att?.clear(f);
+          }
         };
         el.append(form);
+        this.wire(form, old);
       }
       this.thread = { id, el, list, head, form, items: new Map(), confirm: false };
       this.pop(el);
@@ -1581,7 +1600,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         }
         if (th.list.children[i] !== li) th.list.insertBefore(li, th.list.children[i] || null);
         // Rebuild only what changed, so focus and half-typed edits survive live updates.
-        const sig = JSON.stringify([c.text, c.editedAt, this.name(c.user), this.mayManage(c), !!chat.pending, !!this.rg]);
+        const sig = JSON.stringify([c.text, c.editedAt, c.attachments, this.name(c.user), this.mayManage(c), !!chat.pending, !!this.rg]);
         if (li.dataset.sig === sig || li.querySelector('textarea, .confirm')) return;
         const act = this.root.activeElement;
         const focusAction = act instanceof HTMLElement && li.contains(act) ? act.getAttribute('data-imagechat-action') : null;
@@ -1597,8 +1616,37 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       delete li.dataset.sig;
       const time = h('time', { datetime: new Date(c.createdAt).toISOString(), title: new Date(c.createdAt).toLocaleString(pickLocale(this.opts.locale)), text: this.ago(c.createdAt) });
       const meta = h('div', { class: 'meta' }, [h('b', { text: this.name(c.user) }), time, c.editedAt ? h('span', { text: `(${this.t.edited})` }) : null]);
-      li.replaceChildren(meta, h('p', { class: 'txt', dir: 'auto', text: c.text }));
+      li.replaceChildren(meta, h('p', { class: 'txt', dir: 'auto', text: c.text }), this.thumbs(c.attachments || []));
       if (this.rg && !chat.pending && this.mayManage(c)) this.rg.comment(li, chat, c);
+    }
+
+    /** Thumbnails, sized before they load; the viewer is lazy (a new tab without it). @param {Attachment[]} list */
+    thumbs(list) {
+      return h(
+        'div',
+        {},
+        list.map((a, i) => {
+          const k = Math.min(1, 96 / a.width, 72 / a.height);
+          const b = h('button', { class: 'at', type: 'button', 'data-imagechat-attachment': a.id }, [h('img', { src: a.url, alt: this.t.image(i + 1, list.length), width: Math.round(a.width * k), height: Math.round(a.height * k) })]);
+          b.onclick = () => this.attachments().then((m) => m.show(b, list, i), () => open(a.url));
+          return b;
+        }),
+      );
+    }
+
+    /** The images attached in a composer. @param {HTMLElement} f @returns {Attachment[]} */
+    atts(f) {
+      return this.att ? this.att.list(f) : [];
+    }
+
+    /** lazy/attachments.js, on first use. @returns {Promise<any>} */
+    attachments() {
+      return (this.attP = this.attP || (lazyAtt = lazyAtt || import(LAZY + 'attachments.js')).then((m) => (this.att = m.attachments(this))));
+    }
+
+    /** Paste, drop and pick images in a composer, taking over those of `from`. @param {HTMLElement} form @param {HTMLElement | Attachment[] | null | false} [from] */
+    wire(form, from) {
+      this.attachments().then((a) => form.isConnected && a.composer(form, from), console.warn);
     }
 
     /** @param {number} ms */

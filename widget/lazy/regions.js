@@ -43,7 +43,8 @@
  *   | {type: 'arrow', x1: number, y1: number, x2: number, y2: number}} Shape
  * @typedef {Shape['type']} Kind
  * @typedef {'pin' | Kind} Tool
- * @typedef {{id: string, text: string, user: {id: string}}} Comment
+ * @typedef {{id: string, url: string, contentType: string, width: number, height: number}} Attachment
+ * @typedef {{id: string, text: string, user: {id: string}, attachments?: Attachment[]}} Comment
  * @typedef {{id: string, x: number, y: number, user: {id: string}, shape?: Shape, pending?: boolean, resolved?: boolean, comments: Comment[]}} Chat
  * @typedef {{id: string, head: HTMLElement, confirm: boolean}} Thread an open thread: its head, and whether deleting it asks to confirm
  * @typedef {{id: string, x: number, y: number, shape?: Shape}} Moving
@@ -86,6 +87,8 @@
  * @property {(li: HTMLLIElement, chat: Chat, c: Comment) => void} fillComment shows a comment as it is stored (and calls `comment` here)
  * @property {(msg: string) => void} showError
  * @property {(text: string) => void} announce says something through the polite live region
+ * @property {(form: HTMLElement, from?: HTMLElement | Attachment[] | null) => void} wire lets a composer attach images (lazy/attachments.js), starting with `from`'s
+ * @property {(form: HTMLElement) => Attachment[]} atts the images attached in a composer so far
  */
 
 const STRINGS = {
@@ -809,7 +812,8 @@ class Regions {
   /**
    * Adds edit and delete to a comment the user may change (imagechat.js
    * calls it each time it fills one in): editing swaps its text for a
-   * textarea (Ctrl+Enter saves, Escape cancels); deleting asks first.
+   * composer (Ctrl+Enter saves, Escape cancels) whose images can be removed
+   * and added to (lazy/attachments.js); deleting asks first.
    * @param {HTMLLIElement} li @param {Chat} chat @param {Comment} c
    */
   comment(li, chat, c) {
@@ -836,7 +840,7 @@ class Regions {
     edit.onclick = () => {
       const ta = h('textarea', { dir: 'auto', 'aria-label': s.editText, maxlength: '2000' });
       ta.value = c.text;
-      const save = button(s.save, { class: 'b p', 'data-imagechat-action': 'save' });
+      const save = button(s.save, { class: 'b p', type: 'submit', 'data-imagechat-action': 'save' });
       const cancel = button(t.cancel);
       const done = () => {
         const cur = room.chats.get(chat.id);
@@ -853,16 +857,27 @@ class Regions {
           done();
         } else if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) save.click();
       });
-      save.onclick = async () => {
-        const text = ta.value.trim();
-        if (!text) return v.showError(t.empty);
-        save.disabled = true;
-        if (await v.run(() => v.conn.mutate('PATCH', path, { text }, (d) => room.putComment(chat.id, d.comment)))) done();
-        else save.disabled = false;
-      };
       const row = h('div', { class: 'row' });
       row.append(cancel, save);
-      li.replaceChildren(/** @type {Element} */ (li.firstElementChild), ta, row);
+      const form = h('form', { 'data-imagechat-composer': '', 'aria-label': s.editText });
+      form.noValidate = true;
+      form.append(ta, row);
+      form.onsubmit = async (e) => {
+        e.preventDefault();
+        const text = ta.value.trim();
+        if (!text) return v.showError(t.empty);
+        /** @type {Record<string, unknown>} */
+        const body = { text };
+        // Without the key the comment keeps its images; a changed list (even empty) replaces them.
+        // (No tray: lazy/attachments.js did not load, and the images stay as they are.)
+        const ids = v.atts(form).map((a) => a.id);
+        if (form.querySelector('.tray') && ids.join() !== (c.attachments || []).map((a) => a.id).join()) body.attachments = ids;
+        save.disabled = true;
+        if (await v.run(() => v.conn.mutate('PATCH', path, body, (d) => room.putComment(chat.id, d.comment)))) done();
+        else save.disabled = false;
+      };
+      li.replaceChildren(/** @type {Element} */ (li.firstElementChild), form);
+      v.wire(form, c.attachments || []);
       ta.focus();
     };
   }
