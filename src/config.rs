@@ -124,6 +124,28 @@ pub struct Config {
     /// the public port: the metrics name tenants.
     #[arg(long, env = "IMAGECHAT_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Where uploaded images are kept: `file://PATH` (relative to the
+    /// working directory, or `file:///absolute/path`) or
+    /// `s3://BUCKET[/PREFIX]?endpoint=URL&region=NAME` (credentials from
+    /// the `AWS_*` environment variables).
+    #[arg(
+        long,
+        env = "IMAGECHAT_UPLOADS",
+        default_value = "file://imagechat-uploads"
+    )]
+    pub uploads: String,
+    /// Largest upload body in bytes; larger ones are answered 413.
+    #[arg(long, env = "IMAGECHAT_UPLOAD_MAX_BYTES", default_value_t = 10 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=1024 * 1024 * 1024))]
+    pub upload_max_bytes: u64,
+    /// Bytes of uploads one tenant may store per UTC day; beyond it uploads
+    /// are answered 429 until midnight UTC. 0 = unlimited.
+    #[arg(long, env = "IMAGECHAT_UPLOAD_QUOTA_BYTES_PER_DAY", default_value_t = 1024 * 1024 * 1024)]
+    pub upload_quota_bytes_per_day: u64,
+    /// Seconds after which an upload that no comment attaches (and that is
+    /// not a `/s/{id}` page's image) is deleted; the sweep runs every tenth
+    /// of this (at least each second, at most each hour).
+    #[arg(long, env = "IMAGECHAT_UPLOAD_SWEEP_AFTER", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=10 * 365 * 86_400))]
+    pub upload_sweep_after: u64,
 }
 
 /// An http(s) origin without a trailing slash.
@@ -165,6 +187,10 @@ impl Config {
             assets_dir: None,
             public_url: None,
             metrics_listen: None,
+            uploads: "file://imagechat-uploads".into(),
+            upload_max_bytes: 10 * 1024 * 1024,
+            upload_quota_bytes_per_day: 1024 * 1024 * 1024,
+            upload_sweep_after: 86_400,
         }
     }
 }
@@ -207,6 +233,13 @@ impl std::fmt::Debug for Config {
             .field("assets_dir", &self.assets_dir)
             .field("public_url", &self.public_url)
             .field("metrics_listen", &self.metrics_listen)
+            .field("uploads", &redact_url(&self.uploads))
+            .field("upload_max_bytes", &self.upload_max_bytes)
+            .field(
+                "upload_quota_bytes_per_day",
+                &self.upload_quota_bytes_per_day,
+            )
+            .field("upload_sweep_after", &self.upload_sweep_after)
             .finish()
     }
 }

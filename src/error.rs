@@ -28,6 +28,10 @@ pub enum AppError {
     HistoryGone(&'static str),
     /// 413: the body is larger than [`crate::http::MAX_BODY`].
     TooLarge,
+    /// 413: an upload larger than `--upload-max-bytes`.
+    UploadTooLarge {
+        message: String,
+    },
     /// 408: the body did not arrive within `--body-timeout`.
     BodyTimeout,
     /// 431: the request line and headers exceed `http::MAX_HEAD_BYTES`.
@@ -66,7 +70,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::HistoryGone(_) => StatusCode::GONE,
-            AppError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::TooLarge | AppError::UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             AppError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             AppError::Conflict(_) => StatusCode::CONFLICT,
@@ -85,7 +89,7 @@ impl AppError {
             AppError::NotFound(_) => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::HistoryGone(_) => "history_gone",
-            AppError::TooLarge => "payload_too_large",
+            AppError::TooLarge | AppError::UploadTooLarge { .. } => "payload_too_large",
             AppError::BodyTimeout => "request_timeout",
             AppError::HeadTooLarge => "headers_too_large",
             AppError::Conflict(_) => "conflict",
@@ -100,7 +104,7 @@ impl AppError {
         match self {
             AppError::Unauthorized(_) => CloseCode::Unauthorized,
             AppError::Forbidden(_) => CloseCode::Forbidden,
-            AppError::TooLarge => CloseCode::MessageTooBig,
+            AppError::TooLarge | AppError::UploadTooLarge { .. } => CloseCode::MessageTooBig,
             AppError::RateLimited { .. } | AppError::Overloaded { .. } | AppError::Unavailable => {
                 CloseCode::TryAgainLater
             }
@@ -118,7 +122,7 @@ impl AppError {
     /// The human-readable message sent with the code.
     pub fn message(&self) -> &str {
         match self {
-            AppError::Invalid { message, .. } => message,
+            AppError::Invalid { message, .. } | AppError::UploadTooLarge { message } => message,
             AppError::Unauthorized(m)
             | AppError::Forbidden(m)
             | AppError::NotFound(m)
@@ -215,6 +219,11 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::Conflict => AppError::Conflict("it already exists"),
             StoreError::Domain(d) => d.into(),
+            StoreError::UploadQuota { .. } => AppError::RateLimited {
+                retry_after: crate::usage::seconds_to_midnight(),
+                message:
+                    "this site's daily upload quota is used up; uploads resume at midnight UTC",
+            },
             StoreError::Unavailable(msg) => {
                 tracing::error!(error = %msg, "storage failure");
                 AppError::Unavailable

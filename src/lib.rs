@@ -21,6 +21,8 @@
 //! - [`app`]: node state and the paths every transport shares: sessions
 //!   ([`app::session`]) and writes ([`app::write`]).
 //! - [`annotation`]: chats as W3C Web Annotations and IIIF, and back.
+//! - [`upload`]: uploaded images: checked, stripped of metadata, kept in
+//!   files or S3, swept when nothing attaches them.
 //! - [`config`], [`server`]: settings, start-up and shutdown.
 
 pub mod annotation;
@@ -35,6 +37,7 @@ pub mod ids;
 pub mod protocol;
 pub mod server;
 pub mod store;
+pub mod upload;
 pub mod usage;
 pub mod ws;
 

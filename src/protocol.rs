@@ -35,6 +35,41 @@ pub struct Comment {
     pub created_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<i64>,
+    /// Images attached to the comment (contract §14), at most 4; absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// An upload attached to a comment, as clients show it (contract §14).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    /// The upload's id.
+    pub id: String,
+    /// Where it is served: `{origin}/api/v1/uploads/{id}`.
+    pub url: String,
+    /// `image/png`, `image/jpeg`, `image/webp` or `image/gif`.
+    pub content_type: String,
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
+}
+
+/// A stored upload (contract §14): an attachment's fields and its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Upload {
+    #[serde(flatten)]
+    pub attachment: Attachment,
+    /// Bytes stored (metadata removed), as counted in `uploadBytes`.
+    pub bytes: u64,
+}
+
+/// `POST /api/v1/uploads`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadAnswer {
+    pub upload: Upload,
 }
 
 /// A region of the image (contract §10), in percent of the image's width
@@ -375,6 +410,9 @@ pub struct CreateChatRequest {
     pub text: String,
     /// A region; without one the chat is a pin at (`x`, `y`).
     pub shape: Option<Shape>,
+    /// Upload ids of the tenant to attach to the first comment, at most 4.
+    #[schema(max_items = 4)]
+    pub attachments: Option<Vec<String>>,
     /// The absolute http(s) URL the image was loaded from (at most 2048
     /// bytes); the image keeps the latest one sent.
     #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
@@ -412,6 +450,10 @@ pub struct CommentRequest {
     /// 1..=2000 characters after trimming.
     #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub text: String,
+    /// Upload ids of the tenant, at most 4. On an edit, absent keeps the
+    /// comment's attachments and `[]` removes them.
+    #[schema(max_items = 4)]
+    pub attachments: Option<Vec<String>>,
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub broadcast_id: Option<String>,
 }
@@ -522,6 +564,8 @@ pub struct UsageDay {
     pub conversation_create_count: u64,
     pub comment_create_count: u64,
     pub peak_connections: u64,
+    /// Bytes of uploads stored that day (contract §14).
+    pub upload_bytes: u64,
 }
 
 /// This node's open connections and subscriptions of the tenant.

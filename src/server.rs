@@ -53,17 +53,25 @@ pub async fn run(
                 crate::config::redact_url(&config.broker)
             )
         })?;
+    let uploads = crate::upload::storage::open(&config.uploads).with_context(|| {
+        format!(
+            "opening the upload storage {}",
+            crate::config::redact_url(&config.uploads)
+        )
+    })?;
+    tracing::info!(storage = %uploads.describe(), "uploads");
     // Only once everything opened: a node that cannot start changes nothing.
     if config.admin_key.is_none() {
         ensure_demo_tenant(store.as_ref()).await?;
     }
-    let app = App::new(config, store, broker);
+    let app = App::new(config, store, broker, uploads);
     let background = [
         tokio::spawn(Arc::clone(&app.hub).run_inbox(rx)),
         tokio::spawn(crate::ws::heartbeat_loop(Arc::clone(&app))),
         tokio::spawn(presence_loop(Arc::clone(&app))),
         tokio::spawn(usage_loop(Arc::clone(&app))),
         tokio::spawn(maintenance_loop(Arc::clone(&app))),
+        tokio::spawn(sweep_loop(Arc::clone(&app))),
     ];
     let router = crate::http::router(Arc::clone(&app));
     let metrics_server = match app.config.metrics_listen {
@@ -286,6 +294,22 @@ async fn maintenance_loop(app: Arc<App>) {
         tick.tick().await;
         if let Err(e) = app.store.maintain().await {
             tracing::warn!(error = %e, "store maintenance failed; will retry");
+        }
+    }
+}
+
+/// Deletes old unreferenced uploads every tenth of `--upload-sweep-after`
+/// (at least each second, at most each hour).
+async fn sweep_loop(app: Arc<App>) {
+    let every = Duration::from_secs((app.config.upload_sweep_after / 10).clamp(1, 3600));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match crate::upload::sweep(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "swept unreferenced uploads"),
+            Err(e) => tracing::warn!(error = %e, "the upload sweep failed; will retry"),
         }
     }
 }

@@ -61,6 +61,8 @@ impl TenantLive {
             comments: self.comments.swap(0, Relaxed),
             // The next period's peak starts from who is connected now.
             peak_connections: self.peak.swap(self.connections.load(Relaxed), Relaxed),
+            // Counted by the store as each upload is recorded.
+            upload_bytes: 0,
         }
     }
 
@@ -130,6 +132,15 @@ const DAY: &[time::format_description::FormatItem<'static>] =
 /// Today's UTC date as YYYY-MM-DD.
 pub fn today() -> String {
     format_day(time::OffsetDateTime::now_utc().date())
+}
+
+/// Whole seconds until the next midnight UTC, when daily quotas reset
+/// (1..=86400).
+pub fn seconds_to_midnight() -> u64 {
+    let now = time::OffsetDateTime::now_utc();
+    let into_day =
+        u64::from(now.hour()) * 3600 + u64::from(now.minute()) * 60 + u64::from(now.second());
+    86_400u64.saturating_sub(into_day).max(1)
 }
 
 /// A date as YYYY-MM-DD.

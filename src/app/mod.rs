@@ -40,11 +40,18 @@ pub struct App {
     pub usage: Usage,
     pub metrics: Metrics,
     pub conns: Connections,
+    /// Where uploaded images are kept, and the gate on their decoders.
+    pub uploads: crate::upload::Uploads,
     started: Instant,
 }
 
 impl App {
-    pub fn new(config: Config, store: Arc<dyn Store>, broker: Arc<Broker>) -> Arc<App> {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        broker: Arc<Broker>,
+        uploads: Arc<dyn crate::upload::Storage>,
+    ) -> Arc<App> {
         let metrics = Metrics::new();
         let hub = Hub::new(
             Arc::clone(&store),
@@ -64,6 +71,7 @@ impl App {
             usage: Usage::default(),
             metrics,
             conns: Connections::default(),
+            uploads: crate::upload::Uploads::new(uploads),
             started: Instant::now(),
         })
     }

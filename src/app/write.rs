@@ -147,7 +147,12 @@ mod tests {
             open: Notify::new(),
         });
         let broker = Broker::new(gated.clone(), inner);
-        let app = App::new(crate::Config::for_database("x"), store, broker);
+        let app = App::new(
+            crate::Config::for_database("x"),
+            store,
+            broker,
+            crate::upload::storage::temp(),
+        );
         let actor = Actor {
             tenant_id: "t".into(),
             user: crate::domain::auth::anonymous_user(),
@@ -163,6 +168,7 @@ mod tests {
             resolved: false,
             image_url: None,
             page_url: None,
+            attachments: vec![],
         };
         let tenant = TenantId::from("t");
         let mut call = Box::pin(commit(&app, &tenant, m, Authority::User(actor), None));

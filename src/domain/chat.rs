@@ -5,7 +5,7 @@
 
 use super::{short_id, Actor, DomainError};
 use crate::ids::{ChatId, Seq};
-use crate::protocol::{Change, Chat, Comment, EventKind, Shape, User};
+use crate::protocol::{Attachment, Change, Chat, Comment, EventKind, Shape, User};
 
 /// Characters in a chat id.
 const ID_CHARS: usize = 10;
@@ -26,6 +26,9 @@ pub enum Mutation {
         /// the image keeps the latest of each.
         image_url: Option<String>,
         page_url: Option<String>,
+        /// Upload ids for the first comment (checked by the store, which
+        /// resolves them with [`Mutation::attachment_ids`]).
+        attachments: Vec<String>,
     },
     UpdateChat {
         chat_id: ChatId,
@@ -40,11 +43,14 @@ pub enum Mutation {
     AddComment {
         chat_id: ChatId,
         text: String,
+        attachments: Vec<String>,
     },
     EditComment {
         chat_id: ChatId,
         comment_id: String,
         text: String,
+        /// `None` keeps the comment's attachments; `Some(vec![])` removes them.
+        attachments: Option<Vec<String>>,
     },
     DeleteComment {
         chat_id: ChatId,
@@ -62,6 +68,18 @@ impl Mutation {
             | Mutation::AddComment { chat_id, .. }
             | Mutation::EditComment { chat_id, .. }
             | Mutation::DeleteComment { chat_id, .. } => Some(chat_id),
+        }
+    }
+
+    /// The upload ids this mutation attaches, when it sets a comment's
+    /// attachments (`None`: it sets none, or an edit keeps them).
+    pub fn attachment_ids(&self) -> Option<&[String]> {
+        match self {
+            Mutation::CreateChat { attachments, .. } | Mutation::AddComment { attachments, .. } => {
+                Some(attachments)
+            }
+            Mutation::EditComment { attachments, .. } => attachments.as_deref(),
+            _ => None,
         }
     }
 }
@@ -99,7 +117,9 @@ impl Authority {
 
 /// The events a mutation logs, given the chat it targets as stored now
 /// (`None` when it does not exist) and the seq the first event will take.
-/// An empty list means "changes nothing".
+/// An empty list means "changes nothing". `attachments` are the uploads
+/// [`Mutation::attachment_ids`] names, resolved by the caller, in order
+/// (`None` when it names none).
 ///
 /// A comment's id is the seq of the event that created it, in decimal: unique
 /// within its image (so within its chat, which is all the API needs), and
@@ -110,6 +130,7 @@ pub fn plan(
     by: &Authority,
     now: i64,
     next_seq: Seq,
+    attachments: Option<Vec<Attachment>>,
 ) -> Result<Vec<EventKind>, DomainError> {
     if let Mutation::CreateChat {
         x,
@@ -127,6 +148,7 @@ pub fn plan(
             text: text.clone(),
             created_at: now,
             edited_at: None,
+            attachments: attachments.unwrap_or_default(),
         };
         let chat = Chat {
             id: short_id(ID_CHARS).into(),
@@ -199,6 +221,7 @@ pub fn plan(
                     text: text.clone(),
                     created_at: now,
                     edited_at: None,
+                    attachments: attachments.unwrap_or_default(),
                 },
             })]
         }
@@ -210,6 +233,9 @@ pub fn plan(
             let mut edited = c.clone();
             edited.text = text.clone();
             edited.edited_at = Some(now);
+            if let Some(a) = attachments {
+                edited.attachments = a;
+            }
             vec![updated(Change::CommentEdited { comment: edited })]
         }
         Mutation::DeleteComment { comment_id, .. } => {
@@ -271,8 +297,9 @@ mod tests {
             resolved: false,
             image_url: None,
             page_url: None,
+            attachments: vec![],
         };
-        match plan(&m, None, by, 10, Seq(1)).unwrap().remove(0) {
+        match plan(&m, None, by, 10, Seq(1), None).unwrap().remove(0) {
             EventKind::NewImageChat { chat } => chat,
             other => panic!("{other:?}"),
         }
@@ -289,17 +316,17 @@ mod tests {
             resolved: None,
         };
         assert!(matches!(
-            plan(&mv, Some(&chat), &other, 11, Seq(2)),
+            plan(&mv, Some(&chat), &other, 11, Seq(2), None),
             Err(DomainError::Forbidden(_))
         ));
         assert_eq!(
-            plan(&mv, Some(&chat), &moderator, 11, Seq(2))
+            plan(&mv, Some(&chat), &moderator, 11, Seq(2), None)
                 .unwrap()
                 .len(),
             1
         );
         assert_eq!(
-            plan(&mv, Some(&chat), &Authority::Tenant, 11, Seq(2))
+            plan(&mv, Some(&chat), &Authority::Tenant, 11, Seq(2), None)
                 .unwrap()
                 .len(),
             1
@@ -311,13 +338,13 @@ mod tests {
             resolved: Some(true),
         };
         assert_eq!(
-            plan(&resolve, Some(&chat), &other, 11, Seq(2))
+            plan(&resolve, Some(&chat), &other, 11, Seq(2), None)
                 .unwrap()
                 .len(),
             1
         );
         assert_eq!(
-            plan(&mv, None, &author, 11, Seq(2)),
+            plan(&mv, None, &author, 11, Seq(2), None),
             Err(DomainError::NotFound)
         );
     }
@@ -332,7 +359,7 @@ mod tests {
             shape: Some(None),
             resolved: Some(false),
         };
-        assert!(plan(&same, Some(&chat), &author, 11, Seq(2))
+        assert!(plan(&same, Some(&chat), &author, 11, Seq(2), None)
             .unwrap()
             .is_empty());
         let del = Mutation::DeleteComment {
@@ -340,14 +367,15 @@ mod tests {
             comment_id: chat.comments[0].id.clone(),
         };
         assert!(matches!(
-            plan(&del, Some(&chat), &author, 11, Seq(2)).unwrap()[0],
+            plan(&del, Some(&chat), &author, 11, Seq(2), None).unwrap()[0],
             EventKind::DeletedImageChat { .. }
         ));
         let add = Mutation::AddComment {
             chat_id: chat.id.clone(),
             text: "more".into(),
+            attachments: vec![],
         };
-        let ev = plan(&add, Some(&chat), &author, 12, Seq(2))
+        let ev = plan(&add, Some(&chat), &author, 12, Seq(2), None)
             .unwrap()
             .remove(0);
         let EventKind::ImageChatUpdated { change, .. } = ev else {
@@ -356,7 +384,7 @@ mod tests {
         fold(&mut chat, &change, 12);
         assert_eq!((chat.comments.len(), chat.updated_at), (2, Some(12)));
         assert!(matches!(
-            plan(&del, Some(&chat), &author, 13, Seq(2)).unwrap()[0],
+            plan(&del, Some(&chat), &author, 13, Seq(2), None).unwrap()[0],
             EventKind::ImageChatUpdated { .. }
         ));
     }
@@ -377,7 +405,7 @@ mod tests {
             shape: Some(Some(rect.clone())),
             resolved: Some(true),
         };
-        let ops: Vec<_> = plan(&all, Some(&chat), &author, 11, Seq(2))
+        let ops: Vec<_> = plan(&all, Some(&chat), &author, 11, Seq(2), None)
             .unwrap()
             .into_iter()
             .map(|e| match e {
@@ -403,13 +431,13 @@ mod tests {
             resolved: None,
         };
         assert!(matches!(
-            plan(&reshape, Some(&chat), &other, 11, Seq(2)),
+            plan(&reshape, Some(&chat), &other, 11, Seq(2), None),
             Err(DomainError::Forbidden(_))
         ));
         let mut shaped = chat.clone();
         fold(&mut shaped, &ops[1], 11);
         assert_eq!(shaped.shape, Some(rect));
-        assert!(plan(&reshape, Some(&shaped), &author, 12, Seq(3))
+        assert!(plan(&reshape, Some(&shaped), &author, 12, Seq(3), None)
             .unwrap()
             .is_empty());
         let unshape = Mutation::UpdateChat {
@@ -419,7 +447,7 @@ mod tests {
             resolved: None,
         };
         assert_eq!(
-            plan(&unshape, Some(&shaped), &author, 12, Seq(3)).unwrap(),
+            plan(&unshape, Some(&shaped), &author, 12, Seq(3), None).unwrap(),
             vec![EventKind::ImageChatUpdated {
                 chat_id: chat.id.clone(),
                 change: Change::Reshaped { shape: None }

@@ -18,6 +18,8 @@
 use super::DomainError;
 
 pub const MAX_TEXT_CHARS: usize = 2000;
+/// Attachments per comment (contract §14).
+pub const MAX_ATTACHMENTS: usize = 4;
 pub const MAX_URL_ID_BYTES: usize = 1024;
 
 /// Unicode's `Default_Ignorable_Code_Point` (DerivedCoreProperties.txt,

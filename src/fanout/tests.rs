@@ -235,6 +235,15 @@ mod over_a_lossy_bus {
         async fn images(&self, _: &str, _: u32) -> Result<Vec<ImageSummary>, StoreError> {
             absent()
         }
+        async fn add_upload(&self, _: &crate::store::NewUpload) -> Result<(), StoreError> {
+            absent()
+        }
+        async fn upload(&self, _: &str) -> Result<Option<crate::store::StoredUpload>, StoreError> {
+            absent()
+        }
+        async fn sweep_uploads(&self, _: i64, _: u32) -> Result<Vec<String>, StoreError> {
+            absent()
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -337,6 +337,7 @@ pub async fn import(
                     resolved,
                     image_url: None,
                     page_url: None,
+                    attachments: vec![],
                 },
                 Authority::Import(creator),
             ),
@@ -355,7 +356,11 @@ pub async fn import(
                 };
                 (
                     id,
-                    Mutation::AddComment { chat_id, text },
+                    Mutation::AddComment {
+                        chat_id,
+                        text,
+                        attachments: vec![],
+                    },
                     Authority::Import(creator),
                 )
             }

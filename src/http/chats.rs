@@ -121,6 +121,7 @@ impl FromJson for CreateChatRequest {
             y: f.coordinate("y")?,
             text: validate::text("text", &f.str("text")?)?,
             shape: f.get("shape").map(shape::parse).transpose()?,
+            attachments: f.attachments()?,
             image_url: web_url("imageUrl")?,
             // The page, not a place on it: a fragment is dropped.
             page_url: web_url("pageUrl")?.map(|u| match u.split_once('#') {
@@ -177,6 +178,7 @@ impl FromJson for CommentRequest {
     fn from_json(f: &Fields<'_>) -> Result<Self, AppError> {
         Ok(CommentRequest {
             text: validate::text("text", &f.str("text")?)?,
+            attachments: f.attachments()?,
             broadcast_id: f.broadcast_id()?,
         })
     }
@@ -269,6 +271,7 @@ pub async fn create(
         resolved: false,
         image_url: r.image_url,
         page_url: r.page_url,
+        attachments: r.attachments.unwrap_or_default(),
     };
     let c = commit(&app, s, m, r.broadcast_id).await?;
     Ok(json(
@@ -337,6 +340,7 @@ pub async fn add_comment(
     let m = Mutation::AddComment {
         chat_id,
         text: r.text,
+        attachments: r.attachments.unwrap_or_default(),
     };
     let c = commit(&app, s, m, r.broadcast_id).await?;
     Ok(json(
@@ -363,6 +367,7 @@ pub async fn edit_comment(
         chat_id,
         comment_id,
         text: r.text,
+        attachments: r.attachments,
     };
     let c = commit(&app, s, m, r.broadcast_id).await?;
     Ok(json(

@@ -293,6 +293,50 @@ impl Fields<'_> {
             })
             .transpose()
     }
+    /// The optional `attachments`: at most 4 distinct upload ids
+    /// (contract §14). Whether they name the tenant's uploads is the
+    /// store's check, inside the write.
+    pub fn attachments(&self) -> Result<Option<Vec<String>>, AppError> {
+        const K: &str = "attachments";
+        let Some(v) = self.get(K) else {
+            return Ok(None);
+        };
+        let Value::Array(items) = v else {
+            return Err(AppError::invalid(
+                Some(K),
+                "attachments must be an array of upload ids",
+            ));
+        };
+        if items.len() > validate::MAX_ATTACHMENTS {
+            return Err(AppError::invalid(
+                Some(K),
+                format!(
+                    "at most {} attachments per comment",
+                    validate::MAX_ATTACHMENTS
+                ),
+            ));
+        }
+        let mut ids: Vec<String> = Vec::with_capacity(items.len());
+        for item in items {
+            let id = match item {
+                Value::String(s) if crate::upload::is_upload_id(s) => s.clone(),
+                _ => {
+                    return Err(AppError::invalid(
+                        Some(K),
+                        "attachments must hold upload ids from POST /api/v1/uploads",
+                    ))
+                }
+            };
+            if ids.contains(&id) {
+                return Err(AppError::invalid(
+                    Some(K),
+                    format!("attachments names {id} twice"),
+                ));
+            }
+            ids.push(id);
+        }
+        Ok(Some(ids))
+    }
     /// The optional `broadcastId`, validated.
     pub fn broadcast_id(&self) -> Result<Option<String>, AppError> {
         broadcast_id(self.opt_str("broadcastId")?)

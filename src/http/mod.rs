@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod pages;
 pub mod sessions;
 pub mod tenant;
+pub mod uploads;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(routes!(annotations::one_chat))
         .routes(routes!(annotations::one_reply))
         .routes(routes!(annotations::import))
+        .routes(routes!(uploads::create))
+        .routes(routes!(uploads::get))
         .routes(routes!(crate::ws::upgrade))
         .routes(routes!(tenant::create_tenant))
         .routes(routes!(tenant::login))
@@ -60,6 +63,8 @@ pub fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(routes!(metrics))
         .routes(routes!(pages::index))
         .routes(routes!(pages::admin))
+        .routes(routes!(pages::share_new))
+        .routes(routes!(pages::share))
         .routes(routes!(pages::widget))
         .routes(routes!(pages::widget_part))
         .routes(routes!(pages::asset))

@@ -102,6 +102,89 @@ pub async fn admin(State(app): State<Arc<App>>) -> Response {
     res
 }
 
+/// The policy of the share pages: only this server's own files run and
+/// load, pictures may be local previews (`blob:`), nothing may frame them.
+const SHARE_CSP: &str = "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; \
+     style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
+fn share_headers(res: &mut Response) {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(SHARE_CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+}
+
+/// The page where a visitor pastes, drops or picks a screenshot, uploads
+/// it and lands on its own page (contract §14).
+#[utoipa::path(get, path = "/s/new", tag = "node",
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String),
+        (status = 404, body = crate::protocol::ErrorBody), (status = 503, body = crate::protocol::ErrorBody, description = "the node is at its connection limit (`Retry-After`)")))]
+pub async fn share_new(State(app): State<Arc<App>>) -> Response {
+    let mut res = serve(&app, "pages/share-new.html").await;
+    share_headers(&mut res);
+    res
+}
+
+/// An upload's own page: the image large, with the widget on it (urlId
+/// `upload:{id}`, the upload's tenant) and a link to share (contract §14).
+#[utoipa::path(get, path = "/s/{uploadId}", tag = "node", params(("uploadId" = String, Path)),
+    responses((status = 200, description = "HTML", content_type = "text/html", body = String),
+        (status = 404, description = "HTML: no such upload", content_type = "text/html", body = String),
+        (status = 503, body = crate::protocol::ErrorBody)))]
+pub async fn share(State(app): State<Arc<App>>, Ids(id): Ids<String>) -> Response {
+    let record = if crate::upload::is_upload_id(&id) {
+        match app.store.upload(&id).await {
+            Ok(r) => r,
+            Err(e) => return AppError::from(e).into_response(),
+        }
+    } else {
+        None
+    };
+    let Some(record) = record else {
+        let mut res = (StatusCode::NOT_FOUND, NOT_FOUND_PAGE).into_response();
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        share_headers(&mut res);
+        return res;
+    };
+    let Some(template) = file(&app, "pages/share.html").await else {
+        return AppError::NotFound("no such file").into_response();
+    };
+    let a = &record.upload.attachment;
+    let attr = |s: &str| html_escape::encode_double_quoted_attribute(s).into_owned();
+    let page = String::from_utf8_lossy(&template)
+        .replace("{{UPLOAD_ID}}", &attr(&a.id))
+        .replace("{{IMAGE_URL}}", &attr(&format!("/api/v1/uploads/{}", a.id)))
+        .replace("{{TENANT}}", &attr(&record.tenant_id))
+        .replace("{{WIDTH}}", &a.width.to_string())
+        .replace("{{HEIGHT}}", &a.height.to_string())
+        .replace("{{CONTENT_TYPE}}", &attr(&a.content_type));
+    let mut res = (StatusCode::OK, page).into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    share_headers(&mut res);
+    res
+}
+
+const NOT_FOUND_PAGE: &str = "<!doctype html><html lang=en><meta charset=utf-8>\
+<meta name=viewport content=\"width=device-width, initial-scale=1\">\
+<title>Not found · imagechat</title><h1>No such image</h1>\
+<p>This link names no uploaded image: it may have been mistyped, or the image was removed.</p>\
+<p><a href=\"/s/new\">Share a screenshot</a></p></html>";
+
 /// The widget script, for any origin.
 #[utoipa::path(get, path = "/imagechat.js", tag = "node",
     responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String),

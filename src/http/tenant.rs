@@ -358,6 +358,7 @@ pub async fn usage(
             conversation_create_count: c.conversations,
             comment_create_count: c.comments,
             peak_connections: c.peak_connections,
+            upload_bytes: c.upload_bytes,
         });
     }
     Ok(json(

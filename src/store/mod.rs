@@ -16,7 +16,7 @@ use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
 use crate::domain::{DomainError, ImageKey, Mutation, Seq, Tenant, TenantId};
 pub use crate::protocol::ImageSummary;
-use crate::protocol::{Chat, Comment};
+use crate::protocol::{Chat, Comment, Upload};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +26,9 @@ pub enum StoreError {
     Domain(#[from] DomainError),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The tenant's uploads of the day would pass its quota (bytes).
+    #[error("the daily upload quota of {quota} bytes is used up ({used} bytes stored today)")]
+    UploadQuota { used: u64, quota: u64 },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -82,6 +85,9 @@ pub struct UsageCounts {
     pub conversations: u64,
     pub comments: u64,
     pub peak_connections: u64,
+    /// Bytes of uploads stored (written by [`Store::add_upload`], not by
+    /// the periodic flush).
+    pub upload_bytes: u64,
 }
 
 impl UsageCounts {
@@ -95,6 +101,7 @@ impl UsageCounts {
         self.conversations += o.conversations;
         self.comments += o.comments;
         self.peak_connections = self.peak_connections.max(o.peak_connections);
+        self.upload_bytes += o.upload_bytes;
     }
 }
 
@@ -104,6 +111,29 @@ pub struct UsageDelta {
     /// UTC date, YYYY-MM-DD.
     pub day: String,
     pub counts: UsageCounts,
+}
+
+/// An upload's record (contract §14); its bytes are in the upload storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredUpload {
+    pub tenant_id: String,
+    pub upload: Upload,
+    /// A strong validator of the stored bytes, quoted.
+    pub etag: String,
+    /// The image of a `/s/{id}` page: never swept.
+    pub page: bool,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// What [`Store::add_upload`] records.
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub record: StoredUpload,
+    /// The UTC day (YYYY-MM-DD) whose `uploadBytes` the upload counts in.
+    pub day: String,
+    /// The tenant's daily upload quota in bytes; `None`: unlimited.
+    pub quota: Option<u64>,
 }
 
 #[async_trait]
@@ -148,6 +178,21 @@ pub trait Store: Send + Sync + 'static {
         -> Result<Vec<(String, UsageCounts)>>;
     /// The tenant's images, latest activity first.
     async fn images(&self, tenant: &str, limit: u32) -> Result<Vec<ImageSummary>>;
+
+    /// Records a stored upload and adds its bytes to the day's
+    /// `uploadBytes`, in one transaction.
+    ///
+    /// Errors: [`StoreError::UploadQuota`] (nothing recorded) when the
+    /// day's bytes would pass `quota`; [`StoreError::Conflict`] for an id
+    /// that exists.
+    async fn add_upload(&self, u: &NewUpload) -> Result<()>;
+    /// The upload of an id, whatever its tenant.
+    async fn upload(&self, id: &str) -> Result<Option<StoredUpload>>;
+    /// Forgets at most `limit` uploads that no comment attaches, that are
+    /// not a page's image, and that were last touched (created or
+    /// attached) before `before` (ms since the epoch); returns their ids,
+    /// whose bytes the caller then removes from the upload storage.
+    async fn sweep_uploads(&self, before: i64, limit: u32) -> Result<Vec<String>>;
 }
 
 /// A store on a new SQLite file in the temporary directory, and that

@@ -383,7 +383,12 @@ mod idle_size {
         let (store, _dir, _) = crate::store::open_temp("probe").await;
         let (tx, _rx) = tokio::sync::mpsc::channel(8);
         let broker = crate::broker::open("memory", tx).await.unwrap();
-        let app = App::new(crate::Config::for_database("x"), store, broker);
+        let app = App::new(
+            crate::Config::for_database("x"),
+            store,
+            broker,
+            crate::upload::storage::temp(),
+        );
         // The two kinds of connection: taken back as TCP, or any stream.
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();

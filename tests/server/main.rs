@@ -17,4 +17,5 @@ mod realtime;
 mod regions;
 mod regressions;
 mod text;
+mod uploads;
 mod wire;

@@ -16,8 +16,8 @@ mod rows;
 mod schema;
 
 use rows::{
-    chat_of, comment_of, image_row, image_seq, load_chat, lock_image, write_event, CHAT_COLUMNS,
-    COMMENT_COLUMNS,
+    chat_of, comment_of, image_row, image_seq, load_chat, lock_image, resolve_attachments,
+    upload_of, write_event, CHAT_COLUMNS, COMMENT_COLUMNS, UPLOAD_COLUMNS,
 };
 use schema::{meta, meta_value, migrate};
 
@@ -30,8 +30,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 use super::{
-    Committed, FoundChat, ImageSummary, LoggedEvent, Result, Snapshot, Store, StoreError,
-    UsageCounts, UsageDelta,
+    Committed, FoundChat, ImageSummary, LoggedEvent, NewUpload, Result, Snapshot, Store,
+    StoreError, StoredUpload, UsageCounts, UsageDelta,
 };
 use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
@@ -441,7 +441,11 @@ impl Store for SqlStore {
                     .ok_or(DomainError::NotFound)?,
             ),
         };
-        let kinds = plan(m, chat.as_ref(), by, now, seq.next())?;
+        let attachments = match m.attachment_ids() {
+            Some(ids) => Some(resolve_attachments(&mut tx, tenant, ids, now).await?),
+            None => None,
+        };
+        let kinds = plan(m, chat.as_ref(), by, now, seq.next(), attachments)?;
         let mut events = Vec::with_capacity(kinds.len());
         let mut comment = None;
         for kind in kinds {
@@ -566,7 +570,7 @@ impl Store for SqlStore {
         to: &str,
     ) -> Result<Vec<(String, UsageCounts)>> {
         let rows = sqlx::query(
-            "SELECT day, messages, bandwidth, conversations, comments, peak_connections FROM usage_days \
+            "SELECT day, messages, bandwidth, conversations, comments, peak_connections, upload_bytes FROM usage_days \
              WHERE tenant_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",
         )
         .bind(tenant)
@@ -585,6 +589,7 @@ impl Store for SqlStore {
                         conversations: n("conversations")?,
                         comments: n("comments")?,
                         peak_connections: n("peak_connections")?,
+                        upload_bytes: n("upload_bytes")?,
                     },
                 ))
             })
@@ -611,6 +616,101 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn add_upload(&self, u: &NewUpload) -> Result<()> {
+        self.noted(async {
+            let r = &u.record;
+            let a = &r.upload.attachment;
+            let bytes = i64::try_from(r.upload.bytes).unwrap_or(i64::MAX);
+            let mut tx = self.begin_write().await?;
+            // The increment takes the day row's lock, so two nodes adding at
+            // once cannot both slip under the quota.
+            let used: i64 = sqlx::query_scalar(
+                "INSERT INTO usage_days (tenant_id, day, upload_bytes) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant_id, day) DO UPDATE SET upload_bytes = usage_days.upload_bytes + excluded.upload_bytes \
+                 RETURNING upload_bytes",
+            )
+            .bind(&r.tenant_id)
+            .bind(&u.day)
+            .bind(bytes)
+            .fetch_one(&mut *tx)
+            .await?;
+            let used = u64::try_from(used).unwrap_or(0);
+            if let Some(quota) = u.quota {
+                if used > quota {
+                    tx.rollback().await?;
+                    return Err(StoreError::UploadQuota {
+                        used: used.saturating_sub(r.upload.bytes),
+                        quota,
+                    });
+                }
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO uploads (id, tenant_id, content_type, width, height, bytes, url, etag, page, created_at, touched_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&a.id)
+            .bind(&r.tenant_id)
+            .bind(&a.content_type)
+            .bind(i64::from(a.width))
+            .bind(i64::from(a.height))
+            .bind(bytes)
+            .bind(&a.url)
+            .bind(&r.etag)
+            .bind(i64::from(r.page))
+            .bind(r.created_at)
+            .bind(r.created_at)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Err(StoreError::Conflict);
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload(&self, id: &str) -> Result<Option<StoredUpload>> {
+        let row = sqlx::query(&format!(
+            "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(upload_of).transpose()
+    }
+
+    async fn sweep_uploads(&self, before: i64, limit: u32) -> Result<Vec<String>> {
+        self.noted(async {
+            let candidates: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM uploads u WHERE touched_at < $1 AND page = 0 \
+                 AND NOT EXISTS (SELECT 1 FROM upload_refs r WHERE r.upload_id = u.id) \
+                 ORDER BY touched_at LIMIT $2",
+            )
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await?;
+            let mut gone = Vec::with_capacity(candidates.len());
+            for id in candidates {
+                // Checked again as it is deleted: a comment attaching it in
+                // the meantime touched it (and, on PostgreSQL, held its row).
+                let deleted: Option<String> = sqlx::query_scalar(
+                    "DELETE FROM uploads WHERE id = $1 AND touched_at < $2 AND page = 0 \
+                     AND NOT EXISTS (SELECT 1 FROM upload_refs r WHERE r.upload_id = $1) RETURNING id",
+                )
+                .bind(&id)
+                .bind(before)
+                .fetch_optional(self.writing())
+                .await?;
+                gone.extend(deleted);
+            }
+            Ok(gone)
+        })
+        .await
     }
 }
 

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use crate::domain::{ChatId, Seq};
-use crate::protocol::{Change, Chat, Comment, EventKind, Shape, User};
+use crate::protocol::{Attachment, Change, Chat, Comment, EventKind, Shape, User};
 use crate::store::{Result, StoreError};
 
 pub(super) fn user_of(json: &str) -> Result<User> {
@@ -24,6 +24,56 @@ fn shape_of(json: Option<String>) -> Result<Option<Shape>> {
             .map_err(|e| StoreError::Unavailable(format!("corrupt shape row: {e}")))
     })
     .transpose()
+}
+
+fn attachments_of(json: Option<String>) -> Result<Vec<Attachment>> {
+    match json {
+        None => Ok(Vec::new()),
+        Some(j) => serde_json::from_str(&j)
+            .map_err(|e| StoreError::Unavailable(format!("corrupt attachments row: {e}"))),
+    }
+}
+
+fn attachments_json(a: &[Attachment]) -> Option<String> {
+    if a.is_empty() {
+        return None;
+    }
+    serde_json::to_string(a).ok()
+}
+
+/// Records which uploads a comment attaches (replacing what it attached
+/// before), so the sweep keeps them.
+async fn set_refs(
+    c: &mut AnyConnection,
+    tenant: &str,
+    chat_id: &str,
+    comment_id: &str,
+    attachments: &[Attachment],
+    replacing: bool,
+) -> Result<()> {
+    if replacing {
+        sqlx::query(
+            "DELETE FROM upload_refs WHERE tenant_id = $1 AND chat_id = $2 AND comment_id = $3",
+        )
+        .bind(tenant)
+        .bind(chat_id)
+        .bind(comment_id)
+        .execute(&mut *c)
+        .await?;
+    }
+    for a in attachments {
+        sqlx::query(
+            "INSERT INTO upload_refs (tenant_id, upload_id, chat_id, comment_id) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(&a.id)
+        .bind(chat_id)
+        .bind(comment_id)
+        .execute(&mut *c)
+        .await?;
+    }
+    Ok(())
 }
 
 fn shape_json(s: &Option<Shape>) -> Option<String> {
@@ -51,12 +101,14 @@ pub(super) fn comment_of(row: &AnyRow) -> Result<Comment> {
         text: row.try_get("text")?,
         created_at: row.try_get("created_at")?,
         edited_at: row.try_get("edited_at")?,
+        attachments: attachments_of(row.try_get("attachments")?)?,
     })
 }
 
 pub(super) const CHAT_COLUMNS: &str =
     "id, url_id, x, y, resolved, shape, user_json, created_at, updated_at";
-pub(super) const COMMENT_COLUMNS: &str = "id, chat_id, user_json, text, created_at, edited_at";
+pub(super) const COMMENT_COLUMNS: &str =
+    "id, chat_id, user_json, text, created_at, edited_at, attachments";
 
 /// Loads one chat with its comments, and its urlId.
 pub(super) async fn load_chat(
@@ -151,8 +203,8 @@ pub(super) async fn insert_comment(
     k: &Comment,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO comments (tenant_id, id, chat_id, url_id, ord, user_id, user_json, text, created_at, edited_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO comments (tenant_id, id, chat_id, url_id, ord, user_id, user_json, text, created_at, edited_at, attachments) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(tenant)
     .bind(&k.id)
@@ -164,9 +216,10 @@ pub(super) async fn insert_comment(
     .bind(&k.text)
     .bind(k.created_at)
     .bind(k.edited_at)
+    .bind(attachments_json(&k.attachments))
     .execute(&mut *c)
     .await?;
-    Ok(())
+    set_refs(c, tenant, chat_id, &k.id, &k.attachments, false).await
 }
 
 /// Writes the table changes one event stands for.
@@ -203,6 +256,11 @@ pub(super) async fn write_event(
             }
         }
         EventKind::DeletedImageChat { chat_id } => {
+            sqlx::query("DELETE FROM upload_refs WHERE tenant_id = $1 AND chat_id = $2")
+                .bind(tenant)
+                .bind(chat_id.as_str())
+                .execute(&mut *c)
+                .await?;
             sqlx::query("DELETE FROM comments WHERE tenant_id = $1 AND chat_id = $2")
                 .bind(tenant)
                 .bind(chat_id.as_str())
@@ -221,17 +279,21 @@ pub(super) async fn write_event(
                 }
                 Change::CommentEdited { comment } => {
                     sqlx::query(
-                        "UPDATE comments SET text = $1, edited_at = $2 WHERE tenant_id = $3 AND chat_id = $4 AND id = $5",
+                        "UPDATE comments SET text = $1, edited_at = $2, attachments = $3 \
+                         WHERE tenant_id = $4 AND chat_id = $5 AND id = $6",
                     )
                     .bind(&comment.text)
                     .bind(comment.edited_at)
+                    .bind(attachments_json(&comment.attachments))
                     .bind(tenant)
                     .bind(chat_id.as_str())
                     .bind(&comment.id)
-                        .execute(&mut *c)
-                        .await?;
+                    .execute(&mut *c)
+                    .await?;
+                    set_refs(c, tenant, chat_id, &comment.id, &comment.attachments, true).await?;
                 }
                 Change::CommentDeleted { comment_id } => {
+                    set_refs(c, tenant, chat_id, comment_id, &[], true).await?;
                     sqlx::query(
                         "DELETE FROM comments WHERE tenant_id = $1 AND chat_id = $2 AND id = $3",
                     )
@@ -277,3 +339,73 @@ pub(super) async fn write_event(
     }
     Ok(())
 }
+
+/// The tenant's uploads named by `ids`, in order, as attachments. Each is
+/// touched (which, on PostgreSQL, also locks its row until the transaction
+/// ends), so a sweep running beside this write cannot take it.
+///
+/// Errors: `invalid_input` on `attachments` when an id is not an upload of
+/// this tenant (another tenant's id gets the same answer as an unknown one).
+pub(super) async fn resolve_attachments(
+    c: &mut AnyConnection,
+    tenant: &str,
+    ids: &[String],
+    now: i64,
+) -> Result<Vec<Attachment>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row = sqlx::query(
+            "UPDATE uploads SET touched_at = $1 WHERE id = $2 AND tenant_id = $3 \
+             RETURNING content_type, width, height, url",
+        )
+        .bind(now)
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&mut *c)
+        .await?;
+        let Some(row) = row else {
+            return Err(crate::domain::DomainError::invalid(
+                "attachments",
+                "attachments names no upload of this site (upload the image with POST /api/v1/uploads first)",
+            )
+            .into());
+        };
+        out.push(Attachment {
+            id: id.clone(),
+            url: row.try_get("url")?,
+            content_type: row.try_get("content_type")?,
+            width: dimension(row.try_get("width")?)?,
+            height: dimension(row.try_get("height")?)?,
+        });
+    }
+    Ok(out)
+}
+
+fn dimension(v: i64) -> Result<u32> {
+    u32::try_from(v).map_err(|_| StoreError::Unavailable(format!("corrupt upload row: {v}")))
+}
+
+/// An upload row as stored.
+pub(super) fn upload_of(row: &AnyRow) -> Result<crate::store::StoredUpload> {
+    let bytes: i64 = row.try_get("bytes")?;
+    Ok(crate::store::StoredUpload {
+        tenant_id: row.try_get("tenant_id")?,
+        upload: crate::protocol::Upload {
+            attachment: Attachment {
+                id: row.try_get("id")?,
+                url: row.try_get("url")?,
+                content_type: row.try_get("content_type")?,
+                width: dimension(row.try_get("width")?)?,
+                height: dimension(row.try_get("height")?)?,
+            },
+            bytes: u64::try_from(bytes)
+                .map_err(|_| StoreError::Unavailable(format!("corrupt upload row: {bytes}")))?,
+        },
+        etag: row.try_get("etag")?,
+        page: row.try_get::<i64, _>("page")? != 0,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) const UPLOAD_COLUMNS: &str =
+    "id, tenant_id, content_type, width, height, bytes, url, etag, page, created_at";

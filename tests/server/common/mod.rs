@@ -83,6 +83,7 @@ impl Server {
     pub async fn start_on(db: &str, f: impl FnOnce(&mut imagechat::Config)) -> Server {
         let mut cfg = imagechat::Config::for_database(db);
         cfg.admin_key = Some(ADMIN_KEY.into());
+        cfg.uploads = format!("file://{}/uploads", temp_dir().display());
         f(&mut cfg);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -326,10 +327,13 @@ pub async fn http_on<S: AsyncRead + AsyncWrite + Unpin>(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     if let Some(b) = &body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await?;

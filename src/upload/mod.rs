@@ -1,0 +1,193 @@
+//! Uploads (contract §14): screenshots and attachments. This module owns
+//! the path from a request body to a stored, metadata-free image
+//! ([`accept`]), the storage behind it ([`storage`]), and the sweep that
+//! deletes uploads no comment attaches ([`sweep`]). It knows no HTTP.
+//!
+//! Order of an upload: the body is checked and cleaned ([`sanitize`]) on a
+//! blocking thread (at most [`DECODERS`] at once: a decode may take hundreds
+//! of megabytes), its bytes are written to the storage, then the database
+//! records it and counts its bytes against the tenant's daily quota in one
+//! transaction. Bytes that fail to be recorded are deleted again; a crash
+//! between the two steps leaves unreferenced bytes in the storage, never a
+//! record without bytes.
+
+pub mod sanitize;
+pub mod storage;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::Digest;
+use tokio::sync::Semaphore;
+
+use crate::app::App;
+use crate::domain::{now_ms, random_id};
+use crate::error::AppError;
+use crate::protocol::{Attachment, Upload};
+use crate::store::{NewUpload, StoredUpload};
+pub use sanitize::Kind;
+pub use storage::Storage;
+
+/// Most pixels of an upload, all frames counted (contract §14).
+pub const MAX_PIXELS: u64 = 50_000_000;
+
+/// Decodes that may run at once on this node.
+pub const DECODERS: usize = 2;
+
+/// Random bytes in an upload id (128 bits, 22 URL-safe characters).
+const ID_BYTES: usize = 16;
+
+/// The upload storage of a node and the gate on its decoders.
+pub struct Uploads {
+    pub storage: Arc<dyn Storage>,
+    decoders: Arc<Semaphore>,
+}
+
+impl Uploads {
+    pub fn new(storage: Arc<dyn Storage>) -> Uploads {
+        Uploads {
+            storage,
+            decoders: Arc::new(Semaphore::new(DECODERS)),
+        }
+    }
+}
+
+/// Whether `id` has the shape of an upload id (any other string names no
+/// upload, and never reaches a storage).
+pub fn is_upload_id(id: &str) -> bool {
+    storage::valid_key(id)
+}
+
+/// Checks, cleans and stores one uploaded image for `tenant`; `base` is the
+/// origin its URL lives under and `page` marks a `/s/{id}` page's image.
+///
+/// Errors: `400 invalid_input` (field `body`) for a body that is not a
+/// readable image of `kind` within the pixel and frame limits; `429` when
+/// the tenant's daily quota is used up; `503` when storage fails (nothing
+/// is recorded).
+pub async fn accept(
+    app: &App,
+    tenant: &str,
+    kind: Kind,
+    body: Bytes,
+    page: bool,
+    base: &str,
+) -> Result<Upload, AppError> {
+    let quota = Some(app.config.upload_quota_bytes_per_day).filter(|q| *q > 0);
+    let day = crate::usage::today();
+    if let Some(q) = quota {
+        // A cheap look first, so a tenant over its quota costs no decode;
+        // `add_upload` checks again atomically with the real size.
+        let used: u64 = app
+            .store
+            .usage(tenant, &day, &day)
+            .await?
+            .iter()
+            .map(|(_, c)| c.upload_bytes)
+            .sum();
+        if used >= q {
+            return Err(crate::store::StoreError::UploadQuota { used, quota: q }.into());
+        }
+    }
+    let permit = Arc::clone(&app.uploads.decoders)
+        .acquire_owned()
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    let clean = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        sanitize::clean(kind, &body, MAX_PIXELS)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "an upload's decoder failed");
+        AppError::Internal
+    })?
+    .map_err(|refused| AppError::invalid(Some("body"), refused.0))?;
+    let id = random_id(ID_BYTES);
+    let etag = format!(
+        "\"{}\"",
+        hex::encode(&sha2::Sha256::digest(&clean.bytes)[..16])
+    );
+    let upload = Upload {
+        attachment: Attachment {
+            url: format!("{base}/api/v1/uploads/{id}"),
+            id: id.clone(),
+            content_type: kind.content_type().to_owned(),
+            width: clean.width,
+            height: clean.height,
+        },
+        bytes: clean.bytes.len() as u64,
+    };
+    app.uploads
+        .storage
+        .put(&id, Bytes::from(clean.bytes))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "storing an upload failed");
+            AppError::Unavailable
+        })?;
+    let record = NewUpload {
+        record: StoredUpload {
+            tenant_id: tenant.to_owned(),
+            upload: upload.clone(),
+            etag,
+            page,
+            created_at: now_ms(),
+        },
+        day,
+        quota,
+    };
+    if let Err(e) = app.store.add_upload(&record).await {
+        if let Err(d) = app.uploads.storage.delete(&id).await {
+            tracing::warn!(error = %d, upload = %id, "an unrecorded upload's bytes stay in storage");
+        }
+        return Err(e.into());
+    }
+    Ok(upload)
+}
+
+/// One upload's record and bytes, `None` when there is no such upload (or
+/// its bytes are gone).
+pub async fn fetch(app: &App, id: &str) -> Result<Option<(StoredUpload, Bytes)>, AppError> {
+    if !is_upload_id(id) {
+        return Ok(None);
+    }
+    let Some(record) = app.store.upload(id).await? else {
+        return Ok(None);
+    };
+    match app.uploads.storage.get(id).await {
+        Ok(Some(bytes)) => Ok(Some((record, bytes))),
+        Ok(None) => {
+            tracing::warn!(upload = %id, "an upload's record has no bytes in storage");
+            Ok(None)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading an upload failed");
+            Err(AppError::Unavailable)
+        }
+    }
+}
+
+/// Uploads the sweep deletes per round at most.
+const SWEEP_BATCH: u32 = 500;
+
+/// Deletes uploads no comment attaches that were last touched more than
+/// `--upload-sweep-after` seconds ago (page images excepted): their records
+/// first, then their bytes. Returns how many went.
+pub async fn sweep(app: &App) -> Result<usize, AppError> {
+    let age = i64::try_from(app.config.upload_sweep_after.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let before = now_ms().saturating_sub(age);
+    let mut total = 0;
+    loop {
+        let ids = app.store.sweep_uploads(before, SWEEP_BATCH).await?;
+        for id in &ids {
+            if let Err(e) = app.uploads.storage.delete(id).await {
+                tracing::warn!(error = %e, upload = %id, "a swept upload's bytes stay in storage");
+            }
+        }
+        total += ids.len();
+        if ids.len() < SWEEP_BATCH as usize {
+            return Ok(total);
+        }
+    }
+}
