@@ -17,7 +17,7 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 # No write limit, so the generated writes reach the logic behind the limiter.
-"$BIN" serve --listen "127.0.0.1:$port" --database "sqlite://$work/api.db" \
+"$BIN" serve --listen "127.0.0.1:$port" --database "sqlite://$work/api.db" --uploads "file://$work/uploads" \
   --admin-key schemathesis-key --write-rate-per-minute 0 >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT

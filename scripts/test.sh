@@ -5,7 +5,7 @@
 # binary, the soak test's short form, the Autobahn|Testsuite WebSocket
 # cases, short fuzzing runs, schemathesis against the OpenAPI document, and
 # the widget's type check and browser tests. Installs what is missing
-# (PostgreSQL, Redis, e2fsprogs, Python, schemathesis, Python 2.7 and
+# (PostgreSQL, Redis, e2fsprogs, Python, moto, schemathesis, Python 2.7 and
 # Autobahn|Testsuite, Node.js, Chromium) with apt, pyenv and pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +63,24 @@ fi
 redis_up || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
 export IMAGECHAT_TEST_REDIS="$REDIS_URL" IMAGECHAT_CLUSTER_POSTGRES="$PG_URL"
 
+step "S3-compatible server (moto) for the upload storage tests"
+# The S3 storage runs against a real S3 API: moto's server, from PyPI.
+if ! command -v moto_server >/dev/null; then
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  python3 -m pip install --quiet 'moto[server]' || python3 -m pip install --quiet --break-system-packages 'moto[server]'
+fi
+command -v moto_server >/dev/null || { echo "moto_server could not be installed" >&2; exit 1; }
+S3_PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+moto_log=$(mktemp)
+moto_server -H 127.0.0.1 -p "$S3_PORT" >"$moto_log" 2>&1 &
+moto=$!
+trap 'kill $moto 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -fs -o /dev/null -X PUT "http://127.0.0.1:$S3_PORT/imagechat-test" && break; sleep 0.2; done
+curl -fs -o /dev/null "http://127.0.0.1:$S3_PORT/imagechat-test" \
+  || { echo "the S3 test server did not start:"; cat "$moto_log"; exit 1; } >&2
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+export IMAGECHAT_TEST_S3="s3://imagechat-test?endpoint=http://127.0.0.1:$S3_PORT&region=us-east-1"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -91,9 +109,9 @@ if [ -z "$suite" ]; then
 fi
 work=$(mktemp -d)
 port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-"$BIN" serve --listen "127.0.0.1:$port" --database "sqlite://$work/conformance.db" --admin-key conformance-key >"$work/server.log" 2>&1 &
+"$BIN" serve --listen "127.0.0.1:$port" --database "sqlite://$work/conformance.db" --uploads "file://$work/uploads" --admin-key conformance-key >"$work/server.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $server $moto 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 if ! python3 "$suite" --base "http://127.0.0.1:$port" --admin-key conformance-key; then
   echo "--- server log"; tail -50 "$work/server.log"
@@ -105,12 +123,13 @@ step "protocol conformance suite against one node of a three-node cluster"
 cluster_db="imagechat_conformance_$(date +%s)_$$"
 psql "$PG_URL" -q -c "CREATE DATABASE $cluster_db" >/dev/null
 nodes=()
-trap 'kill "${nodes[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "${nodes[@]}" $moto 2>/dev/null || true; rm -rf "$work"' EXIT
 ports=()
 for n in 1 2 3; do
   p=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
   ports+=("$p")
   "$BIN" serve --listen "127.0.0.1:$p" --database "${PG_URL%/*}/$cluster_db" --broker "$REDIS_URL" \
+    --uploads "file://$work/uploads" \
     --admin-key conformance-key >"$work/node$n.log" 2>&1 &
   nodes+=("$!")
 done
@@ -123,7 +142,7 @@ if ! python3 "$suite" --base "http://127.0.0.1:${ports[1]}" --admin-key conforma
 fi
 kill "${nodes[@]}"; wait "${nodes[@]}" 2>/dev/null || true
 psql "$PG_URL" -q -c "DROP DATABASE $cluster_db" >/dev/null || true
-trap 'rm -rf "$work"' EXIT
+trap 'kill $moto 2>/dev/null || true; rm -rf "$work"' EXIT
 
 step "soak, short form (bench/soak.sh alone runs the 10-minute form)"
 IMAGECHAT_SOAK_BIN="$BIN" bench/soak.sh --duration "${SOAK_SECONDS:-45}" --connections 2000 --images 200

@@ -16,6 +16,7 @@ mod openapi;
 mod realtime;
 mod regions;
 mod regressions;
+mod storage;
 mod text;
 mod uploads;
 mod wire;

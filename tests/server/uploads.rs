@@ -142,10 +142,12 @@ fn gif_with_comment() -> Vec<u8> {
         enc.write_raw_extension(gif::Extension::Comment.into(), &[b"secret note"])
             .expect("comment");
         for i in 0..3u8 {
-            let mut f = gif::Frame::default();
-            f.width = 4;
-            f.height = 4;
-            f.buffer = std::borrow::Cow::Owned(vec![i % 2; 16]);
+            let f = gif::Frame {
+                width: 4,
+                height: 4,
+                buffer: std::borrow::Cow::Owned(vec![i % 2; 16]),
+                ..Default::default()
+            };
             enc.write_frame(&f).expect("frame");
         }
     }
