@@ -767,6 +767,9 @@ mod tests {
              ALTER TABLE chats DROP COLUMN shape; \
              ALTER TABLE images DROP COLUMN image_url; \
              ALTER TABLE images DROP COLUMN page_url; \
+             DROP TABLE uploads; DROP TABLE upload_refs; \
+             ALTER TABLE comments DROP COLUMN attachments; \
+             ALTER TABLE usage_days DROP COLUMN upload_bytes; \
              CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); \
              INSERT INTO schema_migrations VALUES (1, 0);",
         )
