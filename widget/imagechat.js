@@ -1627,8 +1627,9 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         {},
         list.map((a, i) => {
           const k = Math.min(1, 96 / a.width, 72 / a.height);
-          const b = h('button', { class: 'at', type: 'button', 'data-imagechat-attachment': a.id }, [h('img', { src: a.url, alt: this.t.image(i + 1, list.length), width: Math.round(a.width * k), height: Math.round(a.height * k) })]);
-          b.onclick = () => this.attachments().then((m) => m.show(b, list, i), () => open(a.url));
+          const src = new URL(a.url, this.conn.server).href; // the server may name it by its path
+          const b = h('button', { class: 'at', type: 'button', 'data-imagechat-attachment': a.id }, [h('img', { src, alt: this.t.image(i + 1, list.length), width: Math.round(a.width * k), height: Math.round(a.height * k) })]);
+          b.onclick = () => this.attachments().then((m) => m.show(b, list, i), () => open(src));
           return b;
         }),
       );

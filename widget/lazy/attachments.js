@@ -25,7 +25,7 @@
  * @typedef {{token: string, uploadMaxBytes?: number}} Session
  * @typedef {{name: string, el: HTMLLIElement, img: HTMLImageElement, up: Attachment | null, xhr: XMLHttpRequest | null, blob: string, st: Tray}} Item
  *   one image of a composer: `up` once stored, `xhr` while it uploads, `blob` its local preview
- * @typedef {{form: HTMLElement, items: Item[], tray: HTMLUListElement, input: HTMLInputElement, pick: HTMLButtonElement}} Tray
+ * @typedef {{form: HTMLElement, items: Item[], tray: HTMLUListElement, input: HTMLInputElement, pick: HTMLLabelElement}} Tray
  */
 
 /**
@@ -85,7 +85,8 @@ const STRINGS = {
 const CLIP = 'M13.5 6.5 7.8 12.2a1.6 1.6 0 0 0 2.3 2.3l6-6a3.2 3.2 0 0 0-4.6-4.6l-6.2 6.2a4.8 4.8 0 0 0 6.8 6.8l5.2-5.2';
 
 const STYLE = `
-.ab{margin-right:auto;display:inline-flex;align-items:center;gap:4px}
+.ab{position:relative;margin:0 auto 0 0;display:inline-flex;align-items:center;gap:4px;font-size:13px;min-height:28px;padding:3px 10px;border-radius:6px;border:1px solid var(--line);background:var(--soft);color:var(--fg);cursor:pointer}
+.ab:has(:focus-visible){outline:2px solid var(--acc);outline-offset:1px}
 .ab svg{width:16px;height:16px;fill:none;stroke:currentColor;stroke-width:1.6;stroke-linecap:round}
 .tray{list-style:none;display:flex;flex-wrap:wrap;gap:6px;margin:6px 0 0;padding:0}
 .tray li{position:relative;width:64px;height:64px;border:1px solid var(--line);border-radius:6px;background:var(--soft);overflow:hidden}
@@ -106,7 +107,8 @@ const STYLE = `
 .vh h2{flex:1;margin:0;font-size:14px}
 .vw button.b{background:#1f2937;border-color:#4b5563;color:#f9fafb}
 .vw button.b:focus-visible{outline:2px solid #93c5fd;outline-offset:1px}
-.vw button.x{font-size:22px;min-width:36px;min-height:36px}
+.vw button.b{font-size:20px;min-width:40px;min-height:40px}
+.vw button.x{font-size:24px}
 .vb{flex:1;min-height:0;display:flex;align-items:center;justify-content:center;padding:0 8px 8px}
 .vb img{display:block;max-width:100%;max-height:100%;width:auto;height:auto;object-fit:contain;background:#fff}
 @media (forced-colors:active){.rm,.vw{border:1px solid CanvasText}}
@@ -167,6 +169,23 @@ class Attachments {
       sheet.replaceSync(STYLE);
     }
     view.root.adoptedStyleSheets = [...view.root.adoptedStyleSheets, sheet];
+    // The view cancels every click inside it (so that none follows a link of
+    // the page), which would keep the attach label and its file input from
+    // opening the file chooser: their clicks stop at the host, before the
+    // view sees them.
+    view.host.addEventListener(
+      'click',
+      (e) => {
+        const t = e.composedPath()[0];
+        if (t instanceof Element && t.closest('.ab')) e.stopPropagation();
+      },
+      true,
+    );
+  }
+
+  /** An upload's address as this page must ask for it: the server may name it by its path alone. @param {string} url */
+  abs(url) {
+    return new URL(url, this.v.conn.server).href;
   }
 
   /** The strings of the view's locale. */
@@ -186,20 +205,19 @@ class Attachments {
   composer(form, from) {
     if (this.trays.has(form) || !this.v.canWrite()) return;
     const s = this.s;
-    const input = h('input', { type: 'file', accept: TYPES.join(','), multiple: '', hidden: '', tabindex: '-1' });
-    const pick = h('button', { class: 'b ab', type: 'button', title: s.attachHint }, s.attach);
-    pick.prepend(icon(CLIP));
+    // The file input itself takes focus and keys (inside its label, which is what shows): on phones it offers the camera roll.
+    const input = h('input', { type: 'file', class: 'sr', accept: TYPES.join(','), multiple: '' });
+    const pick = h('label', { class: 'ab', title: s.attachHint });
+    pick.append(input, icon(CLIP), s.attach);
     const tray = h('ul', { class: 'tray', 'aria-label': s.list });
     /** @type {Tray} */
     const st = { form, items: [], tray, input, pick };
     this.trays.set(form, st);
     const row = form.querySelector('.row');
     if (row) row.prepend(pick);
-    (row || form).before(tray);
-    form.append(input);
+    else form.append(pick);
+    (row || pick).before(tray);
 
-    // Not input.click(): the view cancels every click inside it (so none reaches the page's links), a file input's too.
-    pick.onclick = () => this.v.ready() && input.showPicker();
     input.onchange = () => {
       this.add(st, [...(input.files || [])]);
       input.value = '';
@@ -244,7 +262,7 @@ class Attachments {
     if (from instanceof HTMLElement) {
       const old = this.trays.get(from);
       if (old) for (const it of old.items) this.put(st, it);
-    } else if (from) for (const a of from) this.put(st, this.item(st, a.id, a.url, a));
+    } else if (from) for (const a of from) this.put(st, this.item(st, a.id, this.abs(a.url), a));
     this.paint(st);
   }
 
@@ -346,7 +364,7 @@ class Attachments {
   paint(st) {
     st.tray.hidden = !st.items.length;
     st.pick.hidden = st.items.length >= MAX;
-    if (st.pick.hidden && st.pick === st.form.ownerDocument.activeElement) st.form.querySelector('textarea')?.focus();
+    if (st.pick.hidden && st.input === this.v.root.activeElement) st.form.querySelector('textarea')?.focus();
     for (const it of st.items) this.label(it);
   }
 
@@ -396,7 +414,7 @@ class Attachments {
       it.el.setAttribute('data-imagechat-attachment', up.id);
       it.el.setAttribute('data-state', 'done');
       // What the server stored (metadata gone, EXIF orientation applied) replaces the local preview.
-      it.img.src = up.url;
+      it.img.src = this.abs(up.url);
       v.announce(s.done(it.name));
       return;
     }
@@ -444,7 +462,7 @@ class Attachments {
       i = (j + list.length) % list.length;
       const a = list[i];
       title.textContent = s.view(i + 1, list.length);
-      img.src = a.url;
+      img.src = this.abs(a.url);
       img.alt = s.view(i + 1, list.length);
       img.width = a.width;
       img.height = a.height;
