@@ -12,6 +12,7 @@ mod scenario;
 mod soak;
 mod stats;
 mod sub;
+mod upload;
 mod util;
 mod write;
 mod ws;
@@ -57,9 +58,43 @@ enum Cmd {
     Compare(compare::CompareArgs),
     /// The CPU one write() of a frame to a loopback socket costs here: the floor
     Floor(FloorArgs),
+    /// Uploads of a PNG of a given size (random pixels): uploads per second,
+    /// server CPU per upload against one decode of the same file here
+    Upload(UploadArgs),
     /// Two nodes on PostgreSQL and Redis for minutes: mixed writes, drops and
     /// resumes, a node restart, memory sampled; every event verified
     Soak(soak::SoakArgs),
+}
+
+#[derive(Args)]
+struct UploadArgs {
+    /// imagechat base URL, http://127.0.0.x:PORT
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Server process id, to read its CPU time from /proc
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Tenant whose anonymous session uploads (it must allow anonymous writes)
+    #[arg(long, default_value = "demo")]
+    tenant: String,
+    /// Image width in pixels (width × height × 3 ≈ the PNG's bytes)
+    #[arg(long, default_value_t = 1000)]
+    width: u32,
+    /// Image height in pixels
+    #[arg(long, default_value_t = 680)]
+    height: u32,
+    /// Uploads per round
+    #[arg(long, short = 'n', default_value_t = 20)]
+    count: usize,
+    /// Uploads in flight at once
+    #[arg(long, short = 'c', default_value_t = 2)]
+    concurrency: usize,
+    /// Rounds; the report gives their medians
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -450,6 +485,25 @@ async fn run(cmd: Cmd) -> Result<bool> {
                 print_json(&r)?
             } else {
                 write::print(&r)
+            }
+            Ok(r.ok)
+        }
+        Cmd::Upload(a) => {
+            let r = upload::run(&upload::UploadCfg {
+                addr: parse_url(&a.url)?,
+                pid: a.server_pid,
+                tenant: a.tenant.clone(),
+                width: a.width,
+                height: a.height,
+                count: a.count,
+                concurrency: a.concurrency,
+                rounds: a.rounds,
+            })
+            .await?;
+            if a.json {
+                print_json(&r)?
+            } else {
+                upload::print(&r)
             }
             Ok(r.ok)
         }

@@ -118,7 +118,8 @@ pub struct UsageDelta {
 pub struct StoredUpload {
     pub tenant_id: String,
     pub upload: Upload,
-    /// A strong validator of the stored bytes, quoted.
+    /// A strong validator of the stored bytes, quoted (the id: an upload's
+    /// bytes never change).
     pub etag: String,
     /// The image of a `/s/{id}` page: never swept.
     pub page: bool,

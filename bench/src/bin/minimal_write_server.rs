@@ -11,6 +11,12 @@
 //! sets it up: WAL, `synchronous = NORMAL`, one writer connection, automatic
 //! checkpoints off and a passive checkpoint every second off the write path.
 //!
+//! It is also the floor for uploads (`imagechat-bench upload`):
+//! `POST /api/v1/uploads` reads the body (at most 10 MiB), takes a PNG's
+//! size from its header without decoding anything, and stores the body as
+//! imagechat's file storage does (a temporary file, flushed, renamed into
+//! place) before answering `201`.
+//!
 //! `POST /api/v1/sessions` answers a dummy token; `GET /healthz` answers
 //! `ok`. SIGTERM or SIGINT stops it.
 
@@ -49,6 +55,8 @@ struct Cli {
 struct App {
     writer: SqlitePool,
     next: AtomicU64,
+    /// Where uploads go: `uploads/` beside the database.
+    uploads: std::path::PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -243,6 +251,47 @@ async fn create(
     }
 }
 
+/// Stores an upload's body as it came; its size from a PNG header.
+async fn upload(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    if headers.get(header::AUTHORIZATION).is_none() {
+        return error(StatusCode::UNAUTHORIZED, "a Bearer token is required");
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, 10 * 1024 * 1024).await else {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "too large");
+    };
+    let (Some(w), Some(h)) = (bytes.get(16..20), bytes.get(20..24)) else {
+        return error(StatusCode::BAD_REQUEST, "not a PNG");
+    };
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let (w, h) = (be(w), be(h));
+    let n = app.next.fetch_add(1, Ordering::Relaxed);
+    let dir = app.uploads.clone();
+    let stored = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(".{n}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(n.to_string()))?;
+        std::fs::File::open(&dir)?.sync_all()
+    })
+    .await;
+    match stored {
+        Ok(Ok(())) => (
+            StatusCode::CREATED,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!(r#"{{"upload":{{"id":"u{n}","width":{w},"height":{h}}}}}"#),
+        )
+            .into_response(),
+        _ => error(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable"),
+    }
+}
+
 async fn checkpoints(pool: SqlitePool) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -280,14 +329,20 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let checkpointer = one().connect_with(opts).await?;
     tokio::spawn(checkpoints(checkpointer));
 
+    let uploads = std::path::Path::new(path)
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("uploads");
     let app = Arc::new(App {
         writer,
         next: AtomicU64::new(0),
+        uploads,
     });
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/sessions", post(session))
         .route("/api/v1/chats", post(create))
+        .route("/api/v1/uploads", post(upload))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     println!("listening on {}", listener.local_addr()?);
