@@ -38,6 +38,7 @@
  * @property {() => boolean} canWrite
  * @property {() => boolean} ready whether a change may be sent now (else it says why)
  * @property {(text: string) => void} announce says something through the polite live region
+ * @property {() => void} placeCards puts the open composer and thread beside their point again (they grow with a tray)
  */
 
 /** What the server takes (protocol §14). */
@@ -366,12 +367,14 @@ class Attachments {
     st.pick.hidden = st.items.length >= MAX;
     if (st.pick.hidden && st.input === this.v.root.activeElement) st.form.querySelector('textarea')?.focus();
     for (const it of st.items) this.label(it);
+    this.v.placeCards();
   }
 
   /** Shows (or with '' removes) the error of a composer, where its user looks. @param {Tray} st @param {string} msg */
   say(st, msg) {
     st.form.querySelector('.aerr')?.remove();
     if (msg) st.tray.after(h('p', { class: 'aerr', role: 'alert', 'data-imagechat-error': '' }, msg));
+    this.v.placeCards();
   }
 
   /**

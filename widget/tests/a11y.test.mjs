@@ -56,7 +56,9 @@ test('keyboard only: place a marker, write, open its thread, reply, Esc returns 
   await page.keyboard.press('Shift+ArrowDown'); // a bigger step
   await page.keyboard.press('Enter'); // opens the composer
   assert.equal(await focused(page), 'textarea');
+  await page.locator('[data-imagechat-composer] input[type=file]').waitFor({ state: 'attached' });
   await page.keyboard.type('Typed without a mouse');
+  await page.keyboard.press('Tab'); // Attach image (lazy/attachments.js)
   await page.keyboard.press('Tab'); // Cancel
   await page.keyboard.press('Tab'); // Post
   await page.keyboard.press('Enter');
@@ -87,8 +89,10 @@ test('keyboard only: place a marker, write, open its thread, reply, Esc returns 
   await thread.waitFor();
   assert.equal(await thread.getAttribute('role'), 'dialog');
   assert.equal(await focused(page), 'textarea');
+  await thread.locator('[data-imagechat-composer] input[type=file]').waitFor({ state: 'attached' });
   await page.keyboard.type('A keyboard reply');
-  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab'); // Attach image
+  await page.keyboard.press('Tab'); // Reply
   await page.keyboard.press('Enter');
   await thread.locator('[data-imagechat-comment]').nth(1).waitFor();
   await page.keyboard.press('Escape');
