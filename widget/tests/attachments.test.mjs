@@ -647,7 +647,7 @@ test('/s/new takes a paste and a drop, and shows the server’s refusal; an unkn
   await ctx.close();
 });
 
-test('the screenshot pages: screenshots at phone and desktop sizes, light and dark; axe finds nothing serious', async () => {
+test('the screenshot pages and the widget’s attachments on them: screenshots at phone and desktop sizes, light and dark; axe finds nothing serious', async () => {
   const up = await pageUpload(png(1200, 750, { seed: 6 }));
   for (const [name, viewport, isMobile] of /** @type {const} */ ([
     ['desktop', { width: 1280, height: 900 }, false],
@@ -675,6 +675,37 @@ test('the screenshot pages: screenshots at phone and desktop sizes, light and da
       await sleep(200);
       await s.page.screenshot({ path: join(shotsDir(), `share-${name}-${colorScheme}.png`), fullPage: true });
       assert.deepEqual(await axe(s.page), [], `/s/{id} ${name} ${colorScheme}`);
+
+      // The widget's own parts on this page (its strict CSP included): a reply with two images, its thumbnails, the viewer.
+      await markers(s.page).first().click();
+      const thread = s.page.locator('[data-imagechat-thread]');
+      const reply = thread.locator('[data-imagechat-composer]');
+      await reply.locator('input[type=file]').waitFor({ state: 'attached' });
+      await paste(reply.locator('textarea'), [file('image.png', 'image/png', png(1600, 1000, { seed: 7 })), file('image.png', 'image/png', png(300, 600, { seed: 8 }))]);
+      await stored(reply, 2);
+      await reply.locator('textarea').fill(`Two screenshots (${name}, ${colorScheme})`);
+      await sleep(150);
+      await s.page.screenshot({ path: join(shotsDir(), `attachments-composer-${name}-${colorScheme}.png`) });
+      const before = await thread.locator('[data-imagechat-comment]').count();
+      await reply.locator('[type=submit]').click();
+      const last = thread.locator('[data-imagechat-comment]').nth(before);
+      await until(async () => (await last.locator('[data-imagechat-attachment] img').count()) === 2);
+      await until(() => last.locator('[data-imagechat-attachment] img').nth(1).evaluate((/** @type {HTMLImageElement} */ i) => i.complete && i.naturalWidth === 300));
+      await last.scrollIntoViewIfNeeded();
+      await sleep(150);
+      await s.page.screenshot({ path: join(shotsDir(), `attachments-thread-${name}-${colorScheme}.png`) });
+      await last.locator('[data-imagechat-attachment]').first().click();
+      const viewer = s.page.locator('[data-imagechat-viewer]');
+      const big = viewer.locator('img');
+      await until(() => big.evaluate((/** @type {HTMLImageElement} */ i) => i.complete && i.naturalWidth === 1600));
+      const vb = /** @type {{x: number, y: number, width: number, height: number}} */ (await big.boundingBox());
+      assert.ok(vb.x >= 0 && vb.y >= 0 && vb.x + vb.width <= viewport.width + 0.5 && vb.y + vb.height <= viewport.height + 0.5, `a large image fits the screen: ${JSON.stringify(vb)}`);
+      assert.ok(Math.abs(vb.width / vb.height - 1.6) < 0.02, 'and keeps its aspect');
+      await sleep(150);
+      await s.page.screenshot({ path: join(shotsDir(), `attachments-viewer-${name}-${colorScheme}.png`) });
+      assert.deepEqual(await axe(s.page), [], `viewer ${name} ${colorScheme}`);
+      await s.page.keyboard.press('Escape');
+      await viewer.waitFor({ state: 'detached' });
       assert.deepEqual(await s.csp(), []);
       assert.deepEqual([...n.problems, ...s.problems], []);
       await ctx.close();
