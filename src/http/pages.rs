@@ -138,9 +138,13 @@ pub async fn share_new(State(app): State<Arc<App>>) -> Response {
     responses((status = 200, description = "HTML", content_type = "text/html", body = String),
         (status = 404, description = "HTML: no such upload", content_type = "text/html", body = String),
         (status = 503, body = crate::protocol::ErrorBody)))]
-pub async fn share(State(app): State<Arc<App>>, Ids(id): Ids<String>) -> Response {
-    let record = if crate::upload::is_upload_id(&id) {
-        match app.store.upload(&id).await {
+pub async fn share(State(app): State<Arc<App>>, uri: axum::http::Uri) -> Response {
+    // The raw segment: an upload id needs no decoding, and anything that
+    // does (or does not decode at all) names no upload, so it gets the
+    // same page as an unknown id.
+    let id = uri.path().strip_prefix("/s/").unwrap_or_default();
+    let record = if crate::upload::is_upload_id(id) {
+        match app.store.upload(id).await {
             Ok(r) => r,
             Err(e) => return AppError::from(e).into_response(),
         }

@@ -780,9 +780,21 @@ async fn the_share_pages_show_an_upload_with_the_widget() {
     assert!(html.contains(&format!("/api/v1/uploads/{id}")));
     assert!(html.contains(&tenant));
     assert!(!html.contains("{{"), "every placeholder is filled");
-    let missing = s.http("GET", "/s/AAAAAAAAAAAAAAAAAAAAAA", None, &[]).await;
-    assert_eq!(missing.status, 404);
-    assert!(missing.text().contains("<h1>"), "a page, not JSON");
+    for path in [
+        "/s/AAAAAAAAAAAAAAAAAAAAAA",
+        "/s/%F2%BE%BE%B2%1F",
+        "/s/%00",
+        "/s/a%2Fb",
+    ] {
+        let missing = s.http("GET", path, None, &[]).await;
+        assert_eq!(missing.status, 404, "{path}");
+        assert_eq!(
+            missing.header("content-type"),
+            Some("text/html; charset=utf-8"),
+            "{path}"
+        );
+        assert!(missing.text().contains("<h1>"), "{path}: a page, not JSON");
+    }
     let new = s.http("GET", "/s/new", None, &[]).await;
     assert_eq!(new.status, 200);
     assert!(new.header("content-security-policy").is_some());
