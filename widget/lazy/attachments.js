@@ -38,6 +38,7 @@
  * @property {() => boolean} canWrite
  * @property {() => boolean} ready whether a change may be sent now (else it says why)
  * @property {(text: string) => void} announce says something through the polite live region
+ * @property {() => void} clearError removes the error shown over the image, if any
  * @property {() => void} placeCards puts the open composer and thread beside their point again (they grow with a tray)
  */
 
@@ -57,6 +58,8 @@ const STRINGS = {
     done: (/** @type {string} */ n) => `${n} attached`,
     type: (/** @type {string} */ n) => `${n}: only PNG, JPEG, WebP and GIF images can be attached.`,
     big: (/** @type {string} */ n, /** @type {number} */ mb) => `${n} is too large: at most ${mb} MB.`,
+    tooBig: (/** @type {string} */ n) => `${n} is larger than this server takes.`,
+    quota: 'This site’s uploads for today are used up. Try again tomorrow.',
     max: `At most ${MAX} images per comment.`,
     refused: (/** @type {string} */ n, /** @type {string} */ m) => `${n} was refused: ${m}`,
     busy: 'Wait until the images have finished uploading.',
@@ -73,6 +76,8 @@ const STRINGS = {
     done: (/** @type {string} */ n) => `${n} を添付しました`,
     type: (/** @type {string} */ n) => `${n}: 添付できるのは PNG、JPEG、WebP、GIF の画像だけです。`,
     big: (/** @type {string} */ n, /** @type {number} */ mb) => `${n} は大きすぎます（${mb} MB まで）。`,
+    tooBig: (/** @type {string} */ n) => `${n} はこのサーバーが受け付けるサイズを超えています。`,
+    quota: 'このサイトの今日のアップロード量の上限に達しました。明日またお試しください。',
     max: `1 件のコメントに添付できる画像は ${MAX} 枚までです。`,
     refused: (/** @type {string} */ n, /** @type {string} */ m) => `${n} は受け付けられませんでした: ${m}`,
     busy: '画像のアップロードが終わるまでお待ちください。',
@@ -370,9 +375,15 @@ class Attachments {
     this.v.placeCards();
   }
 
-  /** Shows (or with '' removes) the error of a composer, where its user looks. @param {Tray} st @param {string} msg */
+  /**
+   * Shows (or with '' removes) the error of a composer, where its user looks
+   * (over the image it could hide behind the composer, or behind a thread
+   * that fills a phone's screen). One error at a time, as the core shows them.
+   * @param {Tray} st @param {string} msg
+   */
   say(st, msg) {
     st.form.querySelector('.aerr')?.remove();
+    if (msg) this.v.clearError();
     if (msg) st.tray.after(h('p', { class: 'aerr', role: 'alert', 'data-imagechat-error': '' }, msg));
     this.v.placeCards();
   }
@@ -422,13 +433,16 @@ class Attachments {
       return;
     }
     const err = res.data && res.data.error;
+    // A 413 means this server's limit is below the one checked here; a long Retry-After is the daily quota, not the write rate.
     const why =
       res.status === 0
         ? v.t.network
         : res.status === 413
-          ? s.big(it.name, Math.floor(((v.conn.session && v.conn.session.uploadMaxBytes) || MAX_BYTES) / 1048576))
+          ? s.tooBig(it.name)
           : res.status === 429
-            ? v.t.rate(res.retry || 1)
+            ? res.retry > 300
+              ? s.quota
+              : v.t.rate(res.retry || 1)
             : s.refused(it.name, (err && (err.message || err.code || err)) || String(res.status));
     const st = it.st;
     this.drop(it);

@@ -27,6 +27,8 @@
       copyFailed: 'Could not copy: copy the address from the address bar instead.',
       type: (/** @type {string} */ n) => `${n} is not a PNG, JPEG, WebP or GIF image.`,
       big: (/** @type {string} */ n, /** @type {number} */ mb) => `${n} is too large: at most ${mb} MB.`,
+      tooBig: (/** @type {string} */ n) => `${n} is larger than this server takes.`,
+      quota: 'This site’s uploads for today are used up. Try again tomorrow.',
       refused: (/** @type {string} */ m) => `The image was refused: ${m}`,
       rate: (/** @type {number} */ s) => `Too many uploads. Try again in ${s} s.`,
       network: 'Network error: the image was not uploaded. Check your connection and try again.',
@@ -57,6 +59,8 @@
       copyFailed: 'コピーできませんでした。アドレスバーからコピーしてください。',
       type: (/** @type {string} */ n) => `${n} は PNG、JPEG、WebP、GIF の画像ではありません。`,
       big: (/** @type {string} */ n, /** @type {number} */ mb) => `${n} は大きすぎます（${mb} MB まで）。`,
+      tooBig: (/** @type {string} */ n) => `${n} はこのサーバーが受け付けるサイズを超えています。`,
+      quota: 'このサイトの今日のアップロード量の上限に達しました。明日またお試しください。',
       refused: (/** @type {string} */ m) => `画像は受け付けられませんでした: ${m}`,
       rate: (/** @type {number} */ s) => `アップロードが多すぎます。${s} 秒後にお試しください。`,
       network: 'ネットワークエラー: 画像はアップロードされていません。接続を確かめてもう一度お試しください。',
@@ -268,9 +272,11 @@
             ? t.network
             : t.offline
           : res.status === 413
-            ? t.big(name, MAX_BYTES / 1048576)
+            ? t.tooBig(name)
             : res.status === 429
-              ? t.rate(res.retry || 1)
+              ? res.retry > 300
+                ? t.quota
+                : t.rate(res.retry || 1)
               : t.refused(msg || String(res.status)),
       );
     }

@@ -441,6 +441,37 @@ test('refused by the server: a PNG sent as a JPEG and a truncated PNG show the s
   await ctx.close();
 });
 
+test('a server with a lower size limit and a used-up daily quota: its 413 and 429 are told apart, in the widget and on /s/new', async () => {
+  const small = await startServer({ args: ['--upload-max-bytes', '50000', '--upload-quota-bytes-per-day', '3000'] });
+  try {
+    const ctx = await browser.newContext();
+    const page = await openImage(ctx, site, small.url, 'att-limits');
+    const form = await compose(page);
+    const input = form.locator('input[type=file]');
+    const error = page.locator('[data-imagechat-error]');
+    const answer = page.waitForResponse((r) => r.url().includes('/api/v1/uploads'));
+    await input.setInputFiles(file('wide.png', 'image/png', png(160, 160, { noise: true }))); // about 77 KB: under 10 MiB, over this server's 50,000 bytes
+    assert.equal((await answer).status(), 413);
+    await until(async () => (await error.textContent().catch(() => '')) === 'wide.png is larger than this server takes.');
+    await input.setInputFiles(file('first.png', 'image/png', png(30, 30)));
+    await stored(form, 1);
+    const refused = page.waitForResponse((r) => r.url().includes('/api/v1/uploads'));
+    await input.setInputFiles(file('second.png', 'image/png', png(30, 30, { seed: 1 })));
+    assert.equal((await refused).status(), 429);
+    await until(async () => (await error.textContent().catch(() => '')) === 'This site’s uploads for today are used up. Try again tomorrow.');
+    assert.equal(await form.locator('[data-imagechat-attachment]').count(), 1);
+
+    const p2 = await ctx.newPage();
+    await p2.goto(`${small.url}/s/new`);
+    await p2.locator('#file').setInputFiles(file('third.png', 'image/png', png(30, 30, { seed: 2 })));
+    await until(async () => (await p2.locator('#error').textContent()) === 'This site’s uploads for today are used up. Try again tomorrow.');
+    assert.equal(new URL(p2.url()).pathname, '/s/new', 'it stays on the page');
+    await ctx.close();
+  } finally {
+    await small.close();
+  }
+});
+
 test('editing a comment: no key keeps its images, removing one sends the rest, removing all sends []; others see it live', async () => {
   const a = await browser.newContext({ reducedMotion: 'reduce' });
   const b = await browser.newContext({ reducedMotion: 'reduce' });
