@@ -31,6 +31,13 @@ pub struct Metrics {
     pub event_delivery: Histogram,
     /// One write transaction (`Store::apply`), however it ended.
     pub store_transaction: Histogram,
+    /// Bytes of uploads stored (after metadata removal).
+    pub upload_bytes: Counter,
+    /// Uploads deleted by the sweep.
+    pub uploads_swept: Counter,
+    /// Checking and cleaning one upload (decode included), on its
+    /// blocking thread.
+    pub upload_check: Histogram,
 }
 
 impl Default for Metrics {
@@ -90,6 +97,19 @@ impl Metrics {
                 "imagechat_http_requests_total",
                 "HTTP requests by route and status."
             );
+            metrics::describe_counter!(
+                "imagechat_upload_bytes_stored_total",
+                "Bytes of uploads stored, metadata removed."
+            );
+            metrics::describe_counter!(
+                "imagechat_uploads_swept_total",
+                "Uploads deleted because no comment attached them."
+            );
+            metrics::describe_histogram!(
+                "imagechat_upload_check_seconds",
+                metrics::Unit::Seconds,
+                "Checking an upload is an image and removing its metadata."
+            );
             metrics::describe_gauge!("imagechat_connections", "Open WebSocket connections.");
             metrics::describe_gauge!(
                 "imagechat_subscriptions",
@@ -115,6 +135,9 @@ impl Metrics {
                 counter!("imagechat_connections_refused_total"),
                 histogram!("imagechat_event_delivery_seconds"),
                 histogram!("imagechat_store_transaction_seconds"),
+                counter!("imagechat_upload_bytes_stored_total"),
+                counter!("imagechat_uploads_swept_total"),
+                histogram!("imagechat_upload_check_seconds"),
             )
         });
         Metrics {
@@ -127,6 +150,9 @@ impl Metrics {
             connections_refused: m.4,
             event_delivery: m.5,
             store_transaction: m.6,
+            upload_bytes: m.7,
+            uploads_swept: m.8,
+            upload_check: m.9,
         }
     }
 

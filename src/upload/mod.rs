@@ -92,9 +92,13 @@ pub async fn accept(
         .acquire_owned()
         .await
         .map_err(|_| AppError::Unavailable)?;
+    let timer = app.metrics.upload_check.clone();
     let clean = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        sanitize::clean(kind, &body, MAX_PIXELS)
+        let started = std::time::Instant::now();
+        let clean = sanitize::clean(kind, &body, MAX_PIXELS);
+        timer.record(started.elapsed().as_secs_f64());
+        clean
     })
     .await
     .map_err(|e| {
@@ -141,6 +145,7 @@ pub async fn accept(
         }
         return Err(e.into());
     }
+    app.metrics.upload_bytes.increment(upload.bytes);
     Ok(upload)
 }
 
@@ -184,6 +189,7 @@ pub async fn sweep(app: &App) -> Result<usize, AppError> {
             }
         }
         total += ids.len();
+        app.metrics.uploads_swept.increment(ids.len() as u64);
         if ids.len() < SWEEP_BATCH as usize {
             return Ok(total);
         }

@@ -647,6 +647,15 @@ async fn usage_counts_upload_bytes_and_the_daily_quota_refuses_with_429() {
     assert!((1..=86_400).contains(&retry), "{retry}");
     assert!(stored > 0 && stored <= 10_000, "{stored}");
     assert_eq!(upload_bytes_today(&s, &tenant, &secret).await, stored);
+    let metrics = s.http("GET", "/metrics", None, &[]).await.text();
+    assert!(
+        metrics.contains(&format!("imagechat_upload_bytes_stored_total {stored}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("imagechat_upload_check_seconds_count"),
+        "{metrics}"
+    );
     // Another tenant is not affected.
     let (t2, _) = s.tenant("write").await;
     let k2 = s.token(&t2).await;
