@@ -44,7 +44,8 @@ export async function startServer(opts = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'imagechat-widget-'));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--database', `sqlite://${join(dir, 'x.db')}`, '--write-rate-per-minute', String(opts.writeRate ?? 0)];
+  // Uploads go beside the database: the default (imagechat-uploads in the working directory) would fill the source tree.
+  const args = ['serve', '--listen', `127.0.0.1:${port}`, '--database', `sqlite://${join(dir, 'x.db')}`, '--uploads', `file://${join(dir, 'uploads')}`, '--write-rate-per-minute', String(opts.writeRate ?? 0)];
   if (opts.adminKey) args.push('--admin-key', opts.adminKey);
   // Only while iterating by hand: the real runs test the files embedded in the binary.
   // WIDGET_ASSETS_DIR points at another copy (say, an older widget, to see a new test fail on it).
