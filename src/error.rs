@@ -219,6 +219,13 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::Conflict => AppError::Conflict("it already exists"),
             StoreError::Domain(d) => d.into(),
+            StoreError::UploadQuota { size, quota, .. } if size > quota => {
+                AppError::UploadTooLarge {
+                    message: format!(
+                        "this image takes {size} bytes, more than this site's whole daily upload quota of {quota} bytes"
+                    ),
+                }
+            }
             StoreError::UploadQuota { .. } => AppError::RateLimited {
                 retry_after: crate::usage::seconds_to_midnight(),
                 message:

@@ -46,7 +46,9 @@ pub struct Comment {
 pub struct Attachment {
     /// The upload's id.
     pub id: String,
-    /// Where it is served: `{origin}/api/v1/uploads/{id}`.
+    /// Where it is served: `{--public-url}/api/v1/uploads/{id}`, or the
+    /// root-relative `/api/v1/uploads/{id}` without `--public-url` (resolve
+    /// it against the server's origin).
     pub url: String,
     /// `image/png`, `image/jpeg`, `image/webp` or `image/gif`.
     pub content_type: String,
@@ -390,6 +392,9 @@ pub struct SessionAnswer<'a> {
     pub can_write: bool,
     /// Milliseconds since the Unix epoch.
     pub expires_at: i64,
+    /// The largest upload this server takes, in bytes (`--upload-max-bytes`),
+    /// so a client can refuse a larger file before sending it.
+    pub upload_max_bytes: u64,
 }
 
 /// `POST /api/v1/chats`: a marker and its first comment.
@@ -602,6 +607,8 @@ pub struct Health {
 pub struct Readiness {
     pub store: &'static str,
     pub broker: &'static str,
+    /// The upload storage (`--uploads`) takes writes.
+    pub uploads: &'static str,
 }
 
 #[cfg(test)]

@@ -59,6 +59,13 @@ pub async fn run(
             crate::config::redact_url(&config.uploads)
         )
     })?;
+    // A node that could not keep an upload does not start.
+    uploads.ping().await.with_context(|| {
+        format!(
+            "the upload storage {} refuses writes",
+            crate::config::redact_url(&config.uploads)
+        )
+    })?;
     tracing::info!(storage = %uploads.describe(), "uploads");
     // Only once everything opened: a node that cannot start changes nothing.
     if config.admin_key.is_none() {

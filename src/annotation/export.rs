@@ -128,6 +128,7 @@ impl Exporter<'_> {
         let mut body = Vec::new();
         if let Some(first) = chat.comments.first() {
             body.push(text_body(&first.text, "commenting"));
+            body.extend(self.image_bodies(first));
         }
         if chat.resolved {
             body.push(json!({"type": "TextualBody", "purpose": "tagging", "value": "resolved"}));
@@ -152,7 +153,14 @@ impl Exporter<'_> {
         a.insert("id".into(), self.reply_id(chat, c).into());
         a.insert("type".into(), "Annotation".into());
         a.insert("motivation".into(), "replying".into());
-        a.insert("body".into(), text_body(&c.text, "replying"));
+        let images = self.image_bodies(c);
+        if images.is_empty() {
+            a.insert("body".into(), text_body(&c.text, "replying"));
+        } else {
+            let mut body = vec![text_body(&c.text, "replying")];
+            body.extend(images);
+            a.insert("body".into(), Value::Array(body));
+        }
         a.insert("target".into(), self.chat_id(chat).into());
         a.insert("creator".into(), self.creator(&c.user));
         a.insert("created".into(), iso(c.created_at).into());
@@ -160,6 +168,23 @@ impl Exporter<'_> {
             a.insert("modified".into(), iso(m).into());
         }
         Value::Object(a)
+    }
+
+    /// A comment's attachments as external web resources (W3C Web
+    /// Annotation Data Model §3.2.1): the image's absolute URL, its class
+    /// and media type.
+    fn image_bodies(&self, c: &Comment) -> Vec<Value> {
+        c.attachments
+            .iter()
+            .map(|a| {
+                let id = if a.url.starts_with('/') {
+                    format!("{}{}", self.base, a.url)
+                } else {
+                    a.url.clone()
+                };
+                json!({"id": id, "type": "Image", "format": a.content_type})
+            })
+            .collect()
     }
 
     fn target(&self, chat: &Chat) -> Value {

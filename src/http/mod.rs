@@ -257,8 +257,23 @@ async fn healthz() -> Response {
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let store = app.store.ping().await.is_ok();
     let broker = app.broker.ping().await.is_ok();
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        app.uploads.storage.ping(),
+    );
+    let uploads = match probe.await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "the upload storage refuses writes");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("the upload storage did not answer within 2 s");
+            false
+        }
+    };
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let status = if store && broker {
+    let status = if store && broker && uploads {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -268,6 +283,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         &Readiness {
             store: word(store),
             broker: word(broker),
+            uploads: word(uploads),
         },
     )
 }

@@ -185,9 +185,10 @@ pub async fn share(State(app): State<Arc<App>>, uri: axum::http::Uri) -> Respons
 
 const NOT_FOUND_PAGE: &str = "<!doctype html><html lang=en><meta charset=utf-8>\
 <meta name=viewport content=\"width=device-width, initial-scale=1\">\
-<title>Not found · imagechat</title><h1>No such image</h1>\
+<title>Not found · imagechat</title><link rel=stylesheet href=\"/static/share.css\">\
+<main class=\"share-missing\"><h1>No such image</h1>\
 <p>This link names no uploaded image: it may have been mistyped, or the image was removed.</p>\
-<p><a href=\"/s/new\">Share a screenshot</a></p></html>";
+<p><a href=\"/s/new\">Share a screenshot</a></p></main></html>";
 
 /// The widget script, for any origin.
 #[utoipa::path(get, path = "/imagechat.js", tag = "node",

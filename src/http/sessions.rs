@@ -81,6 +81,7 @@ pub async fn create(
             moderator: actor.moderator,
             can_write: actor.can_write(&tenant),
             expires_at: actor.expires_at,
+            upload_max_bytes: app.config.upload_max_bytes,
         },
     ))
 }

@@ -38,6 +38,7 @@ impl FromQuery for Purpose {
         match q.get("purpose").map(String::as_str) {
             None => Ok(Purpose { page: false }),
             Some("page") => Ok(Purpose { page: true }),
+            // Empty is not absent: say what is accepted.
             Some(_) => Err(AppError::invalid(
                 Some("purpose"),
                 "purpose must be page, or absent",
@@ -95,6 +96,9 @@ pub async fn create(
     if length.is_some_and(|n| n > max) {
         return Err(too_large());
     }
+    // Before the body is read: a place on this node, and room in the quota.
+    let _slot = app.uploads.slot()?;
+    upload::check_quota(&app, &s.tenant.id).await?;
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let bytes = tokio::time::timeout(
         Duration::from_secs(app.config.body_timeout),

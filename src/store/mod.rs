@@ -26,9 +26,13 @@ pub enum StoreError {
     Domain(#[from] DomainError),
     #[error("storage unavailable: {0}")]
     Unavailable(String),
-    /// The tenant's uploads of the day would pass its quota (bytes).
-    #[error("the daily upload quota of {quota} bytes is used up ({used} bytes stored today)")]
-    UploadQuota { used: u64, quota: u64 },
+    /// The tenant's uploads of the day would pass its quota: `used` bytes
+    /// stored today, `size` the refused upload's (0 when refused before it
+    /// was read), `quota` the limit.
+    #[error(
+        "the daily upload quota of {quota} bytes has no room for {size} more ({used} stored today)"
+    )]
+    UploadQuota { used: u64, size: u64, quota: u64 },
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -33,6 +33,11 @@ pub const MAX_PIXELS: u64 = 50_000_000;
 /// Decodes that may run at once on this node.
 pub const DECODERS: usize = 2;
 
+/// Uploads this node receives and checks at once; a body waiting for a
+/// decoder holds its bytes in memory, so beyond this a new upload is told
+/// to retry (at most this many × `--upload-max-bytes` held).
+pub const IN_FLIGHT: usize = 16;
+
 /// Random bytes in an upload id (128 bits, 22 URL-safe characters).
 const ID_BYTES: usize = 16;
 
@@ -40,6 +45,7 @@ const ID_BYTES: usize = 16;
 pub struct Uploads {
     pub storage: Arc<dyn Storage>,
     decoders: Arc<Semaphore>,
+    in_flight: Semaphore,
 }
 
 impl Uploads {
@@ -47,8 +53,48 @@ impl Uploads {
         Uploads {
             storage,
             decoders: Arc::new(Semaphore::new(DECODERS)),
+            in_flight: Semaphore::new(IN_FLIGHT),
         }
     }
+
+    /// A place for one more upload on this node, held until it is answered.
+    ///
+    /// Errors: `429 rate_limited` (retry in a second) when [`IN_FLIGHT`]
+    /// uploads are under way.
+    pub fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AppError> {
+        self.in_flight
+            .try_acquire()
+            .map_err(|_| AppError::RateLimited {
+                retry_after: 1,
+                message: "this server is receiving as many uploads as it can; retry in a moment",
+            })
+    }
+}
+
+/// Refuses, before its body is read, an upload of a tenant that already
+/// stored its daily quota today (`429` until midnight UTC). The exact check,
+/// with the stored size, is made as the upload is recorded.
+pub async fn check_quota(app: &App, tenant: &str) -> Result<(), AppError> {
+    let Some(quota) = Some(app.config.upload_quota_bytes_per_day).filter(|q| *q > 0) else {
+        return Ok(());
+    };
+    let day = crate::usage::today();
+    let used: u64 = app
+        .store
+        .usage(tenant, &day, &day)
+        .await?
+        .iter()
+        .map(|(_, c)| c.upload_bytes)
+        .sum();
+    if used >= quota {
+        return Err(crate::store::StoreError::UploadQuota {
+            used,
+            size: 0,
+            quota,
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// Whether `id` has the shape of an upload id (any other string names no
@@ -62,8 +108,8 @@ pub fn is_upload_id(id: &str) -> bool {
 ///
 /// Errors: `400 invalid_input` (field `body`) for a body that is not a
 /// readable image of `kind` within the pixel and frame limits; `429` when
-/// the tenant's daily quota is used up; `503` when storage fails (nothing
-/// is recorded).
+/// the tenant's daily quota has no room for it (`413` when it is larger
+/// than the whole quota); `503` when storage fails (nothing is recorded).
 pub async fn accept(
     app: &App,
     tenant: &str,
@@ -74,20 +120,6 @@ pub async fn accept(
 ) -> Result<Upload, AppError> {
     let quota = Some(app.config.upload_quota_bytes_per_day).filter(|q| *q > 0);
     let day = crate::usage::today();
-    if let Some(q) = quota {
-        // A cheap look first, so a tenant over its quota costs no decode;
-        // `add_upload` checks again atomically with the real size.
-        let used: u64 = app
-            .store
-            .usage(tenant, &day, &day)
-            .await?
-            .iter()
-            .map(|(_, c)| c.upload_bytes)
-            .sum();
-        if used >= q {
-            return Err(crate::store::StoreError::UploadQuota { used, quota: q }.into());
-        }
-    }
     let permit = Arc::clone(&app.uploads.decoders)
         .acquire_owned()
         .await

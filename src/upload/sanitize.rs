@@ -7,24 +7,31 @@
 //! or corrupt file is refused); the pixel limit is checked from the header
 //! before any pixel is decoded, so a small file that claims 60 megapixels
 //! costs nothing. Metadata is removed per format:
-//! - PNG and WebP keep their compressed pixels as they are; only the chunks
-//!   that draw the image survive (an allow-list, via `img-parts`): colour
-//!   profiles and animation chunks stay, text, EXIF, XMP, times and unknown
-//!   chunks go.
-//! - JPEG is decoded, turned upright by its EXIF orientation and encoded
-//!   again (quality 90), keeping only its ICC colour profile: no marker
-//!   segment of the original (EXIF, XMP, IPTC, comments, trailing bytes)
-//!   can reach storage.
+//! - Containers are first cut down to the chunks that draw the image (an
+//!   allow-list, via `img-parts`) *before* anything is decoded, so no text
+//!   or profile chunk is ever inflated by a decoder, and what is decoded is
+//!   what is stored.
+//! - A still PNG is then written anew from its pixels (lossless), so no
+//!   byte of the original but the pixels survives. An animated PNG keeps
+//!   its kept chunks (the `image` crate cannot write animations).
+//! - WebP keeps its compressed pixels in the kept chunks (`image` cannot
+//!   write lossy WebP); VP8X's flags are set to what is left.
+//! - JPEG is decoded strictly (`zune-jpeg`: a truncated or corrupt stream
+//!   is refused), turned upright by its EXIF orientation and encoded again
+//!   (quality 90): no marker segment of the original can reach storage.
 //! - GIF frames are copied as they are (palette indices, no re-quantizing)
 //!   into a new file by the `gif` crate, which writes no comment or
-//!   application extension but the loop count.
+//!   application extension but the loop count; each frame's place and size
+//!   are checked before its pixels are decoded.
+//! - A colour profile (ICC) is kept only when it is one: a maintained
+//!   colour-management crate (`moxcms`) reads it, within 4 MiB (256 KiB
+//!   compressed in a PNG); it is written back under a neutral name.
 //!
 //! Pure functions, no I/O: the caller runs them on a blocking thread.
 
 use std::io::Cursor;
 
-use image::codecs::gif::GifDecoder;
-use image::codecs::jpeg::{JpegDecoder, JpegEncoder};
+use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngDecoder;
 use image::codecs::webp::WebPDecoder;
 use image::{AnimationDecoder, DynamicImage, ImageDecoder, ImageEncoder, ImageFormat, Limits};
@@ -180,40 +187,123 @@ fn decode_frames<'a>(kind: Kind, frames: image::Frames<'a>) -> Result<(), Refuse
     Ok(())
 }
 
-/// PNG chunks that draw the image; every other chunk is dropped.
-const PNG_KEEP: [&[u8; 4]; 18] = [
-    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB",
-    b"cICP", b"mDCV", b"cLLI", b"bKGD", b"pHYs", b"acTL", b"fcTL", b"fdAT",
+/// The most bytes of a colour profile kept (compressed, in a PNG), and
+/// the most it may inflate to: real profiles are kilobytes.
+const MAX_ICC_COMPRESSED: usize = 256 * 1024;
+const MAX_ICC: u64 = 4 * 1024 * 1024;
+
+/// A colour profile worth keeping: an ICC profile (its header's size and
+/// `acsp` signature right) that a maintained colour-management crate
+/// (`moxcms`) reads. Anything else is dropped, so arbitrary bytes cannot
+/// ride along as a "profile".
+fn icc(profile: Vec<u8>) -> Option<Vec<u8>> {
+    let declared = profile.get(..4)?;
+    let declared = u32::from_be_bytes([declared[0], declared[1], declared[2], declared[3]]);
+    let sane = profile.len() >= 128
+        && profile.len() as u64 <= MAX_ICC
+        && declared as usize == profile.len()
+        && profile.get(36..40) == Some(b"acsp".as_slice());
+    (sane && moxcms::ColorProfile::new_from_slice(&profile).is_ok()).then_some(profile)
+}
+
+/// The profile of a PNG `iCCP` chunk (name, NUL, method 0, zlib data),
+/// inflated within bounds and checked; `None` when it is not one to keep.
+fn png_icc(chunk: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let nul = chunk.iter().take(80).position(|b| *b == 0)?;
+    let rest = chunk.get(nul + 1..)?;
+    let (&method, compressed) = rest.split_first()?;
+    if method != 0 || compressed.len() > MAX_ICC_COMPRESSED {
+        return None;
+    }
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(compressed)
+        .take(MAX_ICC + 1)
+        .read_to_end(&mut out)
+        .ok()?;
+    icc(out)
+}
+
+/// An `iCCP` chunk holding `profile` under a neutral name.
+fn png_icc_chunk(profile: &[u8]) -> Option<img_parts::png::PngChunk> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(profile).ok()?;
+    let mut data = b"ICC profile\0\0".to_vec();
+    data.extend(z.finish().ok()?);
+    Some(img_parts::png::PngChunk::new(
+        *b"iCCP",
+        bytes::Bytes::from(data),
+    ))
+}
+
+/// PNG chunks that draw the image; every other chunk is dropped before
+/// anything is decoded (so no text or profile chunk is ever inflated by
+/// the decoder). The profile is taken out separately (see [`png_icc`]).
+const PNG_KEEP: [&[u8; 4]; 17] = [
+    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"cHRM", b"gAMA", b"sBIT", b"sRGB", b"cICP",
+    b"mDCV", b"cLLI", b"bKGD", b"pHYs", b"acTL", b"fcTL", b"fdAT",
 ];
 
 fn png(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
     let kind = Kind::Png;
-    let mut dec = PngDecoder::new(Cursor::new(body)).map_err(|e| broken(kind, e))?;
-    dec.set_limits(limits()).map_err(|e| broken(kind, e))?;
-    let (w, h) = dec.dimensions();
-    let parts = img_parts::png::Png::from_bytes(bytes::Bytes::copy_from_slice(body))
+    let mut parts = img_parts::png::Png::from_bytes(bytes::Bytes::copy_from_slice(body))
         .map_err(|e| broken(kind, e))?;
+    let profile = parts
+        .chunk_by_type(*b"iCCP")
+        .and_then(|c| png_icc(c.contents()));
+    parts
+        .chunks_mut()
+        .retain(|c| PNG_KEEP.iter().any(|k| **k == c.kind()));
     // An APNG says how many frames it has before any is decoded.
     let frames = parts
         .chunks()
         .iter()
         .filter(|c| &c.kind() == b"fcTL")
         .count() as u64;
+    let mut kept = Vec::with_capacity(body.len());
+    parts
+        .clone()
+        .encoder()
+        .write_to(&mut kept)
+        .map_err(|e| broken(kind, e))?;
+    // From here on only the kept chunks are read.
+    let mut dec = PngDecoder::new(Cursor::new(&kept[..])).map_err(|e| broken(kind, e))?;
+    dec.set_limits(limits()).map_err(|e| broken(kind, e))?;
+    let (w, h) = dec.dimensions();
     check_pixels(w, h, frames, max_pixels)?;
     if dec.is_apng().map_err(|e| broken(kind, e))? {
+        // Frames are checked one by one; the file keeps its kept chunks
+        // (the image crate cannot write an animation back).
         let apng = dec.apng().map_err(|e| broken(kind, e))?;
         decode_frames(kind, apng.into_frames())?;
-    } else {
-        DynamicImage::from_decoder(dec).map_err(|e| broken(kind, e))?;
+        if let Some(chunk) = profile.as_deref().and_then(png_icc_chunk) {
+            parts.chunks_mut().insert(1, chunk);
+        }
+        let mut out = Vec::with_capacity(kept.len());
+        parts
+            .encoder()
+            .write_to(&mut out)
+            .map_err(|e| broken(kind, e))?;
+        return Ok(Clean {
+            bytes: out,
+            width: w,
+            height: h,
+        });
     }
-    let mut parts = parts;
-    parts
-        .chunks_mut()
-        .retain(|c| PNG_KEEP.iter().any(|k| **k == c.kind()));
-    let mut out = Vec::with_capacity(body.len());
-    parts
-        .encoder()
-        .write_to(&mut out)
+    // A still image is written anew from its pixels: nothing but the
+    // pixels (and a checked profile) can reach storage.
+    let img = DynamicImage::from_decoder(dec).map_err(|e| broken(kind, e))?;
+    let mut out = Vec::with_capacity(kept.len());
+    let mut enc = image::codecs::png::PngEncoder::new_with_quality(
+        &mut out,
+        image::codecs::png::CompressionType::Default,
+        image::codecs::png::FilterType::Adaptive,
+    );
+    if let Some(p) = profile {
+        let _ = enc.set_icc_profile(p);
+    }
+    enc.write_image(img.as_bytes(), w, h, img.color().into())
         .map_err(|e| broken(kind, e))?;
     Ok(Clean {
         bytes: out,
@@ -222,37 +312,49 @@ fn png(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
     })
 }
 
-/// WebP chunks that draw the image (VP8X's flags are recomputed from what
-/// is left).
-const WEBP_KEEP: [&[u8; 4]; 7] = [
-    b"VP8X", b"VP8 ", b"VP8L", b"ALPH", b"ANIM", b"ANMF", b"ICCP",
-];
+/// WebP chunks that draw the image.
+const WEBP_KEEP: [&[u8; 4]; 6] = [b"VP8X", b"VP8 ", b"VP8L", b"ALPH", b"ANIM", b"ANMF"];
 
 fn webp(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
-    use img_parts::ImageEXIF;
     let kind = Kind::Webp;
-    let mut dec = WebPDecoder::new(Cursor::new(body)).map_err(|e| broken(kind, e))?;
-    dec.set_limits(limits()).map_err(|e| broken(kind, e))?;
-    let (w, h) = dec.dimensions();
     let mut parts = img_parts::webp::WebP::from_bytes(bytes::Bytes::copy_from_slice(body))
         .map_err(|e| broken(kind, e))?;
+    let profile = parts
+        .chunk_by_id(*b"ICCP")
+        .and_then(|c| c.content().data())
+        .filter(|d| d.len() as u64 <= MAX_ICC)
+        .and_then(|d| icc(d.to_vec()));
+    parts
+        .chunks_mut()
+        .retain(|c| WEBP_KEEP.iter().any(|k| **k == c.id()));
+    if let Some(p) = profile {
+        // The profile goes right after VP8X, where the format puts it.
+        let at = usize::from(parts.chunks().first().is_some_and(|c| &c.id() == b"VP8X"));
+        parts.chunks_mut().insert(
+            at,
+            img_parts::riff::RiffChunk::new(
+                *b"ICCP",
+                img_parts::riff::RiffContent::Data(bytes::Bytes::from(p)),
+            ),
+        );
+    }
+    webp_flags(&mut parts);
     let frames = parts.chunks_by_id(*b"ANMF").count() as u64;
+    let mut out = Vec::with_capacity(body.len());
+    parts
+        .encoder()
+        .write_to(&mut out)
+        .map_err(|e| broken(kind, e))?;
+    // What is decoded is what will be stored.
+    let mut dec = WebPDecoder::new(Cursor::new(&out[..])).map_err(|e| broken(kind, e))?;
+    dec.set_limits(limits()).map_err(|e| broken(kind, e))?;
+    let (w, h) = dec.dimensions();
     check_pixels(w, h, frames, max_pixels)?;
     if dec.has_animation() {
         decode_frames(kind, dec.into_frames())?;
     } else {
         DynamicImage::from_decoder(dec).map_err(|e| broken(kind, e))?;
     }
-    parts
-        .chunks_mut()
-        .retain(|c| WEBP_KEEP.iter().any(|k| **k == c.id()));
-    // Setting (no) EXIF makes the container recompute VP8X's flags.
-    parts.set_exif(None);
-    let mut out = Vec::with_capacity(body.len());
-    parts
-        .encoder()
-        .write_to(&mut out)
-        .map_err(|e| broken(kind, e))?;
     Ok(Clean {
         bytes: out,
         width: w,
@@ -260,24 +362,79 @@ fn webp(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
     })
 }
 
+/// Sets VP8X's flags to what the kept chunks hold: EXIF and XMP never, a
+/// profile and an animation only when there.
+fn webp_flags(parts: &mut img_parts::webp::WebP) {
+    let icc = parts.has_chunk(*b"ICCP");
+    let anim = parts.has_chunk(*b"ANIM");
+    for c in parts.chunks_mut() {
+        if &c.id() != b"VP8X" {
+            continue;
+        }
+        if let img_parts::riff::RiffContent::Data(d) = c.content_mut() {
+            if let Some(&first) = d.first() {
+                let mut v = d.to_vec();
+                // Bits: 0x20 ICC, 0x10 alpha, 0x08 EXIF, 0x04 XMP, 0x02 animation.
+                let mut f = first & !(0x20 | 0x08 | 0x04 | 0x02);
+                if icc {
+                    f |= 0x20;
+                }
+                if anim {
+                    f |= 0x02;
+                }
+                v[0] = f;
+                *d = bytes::Bytes::from(v);
+            }
+        }
+    }
+}
+
 fn jpeg(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
     let kind = Kind::Jpeg;
-    let mut dec = JpegDecoder::new(Cursor::new(body)).map_err(|e| broken(kind, e))?;
-    dec.set_limits(limits()).map_err(|e| broken(kind, e))?;
-    let (w, h) = dec.dimensions();
+    let options = DecoderOptions::default()
+        // Strict: a truncated or corrupt stream is an error, not grey
+        // pixels filling what is missing.
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(body), options);
+    dec.decode_headers().map_err(|e| broken(kind, e))?;
+    let (w, h) = dec
+        .dimensions()
+        .ok_or_else(|| refused("the JPEG has no size"))?;
+    let (w, h) = (
+        u32::try_from(w).map_err(|_| refused("the JPEG is too large"))?,
+        u32::try_from(h).map_err(|_| refused("the JPEG is too large"))?,
+    );
     check_pixels(w, h, 1, max_pixels)?;
-    let orientation = dec.orientation().map_err(|e| broken(kind, e))?;
-    let icc = dec.icc_profile().ok().flatten();
-    let mut img = DynamicImage::from_decoder(dec).map_err(|e| broken(kind, e))?;
-    img.apply_orientation(orientation);
-    // JPEG holds 8-bit grey or RGB; anything else is brought to RGB.
-    let img = match img {
-        DynamicImage::ImageLuma8(_) | DynamicImage::ImageRgb8(_) => img,
-        other => DynamicImage::ImageRgb8(other.to_rgb8()),
+    jpeg_complete(body, w, h)?;
+    let grey = matches!(dec.input_colorspace(), Some(ColorSpace::Luma));
+    let out_space = if grey {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
     };
+    let options = dec.options().jpeg_set_out_colorspace(out_space);
+    dec.set_options(options);
+    let orientation = dec
+        .exif()
+        .and_then(|e| image::metadata::Orientation::from_exif_chunk(e))
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let profile = dec.icc_profile().and_then(icc);
+    let pixels = dec.decode().map_err(|e| broken(kind, e))?;
+    let mut img = if grey {
+        image::GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8)
+    } else {
+        image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
+    }
+    .ok_or_else(|| refused("the JPEG decoded to fewer pixels than its size"))?;
+    img.apply_orientation(orientation);
     let mut out = Vec::with_capacity(body.len());
     let mut enc = JpegEncoder::new_with_quality(&mut out, 90);
-    if let Some(p) = icc {
+    if let Some(p) = profile {
         // A profile the encoder cannot carry is dropped, not fatal.
         let _ = enc.set_icc_profile(p);
     }
@@ -291,14 +448,57 @@ fn jpeg(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
     })
 }
 
+/// Where a JPEG's first scan starts (just past its SOS segment), walking
+/// the marker segments from SOI; `None` when the structure is broken.
+fn jpeg_first_scan(body: &[u8]) -> Option<usize> {
+    let mut i = 2; // past SOI
+    loop {
+        if *body.get(i)? != 0xFF {
+            return None;
+        }
+        while *body.get(i)? == 0xFF {
+            i += 1; // fill bytes
+        }
+        let marker = *body.get(i)?;
+        i += 1;
+        if (0xD0..=0xD7).contains(&marker) || marker == 0x01 {
+            continue; // no length
+        }
+        let len = usize::from(u16::from_be_bytes([*body.get(i)?, *body.get(i + 1)?]));
+        if len < 2 {
+            return None;
+        }
+        i = i.checked_add(len)?;
+        if marker == 0xDA {
+            return Some(i);
+        }
+    }
+}
+
+/// What a lenient decoder would fill with grey is refused instead: a JPEG
+/// must end (an EOI marker after its first scan; entropy-coded data never
+/// holds one) and hold at least one bit per 8×8 block of its frame (the
+/// least any scan spends on a block), so a few hundred bytes cannot claim
+/// 7000×7000 pixels.
+fn jpeg_complete(body: &[u8], w: u32, h: u32) -> Result<(), Refused> {
+    let scan = jpeg_first_scan(body)
+        .ok_or_else(|| refused("the JPEG's structure is broken (no scan found)"))?;
+    let data = body.get(scan..).unwrap_or_default();
+    if !data.windows(2).any(|m| m == [0xFF, 0xD9]) {
+        return Err(broken(Kind::Jpeg, "its data stops before the end marker"));
+    }
+    let blocks = u64::from(w.div_ceil(8)) * u64::from(h.div_ceil(8));
+    if (data.len() as u64).saturating_mul(8) < blocks {
+        return Err(broken(
+            Kind::Jpeg,
+            format!("{} bytes of data cannot hold {w}×{h} pixels", data.len()),
+        ));
+    }
+    Ok(())
+}
+
 fn gif(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
     let kind = Kind::Gif;
-    // The header, checked before any frame is decoded.
-    {
-        let dec = GifDecoder::new(Cursor::new(body)).map_err(|e| broken(kind, e))?;
-        let (w, h) = dec.dimensions();
-        check_pixels(w, h, 1, max_pixels)?;
-    }
     let mut opts = gif::DecodeOptions::new();
     opts.set_color_output(gif::ColorOutput::Indexed);
     if let Some(n) = std::num::NonZeroU64::new(MAX_ALLOC) {
@@ -308,6 +508,7 @@ fn gif(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
         .read_info(Cursor::new(body))
         .map_err(|e| broken(kind, e))?;
     let (w, h) = (dec.width(), dec.height());
+    check_pixels(u32::from(w), u32::from(h), 1, max_pixels)?;
     let palette = dec.global_palette().unwrap_or(&[]).to_vec();
     let repeat = dec.repeat();
     let mut out = Vec::with_capacity(body.len());
@@ -317,10 +518,27 @@ fn gif(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
             enc.set_repeat(repeat).map_err(|e| broken(kind, e))?;
         }
         let mut frames = 0u64;
-        while let Some(frame) = dec.read_next_frame().map_err(|e| broken(kind, e))? {
+        // Each frame's place and size are read, and checked, before its
+        // pixels are decoded.
+        while let Some(info) = dec.next_frame_info().map_err(|e| broken(kind, e))? {
+            let inside = u32::from(info.left) + u32::from(info.width) <= u32::from(w)
+                && u32::from(info.top) + u32::from(info.height) <= u32::from(h);
+            if !inside {
+                return Err(refused(format!(
+                    "a frame of {}×{} at ({}, {}) lies outside the {w}×{h} image",
+                    info.width, info.height, info.left, info.top
+                )));
+            }
+            let mut frame = info.clone();
             frames += 1;
             check_pixels(u32::from(w), u32::from(h), frames, max_pixels)?;
-            enc.write_frame(frame).map_err(|e| broken(kind, e))?;
+            let mut pixels = vec![0u8; dec.buffer_size()];
+            dec.read_into_buffer(&mut pixels)
+                .map_err(|e| broken(kind, e))?;
+            // The pixels come out in row order: written as such.
+            frame.interlaced = false;
+            frame.buffer = std::borrow::Cow::Owned(pixels);
+            enc.write_frame(&frame).map_err(|e| broken(kind, e))?;
         }
         if frames == 0 {
             return Err(refused("the GIF has no frames"));

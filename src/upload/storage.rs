@@ -35,9 +35,16 @@ pub trait Storage: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
     /// Removes `key`; removing what is not there succeeds.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Whether the storage takes writes now: a small object is written and
+    /// removed (for readiness, and once at start-up).
+    async fn ping(&self) -> Result<()>;
     /// Where the bytes go, for the start-up log (no secrets).
     fn describe(&self) -> String;
 }
+
+/// The key readiness probes write (not an upload id: those have 22
+/// characters).
+const PROBE: &str = "imagechat-readiness-probe";
 
 /// Whether `key` may name an object: 1..=64 URL-safe base64 characters.
 /// Anything else (a path separator, a dot) never reaches a storage.
@@ -163,6 +170,19 @@ impl Storage for FileStorage {
         }
     }
 
+    async fn ping(&self) -> Result<()> {
+        let path = self.path(PROBE);
+        blocking(move || {
+            write_atomically(&path, b"ok")?;
+            // Another probe may have removed it already.
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
     fn describe(&self) -> String {
         format!("files under {}", self.dir.display())
     }
@@ -189,7 +209,20 @@ impl S3Storage {
             .ok_or_else(|| anyhow::anyhow!("--uploads {raw:?} names no bucket"))?
             .to_owned();
         let prefix = url.path().trim_matches('/').to_owned();
-        let mut b = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+        // Bounded waits: an unreachable service fails a request within
+        // seconds (and a readiness probe with it), never minutes.
+        let retry = object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: std::time::Duration::from_secs(15),
+            ..Default::default()
+        };
+        let client = object_store::ClientOptions::new()
+            .with_connect_timeout(std::time::Duration::from_secs(3))
+            .with_timeout(std::time::Duration::from_secs(30));
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(&bucket)
+            .with_retry(retry)
+            .with_client_options(client);
         let mut endpoint = None;
         for (k, v) in url.query_pairs() {
             match &*k {
@@ -261,6 +294,16 @@ impl Storage for S3Storage {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(s3(e)),
         }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        use object_store::ObjectStoreExt;
+        let path = self.path(PROBE)?;
+        self.store
+            .put(&path, Bytes::from_static(b"ok").into())
+            .await
+            .map_err(s3)?;
+        self.store.delete(&path).await.map_err(s3)
     }
 
     fn describe(&self) -> String {

@@ -163,3 +163,58 @@ async fn a_node_on_s3_serves_keeps_and_sweeps_uploads() {
         .await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test]
+async fn readiness_fails_while_the_upload_storage_refuses_writes() {
+    let dir = temp_dir();
+    let up = dir.join("up");
+    let url = format!("file://{}", up.display());
+    let s = Server::start_with(|c| c.uploads = url.clone()).await;
+    async fn ready(s: &Server) -> Resp {
+        s.http("GET", "/readyz", None, &[]).await
+    }
+    let r = ready(&s).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["uploads"], "ok");
+    // The folder is replaced by a file: nothing can be stored there.
+    std::fs::remove_dir_all(&up).expect("rm");
+    std::fs::write(&up, b"not a folder").expect("file");
+    let r = ready(&s).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["uploads"], "unavailable");
+    assert_eq!(r.json()["store"], "ok");
+    std::fs::remove_file(&up).expect("rm");
+    assert_eq!(ready(&s).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_node_does_not_start_on_an_upload_storage_it_cannot_write() {
+    let dir = temp_dir();
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"x").expect("write");
+    for uploads in [
+        format!("file://{}/below-a-file", file.display()),
+        // Nothing listens there: refused within seconds, not minutes.
+        "s3://nothing?endpoint=http://127.0.0.1:9&region=us-east-1".to_owned(),
+    ] {
+        let mut cfg = imagechat::Config::for_database(fresh_database().await);
+        cfg.uploads = uploads.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(60),
+            imagechat::run(listener, cfg, std::future::pending()),
+        )
+        .await
+        .expect("the start ends");
+        let e = r.expect_err(&uploads);
+        assert!(format!("{e:#}").contains("refuses writes"), "{e:#}");
+        assert!(
+            started.elapsed() < Duration::from_secs(45),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -274,6 +274,11 @@ async fn every_kind_of_bad_upload_is_refused_and_nothing_is_stored() {
     let s = Server::start_with(|c| c.upload_max_bytes = 200_000).await;
     let (tenant, secret) = s.tenant("write").await;
     let token = s.token(&tenant).await;
+    // The session says the limit, so a client can check before sending.
+    assert_eq!(
+        s.session(&tenant, None).await.json()["uploadMaxBytes"],
+        200_000
+    );
     let good = png(32, 32);
     // A type the server does not take, and no type.
     assert_refused(
@@ -620,13 +625,22 @@ async fn attachments_are_checked_and_other_tenants_uploads_are_refused_alike() {
 
 #[tokio::test]
 async fn usage_counts_upload_bytes_and_the_daily_quota_refuses_with_429() {
-    let one = png(40, 40);
-    let s = Server::start_with(|c| c.upload_quota_bytes_per_day = 2 * 5000).await;
+    // Random pixels: about 12 KB however it is compressed.
+    let mut seed = 1u32;
+    let noise = image::RgbImage::from_fn(64, 64, |_, _| {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        image::Rgb([(seed >> 24) as u8, (seed >> 16) as u8, (seed >> 8) as u8])
+    });
+    let mut one = Vec::new();
+    noise
+        .write_to(&mut std::io::Cursor::new(&mut one), image::ImageFormat::Png)
+        .expect("png");
+    let s = Server::start_with(|c| c.upload_quota_bytes_per_day = 30_000).await;
     let (tenant, secret) = s.tenant("write").await;
     let token = s.token(&tenant).await;
     let mut stored = 0;
     let mut refused = None;
-    for _ in 0..10 {
+    for _ in 0..100 {
         let r = upload(&s, &token, "image/png", &one).await;
         if r.status == 201 {
             stored += r.json()["upload"]["bytes"].as_u64().expect("bytes");
@@ -645,7 +659,7 @@ async fn usage_counts_upload_bytes_and_the_daily_quota_refuses_with_429() {
         .parse()
         .expect("secs");
     assert!((1..=86_400).contains(&retry), "{retry}");
-    assert!(stored > 0 && stored <= 10_000, "{stored}");
+    assert!(stored > 0 && stored <= 30_000, "{stored}");
     assert_eq!(upload_bytes_today(&s, &tenant, &secret).await, stored);
     let metrics = s.http("GET", "/metrics", None, &[]).await.text();
     assert!(
@@ -655,6 +669,24 @@ async fn usage_counts_upload_bytes_and_the_daily_quota_refuses_with_429() {
     assert!(
         metrics.contains("imagechat_upload_check_seconds_count"),
         "{metrics}"
+    );
+    // One image larger than the whole quota can never fit: 413, said so.
+    let (t3, _) = s.tenant("write").await;
+    let k3 = s.token(&t3).await;
+    let mut seed = 7u32;
+    let huge = image::RgbImage::from_fn(120, 120, |_, _| {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        image::Rgb([(seed >> 24) as u8, (seed >> 16) as u8, (seed >> 8) as u8])
+    });
+    let mut big = Vec::new();
+    huge.write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Png)
+        .expect("png");
+    let r = upload(&s, &k3, "image/png", &big).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(
+        r.text().contains("whole daily upload quota"),
+        "{}",
+        r.text()
     );
     // Another tenant is not affected.
     let (t2, _) = s.tenant("write").await;
@@ -816,4 +848,302 @@ async fn the_share_pages_show_an_upload_with_the_widget() {
     )
     .await;
     assert_refused(&r, "purpose", "page");
+}
+
+#[tokio::test]
+async fn attachments_are_exported_as_image_bodies_of_the_annotations() {
+    let s = Server::start().await;
+    let (tenant, secret) = s.tenant("write").await;
+    let token = s.token(&tenant).await;
+    let a = uploaded(&s, &token, "image/png", &png(8, 8)).await;
+    let b = uploaded(&s, &token, "image/jpeg", &jpeg_with_gps(8, 8, 1)).await;
+    let r = s
+        .authed(
+            "POST",
+            "/api/v1/chats",
+            Some(json!({"urlId": "exp", "x": 1, "y": 1, "text": "look", "attachments": [a["id"]]})),
+            &token,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let chat_id = r.json()["chat"]["id"].as_str().expect("id").to_owned();
+    let r = s
+        .authed(
+            "POST",
+            &format!("/api/v1/chats/{chat_id}/comments"),
+            Some(json!({"text": "and this", "attachments": [b["id"]]})),
+            &token,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    for (format, iiif) in [("", false), ("&format=iiif", true)] {
+        let r = s
+            .authed(
+                "GET",
+                &format!("/api/v1/annotations?urlId=exp{format}"),
+                None,
+                &token,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let page = r.json();
+        crate::annotations::w3c_page(&page, iiif);
+        let items = page["items"].as_array().expect("items");
+        let image = |i: usize, u: &Value| {
+            let bodies = items[i]["body"].as_array().expect("bodies").clone();
+            let want = json!({
+                "id": format!("http://{}/api/v1/uploads/{}", s.addr, u["id"].as_str().expect("id")),
+                "type": "Image",
+                "format": u["contentType"],
+            });
+            assert!(bodies.contains(&want), "{want} in {bodies:?}");
+        };
+        image(0, &a);
+        image(1, &b);
+    }
+    // Importing that export elsewhere keeps the text; the images stay where
+    // they are (an import attaches nothing).
+    let export = s
+        .authed("GET", "/api/v1/annotations?urlId=exp", None, &token)
+        .await
+        .json();
+    let r = s
+        .http(
+            "POST",
+            "/api/v1/tenant/annotations?urlId=copy",
+            Some(export),
+            &[("authorization", &basic(&tenant, &secret))],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["imported"], 2, "{}", r.text());
+    let snap = s.snapshot(&token, "copy").await;
+    assert_eq!(snap["chats"][0]["comments"][0]["text"], "look");
+    assert!(snap["chats"][0]["comments"][0].get("attachments").is_none());
+}
+
+// ---- what a hostile review found: each case fails without its fix ----
+
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut c = Vec::new();
+    c.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    c.extend_from_slice(kind);
+    c.extend_from_slice(data);
+    let mut h = flate2::Crc::new();
+    h.update(kind);
+    h.update(data);
+    c.extend_from_slice(&h.sum().to_be_bytes());
+    c
+}
+
+/// `png` with `chunk` inserted right after IHDR.
+fn with_chunk(png: &[u8], chunk: &[u8]) -> Vec<u8> {
+    let mut out = png[..33].to_vec();
+    out.extend_from_slice(chunk);
+    out.extend_from_slice(&png[33..]);
+    out
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(data).expect("zlib");
+    z.finish().expect("zlib")
+}
+
+#[tokio::test]
+async fn a_colour_profile_that_inflates_without_end_is_never_inflated() {
+    let s = Server::start().await;
+    let (tenant, _) = s.tenant("write").await;
+    let token = s.token(&tenant).await;
+    // About 400 MB of zeros in a few hundred KB: the decoder used to inflate
+    // every byte of it (8 GB with a larger chunk).
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let block = vec![0u8; 1 << 20];
+    for _ in 0..400 {
+        std::io::Write::write_all(&mut z, &block).expect("zlib");
+    }
+    let mut data = b"lat=48.8566 lon=2.3522\0\0".to_vec();
+    data.extend(z.finish().expect("zlib"));
+    let bomb = with_chunk(&png(8, 8), &png_chunk(b"iCCP", &data));
+    let started = std::time::Instant::now();
+    let u = uploaded(&s, &token, "image/png", &bomb).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let r = fetch(&s, u["id"].as_str().expect("id")).await;
+    assert!(
+        !r.body.windows(4).any(|w| w == b"iCCP"),
+        "no such profile is kept"
+    );
+    assert!(!r.body.windows(3).any(|w| w == b"lat"));
+
+    // A real profile is kept, under a neutral name; bytes that only claim
+    // to be one are dropped.
+    let srgb = moxcms::ColorProfile::new_display_p3()
+        .encode()
+        .expect("profile");
+    let mut named = b"lat=48.8566 lon=2.3522\0\0".to_vec();
+    named.extend(zlib(&srgb));
+    let u = uploaded(
+        &s,
+        &token,
+        "image/png",
+        &with_chunk(&png(8, 8), &png_chunk(b"iCCP", &named)),
+    )
+    .await;
+    let r = fetch(&s, u["id"].as_str().expect("id")).await;
+    assert!(
+        r.body.windows(4).any(|w| w == b"iCCP"),
+        "a real profile stays"
+    );
+    assert!(!r.body.windows(3).any(|w| w == b"lat"), "its name does not");
+    let mut fake = b"icc\0\0".to_vec();
+    fake.extend(zlib(b"lat=48.8566 lon=2.3522, not a colour profile at all"));
+    let u = uploaded(
+        &s,
+        &token,
+        "image/png",
+        &with_chunk(&png(8, 8), &png_chunk(b"iCCP", &fake)),
+    )
+    .await;
+    let r = fetch(&s, u["id"].as_str().expect("id")).await;
+    assert!(!r.body.windows(4).any(|w| w == b"iCCP"));
+}
+
+#[tokio::test]
+async fn bytes_hidden_inside_a_pngs_pixel_data_do_not_survive() {
+    let s = Server::start().await;
+    let (tenant, _) = s.tenant("write").await;
+    let token = s.token(&tenant).await;
+    // Bytes after the end of the compressed stream, inside IDAT, and an
+    // extra IDAT after it: decoders ignore both.
+    let base = png(12, 12);
+    let mut p = img_parts::png::Png::from_bytes(base.clone().into()).expect("png");
+    for c in p.chunks_mut() {
+        if &c.kind() == b"IDAT" {
+            let mut data = c.contents().to_vec();
+            data.extend_from_slice(b"lat=48.8566 lon=2.3522");
+            *c = img_parts::png::PngChunk::new(*b"IDAT", data.into());
+        }
+    }
+    let mut hidden = Vec::new();
+    p.encoder().write_to(&mut hidden).expect("write");
+    let r = upload(&s, &token, "image/png", &hidden).await;
+    if r.status == 201 {
+        let got = fetch(&s, r.json()["upload"]["id"].as_str().expect("id")).await;
+        assert!(
+            !got.body.windows(3).any(|w| w == b"lat"),
+            "the hidden bytes were stored"
+        );
+        assert_eq!(
+            image::load_from_memory(&got.body)
+                .expect("decode")
+                .to_rgb8()
+                .as_raw(),
+            image::load_from_memory(&base)
+                .expect("own")
+                .to_rgb8()
+                .as_raw()
+        );
+    } else {
+        assert_refused(&r, "body", "readable");
+    }
+}
+
+/// A GIF whose 1×1 canvas hides `frames` frames of `size`×`size`.
+fn gif_frames_beyond_the_canvas(size: u16, frames: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let palette = [0u8, 0, 0, 255, 255, 255];
+        let mut enc = gif::Encoder::new(&mut out, 1, 1, &palette).expect("gif");
+        for _ in 0..frames {
+            let f = gif::Frame {
+                width: size,
+                height: size,
+                buffer: std::borrow::Cow::Owned(vec![0; usize::from(size) * usize::from(size)]),
+                ..Default::default()
+            };
+            enc.write_frame(&f).expect("frame");
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn gif_frames_are_measured_before_they_are_decoded() {
+    let s = Server::start().await;
+    let (tenant, _) = s.tenant("write").await;
+    let token = s.token(&tenant).await;
+    let bomb = gif_frames_beyond_the_canvas(2000, 20);
+    let started = std::time::Instant::now();
+    assert_refused(
+        &upload(&s, &token, "image/gif", &bomb).await,
+        "body",
+        "outside",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // An interlaced GIF keeps its picture (rows written in order).
+    let mut inter = Vec::new();
+    {
+        let palette = [0u8, 0, 0, 255, 255, 255];
+        let mut enc = gif::Encoder::new(&mut inter, 4, 8, &palette).expect("gif");
+        let rows: Vec<u8> = (0..8u8).flat_map(|y| [y % 2; 4]).collect();
+        let mut f = gif::Frame {
+            width: 4,
+            height: 8,
+            interlaced: true,
+            buffer: std::borrow::Cow::Owned(rows),
+            ..Default::default()
+        };
+        f.make_lzw_pre_encoded();
+        enc.write_lzw_pre_encoded_frame(&f).expect("frame");
+    }
+    let u = uploaded(&s, &token, "image/gif", &inter).await;
+    let got = fetch(&s, u["id"].as_str().expect("id")).await;
+    assert_eq!(
+        image::load_from_memory(&got.body)
+            .expect("decode")
+            .to_rgb8()
+            .as_raw(),
+        image::load_from_memory(&inter)
+            .expect("own")
+            .to_rgb8()
+            .as_raw()
+    );
+}
+
+#[tokio::test]
+async fn a_jpeg_whose_header_lies_or_whose_data_stops_is_refused() {
+    let s = Server::start().await;
+    let (tenant, _) = s.tenant("write").await;
+    let token = s.token(&tenant).await;
+    // A 16×16 JPEG whose frame header claims 7000×7000: 600 bytes that
+    // were stored as a 1.3 MB grey picture.
+    let j = jpeg(16, 16);
+    let sof = j
+        .windows(2)
+        .position(|w| w[0] == 0xFF && (w[1] == 0xC0 || w[1] == 0xC2))
+        .expect("SOF");
+    let mut lie = j.clone();
+    lie[sof + 5..sof + 7].copy_from_slice(&7000u16.to_be_bytes());
+    lie[sof + 7..sof + 9].copy_from_slice(&7000u16.to_be_bytes());
+    assert_refused(
+        &upload(&s, &token, "image/jpeg", &lie).await,
+        "body",
+        "readable",
+    );
+    // Cut before its end marker.
+    let big = jpeg(64, 64);
+    assert_refused(
+        &upload(&s, &token, "image/jpeg", &big[..big.len() - 40]).await,
+        "body",
+        "readable",
+    );
 }

@@ -642,6 +642,7 @@ impl Store for SqlStore {
                     tx.rollback().await?;
                     return Err(StoreError::UploadQuota {
                         used: used.saturating_sub(r.upload.bytes),
+                        size: r.upload.bytes,
                         quota,
                     });
                 }
