@@ -244,6 +244,9 @@ mod over_a_lossy_bus {
         async fn sweep_uploads(&self, _: i64, _: u32) -> Result<Vec<String>, StoreError> {
             absent()
         }
+        async fn delete_upload(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+            absent()
+        }
     }
 
     #[tokio::test(start_paused = true)]

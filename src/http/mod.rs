@@ -57,6 +57,7 @@ pub fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenant::images))
         .routes(routes!(tenant::chats))
         .routes(routes!(tenant::delete_chat))
+        .routes(routes!(tenant::delete_upload))
         .routes(routes!(openapi_json))
         .routes(routes!(healthz))
         .routes(routes!(readyz))

@@ -427,3 +427,20 @@ pub async fn delete_chat(
     let c = write::commit(&app, &t.id, m, Authority::Tenant, None).await?;
     Ok(json(StatusCode::OK, &SeqAnswer { seq: c.seq }))
 }
+
+/// Takes an upload down as moderation: its record and its bytes are
+/// deleted at once, whether or not comments attach it (their thumbnails then
+/// find nothing) or it is a share page's image. Another tenant's upload, or
+/// an unknown id: `404`.
+#[utoipa::path(delete, path = "/api/v1/tenant/uploads/{uploadId}", tag = "tenant",
+    params(("uploadId" = String, Path)),
+    security(("tenant" = []), ("dashboard" = [])),
+    responses((status = 200, body = crate::protocol::Empty), TenantErrors))]
+pub async fn delete_upload(
+    State(app): State<Arc<App>>,
+    TenantCaller(t): TenantCaller,
+    Ids(id): Ids<String>,
+) -> Result<Response, AppError> {
+    crate::upload::take_down(&app, &t.id, &id).await?;
+    Ok(json(StatusCode::OK, &crate::protocol::Empty {}))
+}

@@ -198,6 +198,9 @@ pub trait Store: Send + Sync + 'static {
     /// attached) before `before` (ms since the epoch); returns their ids,
     /// whose bytes the caller then removes from the upload storage.
     async fn sweep_uploads(&self, before: i64, limit: u32) -> Result<Vec<String>>;
+    /// Forgets one upload of `tenant` whatever attaches it (the comments
+    /// keep naming it); `false` when the tenant has no such upload.
+    async fn delete_upload(&self, tenant: &str, id: &str) -> Result<bool>;
 }
 
 /// A store on a new SQLite file in the temporary directory, and that

@@ -203,6 +203,20 @@ pub async fn fetch(app: &App, id: &str) -> Result<Option<(StoredUpload, Bytes)>,
     }
 }
 
+/// Deletes one upload of `tenant` now (moderation): its record, then its
+/// bytes.
+///
+/// Errors: `404` when `tenant` has no upload `id`; `503` when storage fails.
+pub async fn take_down(app: &App, tenant: &str, id: &str) -> Result<(), AppError> {
+    if !is_upload_id(id) || !app.store.delete_upload(tenant, id).await? {
+        return Err(AppError::NotFound("no such upload"));
+    }
+    app.uploads.storage.delete(id).await.map_err(|e| {
+        tracing::error!(error = %e, upload = %id, "a deleted upload's bytes stay in storage");
+        AppError::Unavailable
+    })
+}
+
 /// Uploads the sweep deletes per round at most.
 const SWEEP_BATCH: u32 = 500;
 

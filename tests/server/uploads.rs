@@ -1147,3 +1147,67 @@ async fn a_jpeg_whose_header_lies_or_whose_data_stops_is_refused() {
         "readable",
     );
 }
+
+#[tokio::test]
+async fn a_tenant_takes_an_upload_down_and_only_its_own() {
+    let s = Server::start().await;
+    let (tenant, secret) = s.tenant("write").await;
+    let (other, other_secret) = s.tenant("write").await;
+    let token = s.token(&tenant).await;
+    let r = upload_to(
+        &s,
+        "/api/v1/uploads?purpose=page",
+        &token,
+        "image/png",
+        &png(6, 6),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["upload"]["id"].as_str().expect("id").to_owned();
+    let r = s
+        .authed(
+            "POST",
+            "/api/v1/chats",
+            Some(json!({"urlId": "t", "x": 1, "y": 1, "text": "t", "attachments": [id]})),
+            &token,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let path = format!("/api/v1/tenant/uploads/{id}");
+    // Another tenant cannot, and learns nothing.
+    let r = s
+        .http(
+            "DELETE",
+            &path,
+            None,
+            &[("authorization", &basic(&other, &other_secret))],
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(fetch(&s, &id).await.status, 200);
+    // Without credentials: 401.
+    assert_eq!(s.http("DELETE", &path, None, &[]).await.status, 401);
+    let r = s
+        .http(
+            "DELETE",
+            &path,
+            None,
+            &[("authorization", &basic(&tenant, &secret))],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(fetch(&s, &id).await.status, 404);
+    assert_eq!(
+        s.http("GET", &format!("/s/{id}"), None, &[]).await.status,
+        404
+    );
+    let r = s
+        .http(
+            "DELETE",
+            &path,
+            None,
+            &[("authorization", &basic(&tenant, &secret))],
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+}

@@ -15,7 +15,10 @@
 
   const TYPES = ['image/png', 'image/jpeg', 'image/webp', 'image/gif'];
   /** The server's default `--upload-max-bytes`; a session may name another. */
-  const MAX_BYTES = 10 * 1024 * 1024;
+  /** What a session of a server that does not say its limit may send. */
+  const DEFAULT_MAX_BYTES = 10 * 1024 * 1024;
+  /** A size for people: `512 KB`, `10 MB`, `2.5 MB`. @param {number} b */
+  const size = (b) => (b >= 1048576 ? `${+(b / 1048576).toFixed(1)} MB` : `${Math.max(1, Math.floor(b / 1024))} KB`);
 
   const STRINGS = {
     en: {
@@ -26,7 +29,7 @@
       copied: 'Link copied to the clipboard.',
       copyFailed: 'Could not copy: copy the address from the address bar instead.',
       type: (/** @type {string} */ n) => `${n} is not a PNG, JPEG, WebP or GIF image.`,
-      big: (/** @type {string} */ n, /** @type {number} */ mb) => `${n} is too large: at most ${mb} MB.`,
+      big: (/** @type {string} */ n, /** @type {string} */ max) => `${n} is too large: at most ${max}.`,
       tooBig: (/** @type {string} */ n) => `${n} is larger than this server takes.`,
       quota: 'This site’s uploads for today are used up. Try again tomorrow.',
       refused: (/** @type {string} */ m) => `The image was refused: ${m}`,
@@ -43,7 +46,7 @@
       lead: '画像を貼り付け・ドロップ・選択してください。専用のページとリンクができ、開いた人は誰でもライブでコメントできます。',
       drop: 'ここに画像を貼り付けるかドロップ',
       paste: '貼り付け:',
-      types: 'PNG、JPEG、WebP、GIF（10 MB まで）',
+      types: 'PNG、JPEG、WebP、GIF',
       pick: '画像を選ぶ',
       uploading: 'アップロード中',
       footer: 'ここで共有した画像は、リンクを知っている人なら誰でも見られます。コメントも公開されます。',
@@ -58,7 +61,7 @@
       copied: 'リンクをクリップボードにコピーしました。',
       copyFailed: 'コピーできませんでした。アドレスバーからコピーしてください。',
       type: (/** @type {string} */ n) => `${n} は PNG、JPEG、WebP、GIF の画像ではありません。`,
-      big: (/** @type {string} */ n, /** @type {number} */ mb) => `${n} は大きすぎます（${mb} MB まで）。`,
+      big: (/** @type {string} */ n, /** @type {string} */ max) => `${n} は大きすぎます（${max} まで）。`,
       tooBig: (/** @type {string} */ n) => `${n} はこのサーバーが受け付けるサイズを超えています。`,
       quota: 'このサイトの今日のアップロード量の上限に達しました。明日またお試しください。',
       refused: (/** @type {string} */ m) => `画像は受け付けられませんでした: ${m}`,
@@ -226,7 +229,6 @@
       const name = file.name || 'image';
       error.hidden = true;
       if (!TYPES.includes(file.type)) return fail(t.type(name));
-      if (file.size > MAX_BYTES) return fail(t.big(name, MAX_BYTES / 1048576));
       if (!navigator.onLine) return fail(t.offline);
       busy = true;
       zone.classList.add('busy');
@@ -246,7 +248,8 @@
           return fail(e instanceof TypeError ? t.network : t.session(/** @type {Error} */ (e).message));
         }
         if (!s.canWrite) return fail(t.readOnly);
-        if (s.uploadMaxBytes && file.size > s.uploadMaxBytes) return fail(t.big(name, Math.floor(s.uploadMaxBytes / 1048576)));
+        const max = s.uploadMaxBytes || DEFAULT_MAX_BYTES;
+        if (file.size > max) return fail(t.big(name, size(max)));
         res = await post(file, s.token);
         if (res.status !== 401) break;
         // A refused token (expired, or the server's secret changed): a fresh session, once.

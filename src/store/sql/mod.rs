@@ -684,6 +684,27 @@ impl Store for SqlStore {
         row.as_ref().map(upload_of).transpose()
     }
 
+    async fn delete_upload(&self, tenant: &str, id: &str) -> Result<bool> {
+        self.noted(async {
+            let mut tx = self.begin_write().await?;
+            let gone = sqlx::query("DELETE FROM uploads WHERE id = $1 AND tenant_id = $2")
+                .bind(id)
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
+            sqlx::query("DELETE FROM upload_refs WHERE upload_id = $1 AND tenant_id = $2")
+                .bind(id)
+                .bind(tenant)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(gone)
+        })
+        .await
+    }
+
     async fn sweep_uploads(&self, before: i64, limit: u32) -> Result<Vec<String>> {
         self.noted(async {
             let candidates: Vec<String> = sqlx::query_scalar(
