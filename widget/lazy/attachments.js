@@ -48,6 +48,9 @@ const MAX = 4;
 /** The server's default `--upload-max-bytes`; a session may name another. */
 const MAX_BYTES = 10 * 1024 * 1024;
 
+/** A size for people: `48 KB`, `10 MB`, `2.5 MB`. @param {number} b */
+const size = (b) => (b >= 1048576 ? `${+(b / 1048576).toFixed(1)} MB` : `${Math.max(1, Math.floor(b / 1024))} KB`);
+
 const STRINGS = {
   en: {
     attach: 'Attach image',
@@ -57,7 +60,7 @@ const STRINGS = {
     uploading: (/** @type {string} */ n) => `Uploading ${n}`,
     done: (/** @type {string} */ n) => `${n} attached`,
     type: (/** @type {string} */ n) => `${n}: only PNG, JPEG, WebP and GIF images can be attached.`,
-    big: (/** @type {string} */ n, /** @type {number} */ mb) => `${n} is too large: at most ${mb} MB.`,
+    big: (/** @type {string} */ n, /** @type {string} */ max) => `${n} is too large: at most ${max}.`,
     tooBig: (/** @type {string} */ n) => `${n} is larger than this server takes.`,
     quota: 'This site’s uploads for today are used up. Try again tomorrow.',
     max: `At most ${MAX} images per comment.`,
@@ -75,7 +78,7 @@ const STRINGS = {
     uploading: (/** @type {string} */ n) => `${n} をアップロード中`,
     done: (/** @type {string} */ n) => `${n} を添付しました`,
     type: (/** @type {string} */ n) => `${n}: 添付できるのは PNG、JPEG、WebP、GIF の画像だけです。`,
-    big: (/** @type {string} */ n, /** @type {number} */ mb) => `${n} は大きすぎます（${mb} MB まで）。`,
+    big: (/** @type {string} */ n, /** @type {string} */ max) => `${n} は大きすぎます（${max} まで）。`,
     tooBig: (/** @type {string} */ n) => `${n} はこのサーバーが受け付けるサイズを超えています。`,
     quota: 'このサイトの今日のアップロード量の上限に達しました。明日またお試しください。',
     max: `1 件のコメントに添付できる画像は ${MAX} 枚までです。`,
@@ -295,7 +298,7 @@ class Attachments {
     for (const f of files) {
       const name = f.name || 'image';
       if (!TYPES.includes(f.type)) bad.push(s.type(name));
-      else if (f.size > limit) bad.push(s.big(name, Math.floor(limit / 1048576)));
+      else if (f.size > limit) bad.push(s.big(name, size(limit)));
       else if (st.items.length >= MAX) {
         bad.push(s.max);
         break;

@@ -449,21 +449,30 @@ test('a server with a lower size limit and a used-up daily quota: its 413 and 42
     const form = await compose(page);
     const input = form.locator('input[type=file]');
     const error = page.locator('[data-imagechat-error]');
-    const answer = page.waitForResponse((r) => r.url().includes('/api/v1/uploads'));
+    // The session names this server's limit: a larger file is refused before it is sent.
+    const sent = uploadsOf(page);
     await input.setInputFiles(file('wide.png', 'image/png', png(160, 160, { noise: true }))); // about 77 KB: under 10 MiB, over this server's 50,000 bytes
+    await until(async () => (await error.textContent().catch(() => '')) === 'wide.png is too large: at most 48 KB.');
+    assert.equal(sent.length, 0, 'nothing was sent');
+    // A server that refuses anyway (its limit unknown to the widget) is told apart from the default limit.
+    const answer = page.waitForResponse((r) => r.url().includes('/api/v1/uploads'));
+    await page.route('**/api/v1/uploads', (route) => route.fulfill({ status: 413, contentType: 'application/json', body: '{"error":{"code":"payload_too_large","message":"the upload is larger than 50000 bytes"}}' }));
+    await input.setInputFiles(file('small.png', 'image/png', png(30, 30, { seed: 9 })));
     assert.equal((await answer).status(), 413);
-    await until(async () => (await error.textContent().catch(() => '')) === 'wide.png is larger than this server takes.');
-    await input.setInputFiles(file('first.png', 'image/png', png(30, 30)));
+    await until(async () => (await error.textContent().catch(() => '')) === 'small.png is larger than this server takes.');
+    await page.unroute('**/api/v1/uploads');
+    // Random pixels: about 2.7 KB stored however they are compressed, so one fits the 3,000 bytes and two do not.
+    await input.setInputFiles(file('first.png', 'image/png', png(30, 30, { noise: true })));
     await stored(form, 1);
     const refused = page.waitForResponse((r) => r.url().includes('/api/v1/uploads'));
-    await input.setInputFiles(file('second.png', 'image/png', png(30, 30, { seed: 1 })));
+    await input.setInputFiles(file('second.png', 'image/png', png(30, 30, { noise: true, seed: 1 })));
     assert.equal((await refused).status(), 429);
     await until(async () => (await error.textContent().catch(() => '')) === 'This site’s uploads for today are used up. Try again tomorrow.');
     assert.equal(await form.locator('[data-imagechat-attachment]').count(), 1);
 
     const p2 = await ctx.newPage();
     await p2.goto(`${small.url}/s/new`);
-    await p2.locator('#file').setInputFiles(file('third.png', 'image/png', png(30, 30, { seed: 2 })));
+    await p2.locator('#file').setInputFiles(file('third.png', 'image/png', png(30, 30, { noise: true, seed: 2 })));
     await until(async () => (await p2.locator('#error').textContent()) === 'This site’s uploads for today are used up. Try again tomorrow.');
     assert.equal(new URL(p2.url()).pathname, '/s/new', 'it stays on the page');
     await ctx.close();
