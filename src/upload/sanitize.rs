@@ -11,9 +11,11 @@
 //!   allow-list, via `img-parts`) *before* anything is decoded, so no text
 //!   or profile chunk is ever inflated by a decoder, and what is decoded is
 //!   what is stored.
-//! - A still PNG is then written anew from its pixels (lossless), so no
-//!   byte of the original but the pixels survives. An animated PNG keeps
-//!   its kept chunks (the `image` crate cannot write animations).
+//! - A PNG keeps its compressed pixels, cut to exactly their zlib stream
+//!   (bytes after its end, in or after the image data, are dropped), and
+//!   the stream must inflate to exactly the scanlines the header calls for.
+//!   (Writing it anew would make screenshots nearly twice as large, or cost
+//!   ten times the CPU.)
 //! - WebP keeps its compressed pixels in the kept chunks (`image` cannot
 //!   write lossy WebP); VP8X's flags are set to what is left.
 //! - JPEG is decoded strictly (`zune-jpeg`: a truncated or corrupt stream
@@ -245,6 +247,102 @@ const PNG_KEEP: [&[u8; 4]; 17] = [
     b"mDCV", b"cLLI", b"bKGD", b"pHYs", b"acTL", b"fcTL", b"fdAT",
 ];
 
+/// The bytes of filtered scanlines a PNG of this header decodes to: a
+/// filter byte and the row's bytes per row, per Adam7 pass when interlaced
+/// (PNG §7.2, §8.2). `None` for a header that names no valid format.
+fn png_raw_len(ihdr: &[u8]) -> Option<u64> {
+    let be = |i: usize| -> Option<u64> {
+        let b = ihdr.get(i..i + 4)?;
+        Some(u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+    };
+    let (w, h) = (be(0)?, be(4)?);
+    let (depth, colour, interlace) = (*ihdr.get(8)?, *ihdr.get(9)?, *ihdr.get(12)?);
+    let channels = match colour {
+        0 | 3 => 1,
+        2 => 3,
+        4 => 2,
+        6 => 4,
+        _ => return None,
+    };
+    let bits = u64::from(depth) * channels;
+    let rows = |pw: u64, ph: u64| {
+        if pw == 0 || ph == 0 {
+            0
+        } else {
+            ph * (1 + (pw * bits).div_ceil(8))
+        }
+    };
+    Some(match interlace {
+        0 => rows(w, h),
+        1 => {
+            // Adam7: (x start, y start, x step, y step) of each pass.
+            const PASSES: [(u64, u64, u64, u64); 7] = [
+                (0, 0, 8, 8),
+                (4, 0, 8, 8),
+                (0, 4, 4, 8),
+                (2, 0, 4, 4),
+                (0, 2, 2, 4),
+                (1, 0, 2, 2),
+                (0, 1, 1, 2),
+            ];
+            PASSES
+                .iter()
+                .map(|&(x0, y0, dx, dy)| {
+                    rows(
+                        w.saturating_sub(x0).div_ceil(dx),
+                        h.saturating_sub(y0).div_ceil(dy),
+                    )
+                })
+                .sum()
+        }
+        _ => return None,
+    })
+}
+
+/// The image data of a PNG (its IDAT chunks, joined) cut to exactly its
+/// zlib stream: whatever follows the stream's end (inside the last IDAT or
+/// in further ones) is dropped. The stream must inflate to exactly the
+/// scanlines the header calls for; more would be bytes no decoder shows.
+fn png_image_data(parts: &img_parts::png::Png) -> Result<Vec<u8>, Refused> {
+    let kind = Kind::Png;
+    let ihdr = parts
+        .chunk_by_type(*b"IHDR")
+        .ok_or_else(|| broken(kind, "no IHDR"))?;
+    let want = png_raw_len(ihdr.contents()).ok_or_else(|| broken(kind, "a bad IHDR"))?;
+    let mut data = Vec::new();
+    for c in parts.chunks_by_type(*b"IDAT") {
+        data.extend_from_slice(c.contents());
+    }
+    let mut z = flate2::Decompress::new(true);
+    let mut sink = vec![0u8; 64 * 1024];
+    loop {
+        let (read, written) = (z.total_in(), z.total_out());
+        let rest = usize::try_from(read)
+            .ok()
+            .and_then(|r| data.get(r..))
+            .unwrap_or_default();
+        let status = z
+            .decompress(rest, &mut sink, flate2::FlushDecompress::None)
+            .map_err(|e| broken(kind, e))?;
+        if z.total_out() > want {
+            return Err(broken(kind, "its image data holds more than its pixels"));
+        }
+        if status == flate2::Status::StreamEnd {
+            break;
+        }
+        if (z.total_in(), z.total_out()) == (read, written) {
+            // No input left, and the stream has not ended.
+            return Err(broken(kind, "its image data stops early"));
+        }
+    }
+    if z.total_out() != want {
+        return Err(broken(kind, "its image data does not match its size"));
+    }
+    let used = usize::try_from(z.total_in()).map_err(|e| broken(kind, e))?;
+    data.truncate(used);
+    Ok(data)
+}
+
 fn png(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
     let kind = Kind::Png;
     let mut parts = img_parts::png::Png::from_bytes(bytes::Bytes::copy_from_slice(body))
@@ -261,50 +359,50 @@ fn png(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
         .iter()
         .filter(|c| &c.kind() == b"fcTL")
         .count() as u64;
-    let mut kept = Vec::with_capacity(body.len());
-    parts
-        .clone()
-        .encoder()
-        .write_to(&mut kept)
-        .map_err(|e| broken(kind, e))?;
-    // From here on only the kept chunks are read.
-    let mut dec = PngDecoder::new(Cursor::new(&kept[..])).map_err(|e| broken(kind, e))?;
-    dec.set_limits(limits()).map_err(|e| broken(kind, e))?;
-    let (w, h) = dec.dimensions();
+    // The header's size is checked before the image data is inflated.
+    let (w, h) = parts
+        .chunk_by_type(*b"IHDR")
+        .and_then(|c| {
+            let d = c.contents();
+            Some((
+                u32::from_be_bytes(d.get(0..4)?.try_into().ok()?),
+                u32::from_be_bytes(d.get(4..8)?.try_into().ok()?),
+            ))
+        })
+        .ok_or_else(|| broken(kind, "no IHDR"))?;
     check_pixels(w, h, frames, max_pixels)?;
+    // The image data, exactly: one IDAT where the first one was.
+    let data = png_image_data(&parts)?;
+    let first = parts
+        .chunks()
+        .iter()
+        .position(|c| &c.kind() == b"IDAT")
+        .ok_or_else(|| broken(kind, "no image data"))?;
+    parts.chunks_mut().retain(|c| &c.kind() != b"IDAT");
+    parts.chunks_mut().insert(
+        first,
+        img_parts::png::PngChunk::new(*b"IDAT", bytes::Bytes::from(data)),
+    );
+    if let Some(chunk) = profile.as_deref().and_then(png_icc_chunk) {
+        parts.chunks_mut().insert(1, chunk);
+    }
+    let mut out = Vec::with_capacity(body.len());
+    parts
+        .encoder()
+        .write_to(&mut out)
+        .map_err(|e| broken(kind, e))?;
+    // What is decoded, every frame, is what will be stored.
+    let mut dec = PngDecoder::new(Cursor::new(&out[..])).map_err(|e| broken(kind, e))?;
+    dec.set_limits(limits()).map_err(|e| broken(kind, e))?;
+    if (w, h) != dec.dimensions() {
+        return Err(broken(kind, "its size changed on the way"));
+    }
     if dec.is_apng().map_err(|e| broken(kind, e))? {
-        // Frames are checked one by one; the file keeps its kept chunks
-        // (the image crate cannot write an animation back).
         let apng = dec.apng().map_err(|e| broken(kind, e))?;
         decode_frames(kind, apng.into_frames())?;
-        if let Some(chunk) = profile.as_deref().and_then(png_icc_chunk) {
-            parts.chunks_mut().insert(1, chunk);
-        }
-        let mut out = Vec::with_capacity(kept.len());
-        parts
-            .encoder()
-            .write_to(&mut out)
-            .map_err(|e| broken(kind, e))?;
-        return Ok(Clean {
-            bytes: out,
-            width: w,
-            height: h,
-        });
+    } else {
+        DynamicImage::from_decoder(dec).map_err(|e| broken(kind, e))?;
     }
-    // A still image is written anew from its pixels: nothing but the
-    // pixels (and a checked profile) can reach storage.
-    let img = DynamicImage::from_decoder(dec).map_err(|e| broken(kind, e))?;
-    let mut out = Vec::with_capacity(kept.len());
-    let mut enc = image::codecs::png::PngEncoder::new_with_quality(
-        &mut out,
-        image::codecs::png::CompressionType::Default,
-        image::codecs::png::FilterType::Adaptive,
-    );
-    if let Some(p) = profile {
-        let _ = enc.set_icc_profile(p);
-    }
-    enc.write_image(img.as_bytes(), w, h, img.color().into())
-        .map_err(|e| broken(kind, e))?;
     Ok(Clean {
         bytes: out,
         width: w,
@@ -549,4 +647,84 @@ fn gif(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
         width: u32::from(w),
         height: u32::from(h),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        c.extend_from_slice(&crc.sum().to_be_bytes());
+        c
+    }
+
+    /// An 8-bit grey PNG of `w`×`h`, Adam7-interlaced when asked, whose
+    /// scanlines are `raw` (filter bytes included) followed by `extra`.
+    fn grey_png(w: u32, h: u32, interlaced: bool, raw: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, u8::from(interlaced)]);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(raw).unwrap();
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        out.extend(chunk(b"IHDR", &ihdr));
+        out.extend(chunk(b"IDAT", &z.finish().unwrap()));
+        out.extend(chunk(b"IEND", &[]));
+        out
+    }
+
+    #[test]
+    fn the_scanline_length_follows_the_format_and_adam7() {
+        let ihdr = |w: u32, h: u32, depth: u8, colour: u8, interlace: u8| {
+            let mut v = w.to_be_bytes().to_vec();
+            v.extend_from_slice(&h.to_be_bytes());
+            v.extend_from_slice(&[depth, colour, 0, 0, interlace]);
+            v
+        };
+        assert_eq!(png_raw_len(&ihdr(3, 2, 8, 2, 0)), Some(2 * (1 + 9)));
+        assert_eq!(png_raw_len(&ihdr(9, 1, 1, 0, 0)), Some(1 + 2));
+        assert_eq!(png_raw_len(&ihdr(2, 2, 16, 6, 0)), Some(2 * (1 + 16)));
+        // Adam7 on 8×8 grey: passes of 1×1, 1×1, 2×1, 2×2, 4×2, 4×4, 8×4.
+        assert_eq!(
+            png_raw_len(&ihdr(8, 8, 8, 0, 1)),
+            Some(2 + 2 + 3 + 6 + 10 + 20 + 36)
+        );
+        // One pixel: only the first pass has it.
+        assert_eq!(png_raw_len(&ihdr(1, 1, 8, 2, 1)), Some(4));
+        assert_eq!(png_raw_len(&ihdr(1, 1, 8, 5, 0)), None);
+        assert_eq!(png_raw_len(&ihdr(1, 1, 8, 2, 2)), None);
+    }
+
+    #[test]
+    fn interlaced_pngs_pass_and_data_beyond_the_pixels_does_not() {
+        let want = 2 + 2 + 3 + 6 + 10 + 20 + 36;
+        let raw: Vec<u8> = (0..want)
+            .map(|i| if i % 9 == 0 { 0 } else { (i * 37 % 256) as u8 })
+            .collect();
+        // Filter bytes must be 0..=4: make every row start with one.
+        let mut raw = raw;
+        let mut at = 0;
+        for (pw, ph) in [(1, 1), (1, 1), (2, 1), (2, 2), (4, 2), (4, 4), (8, 4)] {
+            for _ in 0..ph {
+                raw[at] = 0;
+                at += 1 + pw;
+            }
+        }
+        let ok = grey_png(8, 8, true, &raw);
+        let clean = png(&ok, 1_000_000).expect("an interlaced PNG passes");
+        assert_eq!((clean.width, clean.height), (8, 8));
+        let mut more = raw.clone();
+        more.extend_from_slice(b"lat=48.8566 lon=2.3522");
+        let err = png(&grey_png(8, 8, true, &more), 1_000_000).unwrap_err();
+        assert!(err.0.contains("more than its pixels"), "{err}");
+        let err = png(&grey_png(8, 8, true, &raw[..40]), 1_000_000).unwrap_err();
+        assert!(err.0.contains("does not match"), "{err}");
+    }
 }
