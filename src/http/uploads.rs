@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::extract::{FromQuery, Ids, Params, QueryMap, Writer};
+use super::extract::{Client, FromQuery, Ids, Params, QueryMap, Writer};
 use super::openapi::WriteErrors;
 use super::{json, AppError};
 use crate::app::App;
@@ -71,6 +71,7 @@ fn base_url(app: &App) -> &str {
 pub async fn create(
     State(app): State<Arc<App>>,
     Writer(s): Writer,
+    Client(client): Client,
     Params(purpose): Params<Purpose>,
     headers: HeaderMap,
     body: Body,
@@ -96,8 +97,8 @@ pub async fn create(
     if length.is_some_and(|n| n > max) {
         return Err(too_large());
     }
-    // Before the body is read: a place on this node, and room in the quota.
-    let _slot = app.uploads.slot()?;
+    // Before the body is read: a place for this address, room in the quota.
+    let _mine = app.uploads.address_slot(client)?;
     upload::check_quota(&app, &s.tenant.id).await?;
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
     let bytes = tokio::time::timeout(
@@ -107,6 +108,8 @@ pub async fn create(
     .await
     .map_err(|_| AppError::BodyTimeout)?
     .map_err(|_| too_large())?;
+    // A read body waits for a decoder: a place on this node.
+    let _slot = app.uploads.slot()?;
     let upload = upload::accept(
         &app,
         &s.tenant.id,

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use crate::app::limits::ClientKey;
 use crate::app::App;
 use crate::domain::{now_ms, random_id};
 use crate::error::AppError;
@@ -33,10 +34,14 @@ pub const MAX_PIXELS: u64 = 50_000_000;
 /// Decodes that may run at once on this node.
 pub const DECODERS: usize = 2;
 
-/// Uploads this node receives and checks at once; a body waiting for a
+/// Uploads this node checks at once, bodies read; a body waiting for a
 /// decoder holds its bytes in memory, so beyond this a new upload is told
 /// to retry (at most this many × `--upload-max-bytes` held).
 pub const IN_FLIGHT: usize = 16;
+
+/// Uploads one client address may have under way at once, reading their
+/// bodies included: so a few slow senders cannot hold every place.
+pub const PER_ADDRESS: u32 = 4;
 
 /// Random bytes in an upload id (128 bits, 22 URL-safe characters).
 const ID_BYTES: usize = 16;
@@ -46,6 +51,26 @@ pub struct Uploads {
     pub storage: Arc<dyn Storage>,
     decoders: Arc<Semaphore>,
     in_flight: Semaphore,
+    /// Uploads under way per client address (an entry only while one is).
+    by_address: std::sync::Mutex<std::collections::HashMap<ClientKey, u32>>,
+}
+
+/// One upload under way from an address; dropping it frees its place.
+pub struct AddressSlot<'a> {
+    uploads: &'a Uploads,
+    key: ClientKey,
+}
+
+impl Drop for AddressSlot<'_> {
+    fn drop(&mut self) {
+        let mut map = crate::app::lock(&self.uploads.by_address);
+        if let Some(n) = map.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Uploads {
@@ -54,7 +79,25 @@ impl Uploads {
             storage,
             decoders: Arc::new(Semaphore::new(DECODERS)),
             in_flight: Semaphore::new(IN_FLIGHT),
+            by_address: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// A place for one more upload from `key`, held until it is answered.
+    ///
+    /// Errors: `429 rate_limited` (retry in a few seconds) when the address
+    /// has [`PER_ADDRESS`] uploads under way.
+    pub fn address_slot(&self, key: ClientKey) -> Result<AddressSlot<'_>, AppError> {
+        let mut map = crate::app::lock(&self.by_address);
+        let n = map.entry(key).or_insert(0);
+        if *n >= PER_ADDRESS {
+            return Err(AppError::RateLimited {
+                retry_after: 5,
+                message: "too many uploads under way from this address; retry when one is done",
+            });
+        }
+        *n += 1;
+        Ok(AddressSlot { uploads: self, key })
     }
 
     /// A place for one more upload on this node, held until it is answered.
@@ -239,5 +282,27 @@ pub async fn sweep(app: &App) -> Result<usize, AppError> {
         if ids.len() < SWEEP_BATCH as usize {
             return Ok(total);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_holds_at_most_its_share_of_upload_places() {
+        let uploads = Uploads::new(storage::temp());
+        let a = crate::app::limits::ClientKey::of(std::net::IpAddr::from([10, 0, 0, 1]));
+        let b = crate::app::limits::ClientKey::of(std::net::IpAddr::from([10, 0, 0, 2]));
+        let held: Vec<_> = (0..PER_ADDRESS)
+            .map(|_| uploads.address_slot(a).expect("a place"))
+            .collect();
+        let refused = uploads.address_slot(a).err().expect("a fifth is refused");
+        assert_eq!(refused.status().as_u16(), 429);
+        // Another address is not affected.
+        let _other = uploads.address_slot(b).expect("another address");
+        drop(held);
+        assert!(uploads.address_slot(a).is_ok(), "places come back");
+        assert!(crate::app::lock(&uploads.by_address).len() <= 2);
     }
 }

@@ -196,8 +196,8 @@ const MAX_ICC: u64 = 4 * 1024 * 1024;
 
 /// A colour profile worth keeping: an ICC profile (its header's size and
 /// `acsp` signature right) that a maintained colour-management crate
-/// (`moxcms`) reads. Anything else is dropped, so arbitrary bytes cannot
-/// ride along as a "profile".
+/// (`moxcms`) reads, as that crate writes it back. Anything else is
+/// dropped, so arbitrary bytes cannot ride along as a "profile".
 fn icc(profile: Vec<u8>) -> Option<Vec<u8>> {
     let declared = profile.get(..4)?;
     let declared = u32::from_be_bytes([declared[0], declared[1], declared[2], declared[3]]);
@@ -205,7 +205,16 @@ fn icc(profile: Vec<u8>) -> Option<Vec<u8>> {
         && profile.len() as u64 <= MAX_ICC
         && declared as usize == profile.len()
         && profile.get(36..40) == Some(b"acsp".as_slice());
-    (sane && moxcms::ColorProfile::new_from_slice(&profile).is_ok()).then_some(profile)
+    if !sane {
+        return None;
+    }
+    // Written anew from what was read: bytes the profile's tags do not
+    // hold (data appended after them, say) do not survive.
+    moxcms::ColorProfile::new_from_slice(&profile)
+        .ok()?
+        .encode()
+        .ok()
+        .filter(|p| p.len() as u64 <= MAX_ICC)
 }
 
 /// The profile of a PNG `iCCP` chunk (name, NUL, method 0, zlib data),
@@ -239,12 +248,86 @@ fn png_icc_chunk(profile: &[u8]) -> Option<img_parts::png::PngChunk> {
     ))
 }
 
+/// An animated PNG's frames must be the ones its `acTL` counts, each inside
+/// the image (APNG specification: `num_frames` equals the number of `fcTL`
+/// chunks; a frame's region lies within the canvas), so no frame a decoder
+/// never reaches, nor one larger than the image, is stored unchecked.
+fn apng_frames(parts: &img_parts::png::Png, w: u32, h: u32) -> Result<(), Refused> {
+    let kind = Kind::Png;
+    let be = |d: &[u8], i: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(d.get(i..i + 4)?.try_into().ok()?))
+    };
+    let fctl: Vec<_> = parts.chunks_by_type(*b"fcTL").collect();
+    let Some(actl) = parts.chunk_by_type(*b"acTL") else {
+        return if fctl.is_empty() && !parts.chunks().iter().any(|c| &c.kind() == b"fdAT") {
+            Ok(())
+        } else {
+            Err(broken(kind, "frames without an animation header"))
+        };
+    };
+    let count = be(actl.contents(), 0).ok_or_else(|| broken(kind, "a bad acTL"))?;
+    if u64::from(count) != fctl.len() as u64 {
+        return Err(broken(
+            kind,
+            format!(
+                "its animation names {count} frames and holds {}",
+                fctl.len()
+            ),
+        ));
+    }
+    for f in fctl {
+        let d = f.contents();
+        let (Some(fw), Some(fh), Some(x), Some(y)) = (be(d, 4), be(d, 8), be(d, 12), be(d, 16))
+        else {
+            return Err(broken(kind, "a bad fcTL"));
+        };
+        let inside = u64::from(x) + u64::from(fw) <= u64::from(w)
+            && u64::from(y) + u64::from(fh) <= u64::from(h);
+        if fw == 0 || fh == 0 || !inside {
+            return Err(refused(format!(
+                "a frame of {fw}×{fh} at ({x}, {y}) lies outside the {w}×{h} image"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Cuts the kept PNG chunks to what the image uses: a palette to what the
+/// bit depth can index (none for a true-colour image, where it is only a
+/// suggestion), transparency to the palette's entries.
+fn png_tidy(parts: &mut img_parts::png::Png) {
+    let Some(ihdr) = parts.chunk_by_type(*b"IHDR").map(|c| c.contents().clone()) else {
+        return;
+    };
+    let (depth, colour) = (
+        u32::from(ihdr.get(8).copied().unwrap_or(8)),
+        ihdr.get(9).copied().unwrap_or(0),
+    );
+    let entries = 1usize << depth.min(8);
+    let mut palette = 0;
+    for c in parts.chunks_mut() {
+        if &c.kind() == b"PLTE" && colour == 3 {
+            let keep = (c.contents().len() / 3).min(entries);
+            palette = keep;
+            let data = c.contents().slice(..keep * 3);
+            *c = img_parts::png::PngChunk::new(*b"PLTE", data);
+        } else if &c.kind() == b"tRNS" && colour == 3 {
+            let keep = c.contents().len().min(palette);
+            let data = c.contents().slice(..keep);
+            *c = img_parts::png::PngChunk::new(*b"tRNS", data);
+        }
+    }
+    parts
+        .chunks_mut()
+        .retain(|c| !(&c.kind() == b"PLTE" && colour != 3));
+}
+
 /// PNG chunks that draw the image; every other chunk is dropped before
 /// anything is decoded (so no text or profile chunk is ever inflated by
 /// the decoder). The profile is taken out separately (see [`png_icc`]).
-const PNG_KEEP: [&[u8; 4]; 17] = [
+const PNG_KEEP: [&[u8; 4]; 15] = [
     b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"cHRM", b"gAMA", b"sBIT", b"sRGB", b"cICP",
-    b"mDCV", b"cLLI", b"bKGD", b"pHYs", b"acTL", b"fcTL", b"fdAT",
+    b"mDCV", b"cLLI", b"acTL", b"fcTL", b"fdAT",
 ];
 
 /// The bytes of filtered scanlines a PNG of this header decodes to: a
@@ -371,6 +454,8 @@ fn png(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
         })
         .ok_or_else(|| broken(kind, "no IHDR"))?;
     check_pixels(w, h, frames, max_pixels)?;
+    apng_frames(&parts, w, h)?;
+    png_tidy(&mut parts);
     // The image data, exactly: one IDAT where the first one was.
     let data = png_image_data(&parts)?;
     let first = parts
@@ -437,6 +522,19 @@ fn webp(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
         );
     }
     webp_flags(&mut parts);
+    for c in parts.chunks_mut() {
+        if &c.id() != b"ANMF" {
+            continue;
+        }
+        let Some(data) = c.content().data() else {
+            return Err(broken(kind, "an animation frame without data"));
+        };
+        let frame = webp_frame(data).ok_or_else(|| broken(kind, "a broken animation frame"))?;
+        *c = img_parts::riff::RiffChunk::new(
+            *b"ANMF",
+            img_parts::riff::RiffContent::Data(bytes::Bytes::from(frame)),
+        );
+    }
     let frames = parts.chunks_by_id(*b"ANMF").count() as u64;
     let mut out = Vec::with_capacity(body.len());
     parts
@@ -460,8 +558,9 @@ fn webp(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {
     })
 }
 
-/// Sets VP8X's flags to what the kept chunks hold: EXIF and XMP never, a
-/// profile and an animation only when there.
+/// Writes VP8X anew from what the kept chunks hold: the canvas size as
+/// given, the alpha flag as given, ICC and animation flags only when those
+/// chunks are there, EXIF, XMP and every reserved bit and byte zero.
 fn webp_flags(parts: &mut img_parts::webp::WebP) {
     let icc = parts.has_chunk(*b"ICCP");
     let anim = parts.has_chunk(*b"ANIM");
@@ -470,21 +569,46 @@ fn webp_flags(parts: &mut img_parts::webp::WebP) {
             continue;
         }
         if let img_parts::riff::RiffContent::Data(d) = c.content_mut() {
-            if let Some(&first) = d.first() {
-                let mut v = d.to_vec();
+            if let (Some(&first), Some(size)) = (d.first(), d.get(4..10)) {
                 // Bits: 0x20 ICC, 0x10 alpha, 0x08 EXIF, 0x04 XMP, 0x02 animation.
-                let mut f = first & !(0x20 | 0x08 | 0x04 | 0x02);
+                let mut f = first & 0x10;
                 if icc {
                     f |= 0x20;
                 }
                 if anim {
                     f |= 0x02;
                 }
-                v[0] = f;
+                let mut v = vec![f, 0, 0, 0];
+                v.extend_from_slice(size);
                 *d = bytes::Bytes::from(v);
             }
         }
     }
+}
+
+/// An animation frame's payload (`ANMF`: a 16-byte header, then chunks)
+/// with only the chunks that draw it (`ALPH`, `VP8 `, `VP8L`).
+fn webp_frame(payload: &[u8]) -> Option<Vec<u8>> {
+    let mut out = payload.get(..16)?.to_vec();
+    let mut i = 16;
+    while i < payload.len() {
+        let id = payload.get(i..i + 4)?;
+        let len = u32::from_le_bytes(payload.get(i + 4..i + 8)?.try_into().ok()?) as usize;
+        let end = i.checked_add(8)?.checked_add(len)?;
+        let chunk = payload.get(i..end)?;
+        if [b"ALPH", b"VP8 ", b"VP8L"]
+            .iter()
+            .any(|k| k.as_slice() == id)
+        {
+            out.extend_from_slice(chunk);
+            if len % 2 == 1 {
+                out.push(0);
+            }
+        }
+        // Chunks are padded to an even length.
+        i = end + (len % 2);
+    }
+    Some(out)
 }
 
 fn jpeg(body: &[u8], max_pixels: u64) -> Result<Clean, Refused> {

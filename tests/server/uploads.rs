@@ -1180,3 +1180,148 @@ async fn a_tenant_takes_an_upload_down_and_only_its_own() {
         .await;
     assert_eq!(r.status, 404, "{}", r.text());
 }
+
+/// A 1×1 APNG whose `acTL` counts `declared` frames and which holds a
+/// second frame of `size`×`size` carrying `payload` as its data.
+fn apng_with_hidden_frame(declared: u32, size: u32, payload: &[u8]) -> Vec<u8> {
+    let fctl = |seq: u32, w: u32, h: u32| {
+        let mut d = seq.to_be_bytes().to_vec();
+        for v in [w, h, 0, 0] {
+            d.extend_from_slice(&v.to_be_bytes());
+        }
+        d.extend_from_slice(&[0, 1, 0, 1, 0, 0]);
+        png_chunk(b"fcTL", &d)
+    };
+    let mut ihdr = 1u32.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&1u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut actl = declared.to_be_bytes().to_vec();
+    actl.extend_from_slice(&0u32.to_be_bytes());
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend(png_chunk(b"IHDR", &ihdr));
+    out.extend(png_chunk(b"acTL", &actl));
+    out.extend(fctl(0, 1, 1));
+    out.extend(png_chunk(b"IDAT", &zlib(&[0, 7])));
+    out.extend(fctl(1, size, size));
+    let mut fdat = 2u32.to_be_bytes().to_vec();
+    fdat.extend_from_slice(payload);
+    out.extend(png_chunk(b"fdAT", &fdat));
+    out.extend(png_chunk(b"IEND", &[]));
+    out
+}
+
+#[tokio::test]
+async fn apng_frames_past_the_count_or_beyond_the_image_are_refused() {
+    let s = Server::start().await;
+    let (tenant, _) = s.tenant("write").await;
+    let token = s.token(&tenant).await;
+    let hidden = apng_with_hidden_frame(1, 1, b"GPS 51.5007,-0.1246 home address");
+    assert_refused(
+        &upload(&s, &token, "image/png", &hidden).await,
+        "body",
+        "names 1 frames",
+    );
+    let huge = apng_with_hidden_frame(2, 5000, &zlib(&vec![0; 5001 * 10]));
+    assert_refused(
+        &upload(&s, &token, "image/png", &huge).await,
+        "body",
+        "outside",
+    );
+}
+
+/// An animated WebP: VP8X with `flags` and `reserved`, ANIM, and one ANMF
+/// whose frame is a 4×4 lossless image followed by `extra` chunk bytes.
+fn animated_webp(flags: u8, reserved: [u8; 3], extra: &[u8]) -> Vec<u8> {
+    let still = webp(4, 4);
+    let vp8l_at = still.windows(4).position(|w| w == b"VP8L").expect("VP8L");
+    let vp8l = &still[vp8l_at..];
+    let chunk = |id: &[u8; 4], d: &[u8]| {
+        let mut c = id.to_vec();
+        c.extend_from_slice(&(d.len() as u32).to_le_bytes());
+        c.extend_from_slice(d);
+        if d.len() % 2 == 1 {
+            c.push(0);
+        }
+        c
+    };
+    let mut vp8x = vec![flags];
+    vp8x.extend_from_slice(&reserved);
+    vp8x.extend_from_slice(&[3, 0, 0, 3, 0, 0]); // 4×4 canvas (minus one)
+    let mut anmf = vec![0, 0, 0, 0, 0, 0, 3, 0, 0, 3, 0, 0, 100, 0, 0, 0];
+    anmf.extend_from_slice(vp8l);
+    anmf.extend_from_slice(extra);
+    let mut body = b"WEBP".to_vec();
+    body.extend(chunk(b"VP8X", &vp8x));
+    body.extend(chunk(b"ANIM", &[0, 0, 0, 0, 0, 0]));
+    body.extend(chunk(b"ANMF", &anmf));
+    let mut out = b"RIFF".to_vec();
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend(body);
+    out
+}
+
+#[tokio::test]
+async fn webp_headers_and_frames_keep_only_what_draws_them() {
+    let s = Server::start().await;
+    let (tenant, _) = s.tenant("write").await;
+    let token = s.token(&tenant).await;
+    let mut secret = b"ZZZZ".to_vec();
+    secret.extend_from_slice(&8u32.to_le_bytes());
+    secret.extend_from_slice(b"\"SECRET\"");
+    // Reserved bits set, reserved bytes holding text, EXIF and XMP flags on.
+    let sent = animated_webp(0x02 | 0x08 | 0x04 | 0xC1, *b"SEC", &secret);
+    let u = uploaded(&s, &token, "image/webp", &sent).await;
+    let r = fetch(&s, u["id"].as_str().expect("id")).await;
+    assert!(
+        !r.body.windows(6).any(|w| w == b"SECRET"),
+        "a frame's unknown chunk survived"
+    );
+    let at = r.body.windows(4).position(|w| w == b"VP8X").expect("VP8X") + 8;
+    assert_eq!(r.body[at], 0x02, "only the animation flag is left");
+    assert_eq!(
+        &r.body[at + 1..at + 4],
+        &[0, 0, 0],
+        "reserved bytes are zero"
+    );
+    let frames = image::AnimationDecoder::into_frames(
+        image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(&r.body)).expect("webp"),
+    )
+    .collect_frames()
+    .expect("frames");
+    assert_eq!(frames.len(), 1);
+}
+
+#[tokio::test]
+async fn a_colour_profile_is_written_anew_so_appended_bytes_go() {
+    let s = Server::start().await;
+    let (tenant, _) = s.tenant("write").await;
+    let token = s.token(&tenant).await;
+    let mut profile = moxcms::ColorProfile::new_srgb().encode().expect("profile");
+    profile.extend_from_slice(&b"GPS:51.50,-0.12".repeat(4));
+    let n = profile.len() as u32;
+    profile[..4].copy_from_slice(&n.to_be_bytes());
+    let mut chunk = b"sRGB profile\0\0".to_vec();
+    chunk.extend(zlib(&profile));
+    let sent = with_chunk(&png(8, 8), &png_chunk(b"iCCP", &chunk));
+    let u = uploaded(&s, &token, "image/png", &sent).await;
+    let r = fetch(&s, u["id"].as_str().expect("id")).await;
+    let at = r
+        .body
+        .windows(4)
+        .position(|w| w == b"iCCP")
+        .expect("the profile stays");
+    let len = u32::from_be_bytes(r.body[at - 4..at].try_into().expect("len")) as usize;
+    let data = &r.body[at + 4..at + 4 + len];
+    let nul = data.iter().position(|b| *b == 0).expect("name");
+    let mut stored = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::ZlibDecoder::new(&data[nul + 2..]),
+        &mut stored,
+    )
+    .expect("inflate");
+    assert!(
+        !stored.windows(4).any(|w| w == b"GPS:"),
+        "appended bytes survived"
+    );
+    assert!(moxcms::ColorProfile::new_from_slice(&stored).is_ok());
+}
