@@ -142,21 +142,37 @@ async fn json_object(req: Request, timeout: Duration) -> Result<Map<String, Valu
     }
 }
 
-/// Reads a JSON body of at most `limit` bytes (413 beyond it).
-async fn json_value(req: Request, timeout: Duration, limit: usize) -> Result<Value, AppError> {
-    let declared = req
-        .headers()
+/// The body length a request declares (`Content-Length`), if readable.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(AppError::TooLarge);
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// A request body of at most `limit` bytes, arriving within `timeout`:
+/// `too_large` (a 413) when its declared `Content-Length` or what arrives
+/// is larger, `408` when it is late. The one body reader of the API.
+pub async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+    timeout: Duration,
+    too_large: impl Fn() -> AppError,
+) -> Result<bytes::Bytes, AppError> {
+    if declared_length(headers).is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
     }
-    let body = req.into_body();
-    let bytes = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+    tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
         .await
         .map_err(|_| AppError::BodyTimeout)?
-        .map_err(|_| AppError::TooLarge)?;
+        .map_err(|_| too_large())
+}
+
+/// Reads a JSON body of at most `limit` bytes (413 beyond it).
+async fn json_value(req: Request, timeout: Duration, limit: usize) -> Result<Value, AppError> {
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(&parts.headers, body, limit, timeout, || AppError::TooLarge).await?;
     serde_json::from_slice::<Value>(&bytes).map_err(|e| {
         // A number too large for a double is valid JSON that serde_json
         // refuses: answer it as the field it was given for (contract §5).

@@ -10,7 +10,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::extract::{Client, FromQuery, Ids, Params, QueryMap, Writer};
+use super::extract::{
+    declared_length, read_body, Client, FromQuery, Ids, Params, QueryMap, Writer,
+};
 use super::openapi::WriteErrors;
 use super::{json, AppError};
 use crate::app::App;
@@ -90,24 +92,21 @@ pub async fn create(
     let too_large = || AppError::UploadTooLarge {
         message: format!("the upload is larger than {max} bytes"),
     };
-    let length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if length.is_some_and(|n| n > max) {
+    if declared_length(&headers).is_some_and(|n| n > max) {
+        // Refused before any place is taken or the quota looked at.
         return Err(too_large());
     }
     // Before the body is read: a place for this address, room in the quota.
     let _mine = app.uploads.address_slot(client)?;
     upload::check_quota(&app, &s.tenant.id).await?;
-    let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let bytes = tokio::time::timeout(
+    let bytes = read_body(
+        &headers,
+        body,
+        usize::try_from(max).unwrap_or(usize::MAX),
         Duration::from_secs(app.config.body_timeout),
-        axum::body::to_bytes(body, limit),
+        too_large,
     )
-    .await
-    .map_err(|_| AppError::BodyTimeout)?
-    .map_err(|_| too_large())?;
+    .await?;
     // A read body waits for a decoder: a place on this node.
     let _slot = app.uploads.slot()?;
     let upload = upload::accept(
