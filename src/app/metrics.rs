@@ -127,6 +127,34 @@ impl Metrics {
                 "imagechat_images_subscribed",
                 "Images with a subscriber on this node."
             );
+            metrics::describe_counter!(
+                "imagechat_store_write_transactions_total",
+                "Write transactions begun by the store's writers (group commit: one may hold many mutations)."
+            );
+            metrics::describe_counter!(
+                "imagechat_store_mutations_total",
+                "Mutations handed to the store's writers."
+            );
+            metrics::describe_counter!(
+                "imagechat_snapshot_cache_hits_total",
+                "Snapshot requests answered from memory."
+            );
+            metrics::describe_counter!(
+                "imagechat_snapshot_cache_loads_total",
+                "Snapshot requests that read the image's chats from the store."
+            );
+            metrics::describe_counter!(
+                "imagechat_snapshot_cache_head_reads_total",
+                "Reads of an image's log head made to check a cached snapshot."
+            );
+            metrics::describe_gauge!(
+                "imagechat_snapshot_cache_bytes",
+                "Bytes counted in the snapshot cache."
+            );
+            metrics::describe_gauge!(
+                "imagechat_snapshot_cache_images",
+                "Images with a slot in the snapshot cache."
+            );
             (
                 counter!("imagechat_events_logged_total"),
                 counter!("imagechat_store_errors_total"),
@@ -188,6 +216,17 @@ impl Metrics {
                     .absolute(l.bytes_total.load(Relaxed));
             }
             gauge!("imagechat_images_subscribed").set(app.hub.topic_count() as f64);
+            let (transactions, mutations) = app.store.write_batches();
+            counter!("imagechat_store_write_transactions_total").absolute(transactions);
+            counter!("imagechat_store_mutations_total").absolute(mutations);
+            let cache = &app.snapshots;
+            counter!("imagechat_snapshot_cache_hits_total").absolute(cache.hits.load(Relaxed));
+            counter!("imagechat_snapshot_cache_loads_total").absolute(cache.loads.load(Relaxed));
+            counter!("imagechat_snapshot_cache_head_reads_total")
+                .absolute(cache.head_reads.load(Relaxed));
+            let (bytes, images) = cache.usage();
+            gauge!("imagechat_snapshot_cache_bytes").set(bytes as f64);
+            gauge!("imagechat_snapshot_cache_images").set(images as f64);
         });
         self.handle.render()
     }

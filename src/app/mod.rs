@@ -6,6 +6,7 @@
 pub mod limits;
 pub mod metrics;
 pub mod session;
+pub mod snapshots;
 pub mod write;
 
 use std::collections::HashMap;
@@ -42,6 +43,8 @@ pub struct App {
     pub conns: Connections,
     /// Where uploaded images are kept, and the gate on their decoders.
     pub uploads: crate::upload::Uploads,
+    /// Current image snapshots, encoded.
+    pub snapshots: snapshots::Snapshots,
     started: Instant,
 }
 
@@ -60,9 +63,15 @@ impl App {
             Duration::from_millis(config.batch_window_ms),
             metrics.event_delivery.clone(),
         );
+        store.on_commit(write::publisher(
+            Arc::clone(&hub),
+            Arc::clone(&broker),
+            &metrics,
+        ));
         Arc::new(App {
             limiter: RateLimiter::new(config.write_rate_per_minute, config.write_burst),
             addresses: AddressLimits::new(&config),
+            snapshots: snapshots::Snapshots::new(config.snapshot_cache_bytes),
             config,
             tenants: TenantCache::default(),
             store,

@@ -1,29 +1,42 @@
 //! The one write path. Every mutation, a user's over REST or a moderator's
 //! through the tenant API, goes through [`commit`]: stored, then published,
-//! then metered, in that order and only here ("stored before published"
-//! lives in this one function, the only caller of `Store::apply`).
+//! then metered ("stored before published" lives here and in the store's
+//! commit hook, [`publisher`], which is told of each commit in commit
+//! order).
 //!
-//! Committing and publishing run in a task of their own, so a client that
-//! hangs up mid-request (which drops the request's future) cannot stop a
-//! committed change from being published. The hub is also told what was
-//! committed, so should a publish still be lost, it reads the log after the
-//! image goes quiet (see `Hub::committed`).
+//! Publishing does not wait on the caller: the store tells the hook of
+//! each commit before it answers, and the hook queues the events for one
+//! publishing task, which sends them in the order they were logged. A
+//! client that hangs up mid-request cannot stop a committed change from
+//! being published, and two writes to one image committed together reach
+//! the broker in seq order. The hub is also told what was committed, so
+//! should a publish still be lost, it reads the log after the image goes
+//! quiet (see `Hub::committed`).
 
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
+
 use crate::app::App;
-use crate::broker::{BrokerMessage, ImageKey};
+use crate::broker::{Broker, BrokerMessage, ImageKey};
 use crate::domain::chat::Authority;
 use crate::domain::{Mutation, TenantId};
 use crate::error::AppError;
-use crate::store::{Committed, StoreError};
+use crate::fanout::Hub;
+use crate::store::{CommitHook, Committed, StoreError};
 
-/// Stores one mutation for `tenant`, publishes its events and meters it.
+/// Events queued for publishing; past it an event is remembered as
+/// unpublished and republished once the queue drains (subscribers of the
+/// image meanwhile catch up from the log).
+const PUBLISH_QUEUE: usize = 65_536;
+
+/// Stores one mutation for `tenant` and meters it; the store's commit hook
+/// publishes its events.
 ///
 /// Errors: what the store refused (`invalid_input`, `not_found`,
 /// `forbidden`), or `unavailable` when storage failed (nothing was written).
-/// Once the store has committed, the result is `Ok` and the events are
-/// published even if the caller's future is dropped.
+/// Once the store has committed, the events are published even if the
+/// caller's future is dropped.
 pub async fn commit(
     app: &Arc<App>,
     tenant: &TenantId,
@@ -31,59 +44,68 @@ pub async fn commit(
     by: Authority,
     broadcast_id: Option<String>,
 ) -> Result<Committed, AppError> {
-    let (app, tenant) = (Arc::clone(app), tenant.clone());
-    let task = tokio::spawn(async move {
-        let started = std::time::Instant::now();
-        let applied = app
-            .store
-            .apply(&tenant, &m, &by, broadcast_id.as_deref())
-            .await;
-        app.metrics
-            .store_transaction
-            .record(started.elapsed().as_secs_f64());
-        let c = applied.inspect_err(|e| {
-            if matches!(e, StoreError::Unavailable(_)) {
-                app.metrics.store_error();
-            }
-        })?;
-        publish(&app, &tenant, &c).await;
-        let live = app.usage.tenant(&tenant);
-        match m {
-            Mutation::CreateChat { .. } => live.created(1, 1),
-            Mutation::AddComment { .. } => live.created(0, 1),
-            _ => {}
+    let started = std::time::Instant::now();
+    let applied = app
+        .store
+        .apply(tenant, &m, &by, broadcast_id.as_deref())
+        .await;
+    app.metrics
+        .store_transaction
+        .record(started.elapsed().as_secs_f64());
+    let c = applied.inspect_err(|e| {
+        if matches!(e, StoreError::Unavailable(_)) {
+            app.metrics.store_error();
         }
-        Ok::<_, StoreError>(c)
-    });
-    match task.await {
-        Ok(result) => result.map_err(AppError::from),
-        Err(e) => {
-            tracing::error!(error = %e, "the write task failed");
-            Err(AppError::Internal)
-        }
+    })?;
+    let live = app.usage.tenant(tenant);
+    match m {
+        Mutation::CreateChat { .. } => live.created(1, 1),
+        Mutation::AddComment { .. } => live.created(0, 1),
+        _ => {}
     }
+    Ok(c)
 }
 
-/// Publishes what a write logged. The write is already durable: if the
-/// broker fails, subscribers catch up by gap fill or resync.
-async fn publish(app: &App, tenant: &str, c: &Committed) {
-    if c.events.is_empty() {
-        return;
-    }
-    let topic = ImageKey::new(tenant, &c.url_id);
-    app.hub.committed(&topic);
-    for e in &c.events {
-        app.metrics.events_logged.increment(1);
-        let msg = BrokerMessage {
-            topic: topic.clone(),
-            seq: e.seq,
-            body: e.body.clone(),
-        };
-        if let Err(err) = app.broker.publish(msg).await {
-            app.metrics.broker_errors.increment(1);
-            tracing::warn!(error = %err, "publish failed; subscribers will catch up from the log");
+/// The store's commit hook: tells the hub and queues the events for the
+/// publishing task, which it starts.
+pub fn publisher(hub: Arc<Hub>, broker: Arc<Broker>, metrics: &crate::app::Metrics) -> CommitHook {
+    let (logged, errors) = (metrics.events_logged.clone(), metrics.broker_errors.clone());
+    let (tx, mut rx) = mpsc::channel::<BrokerMessage>(PUBLISH_QUEUE);
+    let sender = Arc::clone(&broker);
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            if let Err(err) = sender.publish(msg).await {
+                errors.increment(1);
+                tracing::warn!(error = %err, "publish failed; subscribers will catch up from the log");
+            }
+            if rx.is_empty() && sender.has_unpublished() {
+                sender.republish().await;
+            }
         }
-    }
+    });
+    // The store holds this hook and the hub holds the store: a weak
+    // reference, so a node that stops is dropped whole.
+    let hub = Arc::downgrade(&hub);
+    Box::new(move |tenant: &TenantId, c: &Committed| {
+        let topic = ImageKey::new(tenant.as_str(), &c.url_id);
+        if let Some(hub) = hub.upgrade() {
+            hub.committed(&topic);
+        }
+        for e in &c.events {
+            logged.increment(1);
+            let msg = BrokerMessage {
+                topic: topic.clone(),
+                seq: e.seq,
+                body: e.body.clone(),
+            };
+            if let Err(
+                mpsc::error::TrySendError::Full(msg) | mpsc::error::TrySendError::Closed(msg),
+            ) = tx.try_send(msg)
+            {
+                broker.remember(msg);
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -123,8 +145,8 @@ mod tests {
     }
 
     /// The caller of a write goes away (its future is dropped, as when an
-    /// HTTP client hangs up) after the commit and before the publish: the
-    /// event is published all the same.
+    /// HTTP client hangs up) before its answer: the write is committed and
+    /// its event published all the same.
     #[tokio::test]
     async fn a_committed_write_is_published_even_when_its_caller_is_dropped() {
         let (store, dir, _) = crate::store::open_temp("write").await;
@@ -172,17 +194,43 @@ mod tests {
         };
         let tenant = TenantId::from("t");
         let mut call = Box::pin(commit(&app, &tenant, m, Authority::User(actor), None));
+        // Polled once: the mutation is queued for the writer; then the
+        // caller goes away before its answer.
         tokio::select! {
-            _ = &mut call => panic!("the publish is held at the gate"),
-            _ = gated.entered.notified() => {}
+            biased;
+            _ = &mut call => {}
+            _ = std::future::ready(()) => {}
         }
         drop(call);
+        tokio::time::timeout(Duration::from_secs(5), gated.entered.notified())
+            .await
+            .expect("the commit is published without its caller");
         gated.open.notify_one();
         let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("the event arrives")
             .expect("the inbox is open");
         assert!(matches!(got, Inbound::Event(m) if m.seq.get() == 1 && m.topic == key));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// The store holds the commit hook: a node's parts must not hold each
+    /// other in a cycle, or a stopped node would keep its database
+    /// connections open.
+    #[tokio::test]
+    async fn a_dropped_node_drops_its_store() {
+        let (store, dir, _) = crate::store::open_temp("drop").await;
+        let weak = Arc::downgrade(&store);
+        let (tx, _rx) = mpsc::channel(8);
+        let bus = Arc::new(crate::broker::memory::MemoryBroker::new(tx));
+        let app = App::new(
+            crate::Config::for_database("x"),
+            store,
+            Broker::new(bus.clone(), bus),
+            crate::upload::storage::temp(),
+        );
+        drop(app);
+        assert!(weak.upgrade().is_none(), "the store outlived its node");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

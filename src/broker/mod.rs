@@ -135,15 +135,26 @@ impl Broker {
     pub async fn publish(&self, msg: BrokerMessage) -> Result<(), BrokerError> {
         let r = self.bus.publish(Envelope::Event(msg.clone())).await;
         if r.is_err() {
-            let mut u = lock(&self.unpublished);
-            if u.len() < UNPUBLISHED_MAX || u.contains_key(&msg.topic) {
-                let newer = u.get(&msg.topic).is_none_or(|(s, _)| *s < msg.seq);
-                if newer {
-                    u.insert(msg.topic, (msg.seq, msg.body));
-                }
-            }
+            self.remember(msg);
         }
         r
+    }
+
+    /// Remembers an event that was not published (the image's latest),
+    /// for [`Broker::republish`].
+    pub fn remember(&self, msg: BrokerMessage) {
+        let mut u = lock(&self.unpublished);
+        if u.len() < UNPUBLISHED_MAX || u.contains_key(&msg.topic) {
+            let newer = u.get(&msg.topic).is_none_or(|(s, _)| *s < msg.seq);
+            if newer {
+                u.insert(msg.topic, (msg.seq, msg.body));
+            }
+        }
+    }
+
+    /// Whether some event waits for [`Broker::republish`].
+    pub fn has_unpublished(&self) -> bool {
+        !lock(&self.unpublished).is_empty()
     }
 
     /// Publishes again the last event of every image whose publish failed,

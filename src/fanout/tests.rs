@@ -221,6 +221,7 @@ mod over_a_lossy_bus {
         ) -> Result<Committed, StoreError> {
             absent()
         }
+        fn on_commit(&self, _: crate::store::CommitHook) {}
         async fn add_usage(&self, _: &[UsageDelta]) -> Result<(), StoreError> {
             absent()
         }

@@ -141,6 +141,11 @@ pub struct NewUpload {
     pub quota: Option<u64>,
 }
 
+/// Called with each committed mutation that logged events, in commit order
+/// (which is seq order for each image), before its `apply` returns; see
+/// [`Store::on_commit`]. Runs on the store's writer: it must not block.
+pub type CommitHook = Box<dyn Fn(&TenantId, &Committed) + Send + Sync>;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The name of this database's log life; see the contract's "epoch".
@@ -169,6 +174,9 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<LoggedEvent>>;
     /// Validates, authorizes and stores one mutation with its events.
+    /// Mutations that arrive together may be committed in one transaction,
+    /// each in a savepoint of its own: one refused changes nothing and
+    /// does not affect the others.
     async fn apply(
         &self,
         tenant: &TenantId,
@@ -176,6 +184,15 @@ pub trait Store: Send + Sync + 'static {
         by: &Authority,
         broadcast_id: Option<&str>,
     ) -> Result<Committed>;
+    /// Sets the hook told of every commit of `apply`, in commit order, so
+    /// events can be published in the order they were logged whoever
+    /// waits for which answer. Set once; later calls are ignored.
+    fn on_commit(&self, hook: CommitHook);
+    /// Write transactions begun by `apply` so far, and the mutations they
+    /// held (their ratio is the average group commit).
+    fn write_batches(&self) -> (u64, u64) {
+        (0, 0)
+    }
 
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()>;
     /// Stored usage days within `from..=to` (dates as YYYY-MM-DD), in order.

@@ -12,12 +12,13 @@
 //! to arbitrate between writers; reads use their own pool and see consistent
 //! snapshots thanks to WAL.
 
+mod conn;
 mod rows;
 mod schema;
+mod writer;
 
 use rows::{
-    chat_of, comment_of, image_row, image_seq, load_chat, lock_image, resolve_attachments,
-    upload_of, write_event, CHAT_COLUMNS, COMMENT_COLUMNS, UPLOAD_COLUMNS,
+    chat_of, comment_of, image_row, image_seq, load_chat, queries, upload_of, UPLOAD_COLUMNS,
 };
 use schema::{meta, meta_value, migrate};
 
@@ -30,16 +31,12 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 use super::{
-    Committed, FoundChat, ImageSummary, LoggedEvent, NewUpload, Result, Snapshot, Store,
-    StoreError, StoredUpload, UsageCounts, UsageDelta,
+    CommitHook, Committed, FoundChat, ImageSummary, LoggedEvent, NewUpload, Result, Snapshot,
+    Store, StoreError, StoredUpload, UsageCounts, UsageDelta,
 };
 use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
-use crate::domain::{
-    fold, now_ms, plan, AnonymousPolicy, ChatId, DomainError, ImageKey, Mutation, Seq, Tenant,
-    TenantId,
-};
-use crate::protocol::{Change, Event, EventKind};
+use crate::domain::{now_ms, AnonymousPolicy, ChatId, ImageKey, Mutation, Seq, Tenant, TenantId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -69,8 +66,10 @@ pub struct SqlStore {
     epoch: String,
     token_key: TokenKey,
     /// Something was written since the last checkpoint.
-    unsaved: std::sync::atomic::AtomicBool,
+    unsaved: Arc<std::sync::atomic::AtomicBool>,
     faults: Arc<Faults>,
+    /// Where mutations queue (see `writer.rs`).
+    writers: writer::Writers,
 }
 
 /// When a write last failed. A SQLite connection that met a failing disk
@@ -217,14 +216,24 @@ impl SqlStore {
             }
         };
         let (epoch, key) = meta(&writer).await?;
+        let unsaved = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers = match (backend, url.strip_prefix("sqlite://")) {
+            (Backend::Sqlite, Some(path)) => writer::sqlite(
+                path.trim_end_matches("?mode=rwc").to_owned(),
+                Arc::clone(&faults),
+                Arc::clone(&unsaved),
+            )?,
+            _ => writer::postgres(writer.clone(), (pool / 2).clamp(1, 4) as usize),
+        };
         Ok(SqlStore {
             backend,
             reader,
             writer,
             epoch,
             token_key: TokenKey::new(key),
-            unsaved: std::sync::atomic::AtomicBool::new(false),
+            unsaved,
             faults,
+            writers,
         })
     }
 
@@ -325,27 +334,23 @@ impl Store for SqlStore {
         let (tenant, url_id) = (image.tenant(), image.url_id());
         // One read transaction, so the seq and the rows describe the same moment.
         let mut tx = self.reader.begin().await?;
-        let (seq, image_url, page_url) = image_row(&mut tx, tenant, url_id).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {CHAT_COLUMNS} FROM chats WHERE tenant_id = $1 AND url_id = $2 ORDER BY ord"
-        ))
-        .bind(tenant)
-        .bind(url_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let (seq, image_url, page_url) = image_row(&mut *tx, tenant, url_id).await?;
+        let rows = sqlx::query(&queries().image_chats)
+            .bind(tenant)
+            .bind(url_id)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut chats = rows.iter().map(chat_of).collect::<Result<Vec<_>>>()?;
         let index: HashMap<ChatId, usize> = chats
             .iter()
             .enumerate()
             .map(|(i, c)| (c.id.clone(), i))
             .collect();
-        let rows = sqlx::query(&format!(
-            "SELECT {COMMENT_COLUMNS} FROM comments WHERE tenant_id = $1 AND url_id = $2 ORDER BY ord, created_at"
-        ))
-        .bind(tenant)
-        .bind(url_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(&queries().image_comments)
+            .bind(tenant)
+            .bind(url_id)
+            .fetch_all(&mut *tx)
+            .await?;
         for row in &rows {
             let chat_id: String = row.try_get("chat_id")?;
             if let Some(&i) = index.get(chat_id.as_str()) {
@@ -363,10 +368,10 @@ impl Store for SqlStore {
 
     async fn chat(&self, tenant: &TenantId, chat_id: &str) -> Result<Option<FoundChat>> {
         let mut tx = self.reader.begin().await?;
-        let Some((url_id, chat)) = load_chat(&mut tx, tenant.as_str(), chat_id).await? else {
+        let Some((url_id, chat)) = load_chat(&mut *tx, tenant.as_str(), chat_id).await? else {
             return Ok(None);
         };
-        let (_, image_url, _) = image_row(&mut tx, tenant.as_str(), &url_id).await?;
+        let (_, image_url, _) = image_row(&mut *tx, tenant.as_str(), &url_id).await?;
         tx.commit().await?;
         Ok(Some(FoundChat {
             url_id,
@@ -377,7 +382,7 @@ impl Store for SqlStore {
 
     async fn latest_seq(&self, image: &ImageKey) -> Result<Seq> {
         let mut c = self.reader.acquire().await?;
-        image_seq(&mut c, image.tenant(), image.url_id()).await
+        image_seq(&mut *c, image.tenant(), image.url_id()).await
     }
 
     async fn events_since(
@@ -413,123 +418,15 @@ impl Store for SqlStore {
         by: &Authority,
         broadcast_id: Option<&str>,
     ) -> Result<Committed> {
-        self.noted(async {
-        let tenant = tenant.as_str();
-        let mut tx = self.begin_write().await?;
-        let url_id = match (m, m.chat_id()) {
-            (Mutation::CreateChat { url_id, .. }, _) => url_id.clone(),
-            (_, Some(id)) => sqlx::query_scalar::<_, String>(
-                "SELECT url_id FROM chats WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(DomainError::NotFound)?,
-            (_, None) => return Err(DomainError::NotFound.into()),
-        };
-        let now = now_ms();
-        // Lock the image first: every write to its chats passes here, so what
-        // is read next is what the previous writer committed.
-        let mut seq = lock_image(&mut tx, tenant, &url_id, now).await?;
-        let mut chat = match m.chat_id() {
-            None => None,
-            Some(id) => Some(
-                load_chat(&mut tx, tenant, id)
-                    .await?
-                    .map(|(_, c)| c)
-                    .ok_or(DomainError::NotFound)?,
-            ),
-        };
-        let attachments = match m.attachment_ids() {
-            Some(ids) => Some(resolve_attachments(&mut tx, tenant, ids, now).await?),
-            None => None,
-        };
-        let kinds = plan(m, chat.as_ref(), by, now, seq.next(), attachments)?;
-        let mut events = Vec::with_capacity(kinds.len());
-        let mut comment = None;
-        for kind in kinds {
-            seq = seq.next();
-            write_event(&mut tx, tenant, &url_id, seq, &kind, now).await?;
-            match &kind {
-                EventKind::NewImageChat { chat: c } => chat = Some(c.clone()),
-                EventKind::DeletedImageChat { .. } => chat = None,
-                EventKind::ImageChatUpdated { change, .. } => {
-                    if let Change::CommentAdded { comment: k }
-                    | Change::CommentEdited { comment: k } = change
-                    {
-                        comment = Some(k.clone());
-                    }
-                    if let Some(c) = chat.as_mut() {
-                        fold(c, change, now);
-                    }
-                }
-            }
-            let ev = Event {
-                kind,
-                url_id: url_id.clone(),
-                seq,
-                broadcast_id: broadcast_id.map(str::to_owned),
-                at: now,
-            };
-            let body =
-                serde_json::to_string(&ev).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO events (tenant_id, url_id, seq, at, body) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(tenant)
-            .bind(&url_id)
-            .bind(seq.to_sql())
-            .bind(now)
-            .bind(&body)
-            .execute(&mut *tx)
-            .await?;
-            events.push(LoggedEvent {
-                seq,
-                body: Bytes::from(body),
-            });
-        }
-        if let Mutation::CreateChat {
-            image_url,
-            page_url,
-            ..
-        } = m
-        {
-            // The latest URLs a client saw the image at; an absent one keeps
-            // what is known.
-            sqlx::query(
-                "UPDATE images SET image_url = COALESCE($1, image_url), page_url = COALESCE($2, page_url) \
-                 WHERE tenant_id = $3 AND url_id = $4",
-            )
-            .bind(image_url.as_deref())
-            .bind(page_url.as_deref())
-            .bind(tenant)
-            .bind(&url_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !events.is_empty() {
-            sqlx::query(
-                "INSERT INTO images (tenant_id, url_id, seq, last_activity) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (tenant_id, url_id) DO UPDATE SET seq = excluded.seq, last_activity = excluded.last_activity",
-            )
-            .bind(tenant)
-            .bind(&url_id)
-            .bind(seq.to_sql())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(Committed {
-            url_id,
-            seq,
-            events,
-            chat,
-            comment,
-        })
-            })
-        .await
+        self.noted(self.queue(tenant, m, by, broadcast_id)).await
+    }
+
+    fn on_commit(&self, hook: CommitHook) {
+        let _ = self.writers.hook.set(hook);
+    }
+
+    fn write_batches(&self) -> (u64, u64) {
+        self.batch_stats()
     }
 
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {

@@ -1,10 +1,9 @@
 //! Rows to wire types and back: reading a chat with its comments, the
 //! image's seq and lock, and the table changes each logged event stands for.
-//! Everything here runs on a connection inside the caller's transaction.
+//! Everything here runs on a connection inside the caller's transaction,
+//! on either driver (see `conn.rs`).
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
-
+use super::conn::{args, Cols, Conn};
 use crate::domain::{ChatId, Seq};
 use crate::protocol::{Attachment, Change, Chat, Comment, EventKind, Shape, User};
 use crate::store::{Result, StoreError};
@@ -43,8 +42,8 @@ fn attachments_json(a: &[Attachment]) -> Option<String> {
 
 /// Records which uploads a comment attaches (replacing what it attached
 /// before), so the sweep keeps them.
-async fn set_refs(
-    c: &mut AnyConnection,
+async fn set_refs<C: Conn>(
+    c: &mut C,
     tenant: &str,
     chat_id: &str,
     comment_id: &str,
@@ -52,25 +51,18 @@ async fn set_refs(
     replacing: bool,
 ) -> Result<()> {
     if replacing {
-        sqlx::query(
+        c.exec(
             "DELETE FROM upload_refs WHERE tenant_id = $1 AND chat_id = $2 AND comment_id = $3",
+            &args![tenant, chat_id, comment_id],
         )
-        .bind(tenant)
-        .bind(chat_id)
-        .bind(comment_id)
-        .execute(&mut *c)
         .await?;
     }
     for a in attachments {
-        sqlx::query(
+        c.exec(
             "INSERT INTO upload_refs (tenant_id, upload_id, chat_id, comment_id) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",
+            &args![tenant, &a.id, chat_id, comment_id],
         )
-        .bind(tenant)
-        .bind(&a.id)
-        .bind(chat_id)
-        .bind(comment_id)
-        .execute(&mut *c)
         .await?;
     }
     Ok(())
@@ -80,28 +72,28 @@ fn shape_json(s: &Option<Shape>) -> Option<String> {
     s.as_ref().and_then(|s| serde_json::to_string(s).ok())
 }
 
-pub(super) fn chat_of(row: &AnyRow) -> Result<Chat> {
+pub(super) fn chat_of(row: &impl Cols) -> Result<Chat> {
     Ok(Chat {
-        id: ChatId::from(row.try_get::<String, _>("id")?),
-        x: row.try_get("x")?,
-        y: row.try_get("y")?,
-        resolved: row.try_get::<i64, _>("resolved")? != 0,
-        shape: shape_of(row.try_get("shape")?)?,
-        user: user_of(row.try_get("user_json")?)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        id: ChatId::from(row.text("id")?),
+        x: row.real("x")?,
+        y: row.real("y")?,
+        resolved: row.int("resolved")? != 0,
+        shape: shape_of(row.opt_text("shape")?)?,
+        user: user_of(&row.text("user_json")?)?,
+        created_at: row.int("created_at")?,
+        updated_at: row.opt_int("updated_at")?,
         comments: Vec::new(),
     })
 }
 
-pub(super) fn comment_of(row: &AnyRow) -> Result<Comment> {
+pub(super) fn comment_of(row: &impl Cols) -> Result<Comment> {
     Ok(Comment {
-        id: row.try_get("id")?,
-        user: user_of(row.try_get("user_json")?)?,
-        text: row.try_get("text")?,
-        created_at: row.try_get("created_at")?,
-        edited_at: row.try_get("edited_at")?,
-        attachments: attachments_of(row.try_get("attachments")?)?,
+        id: row.text("id")?,
+        user: user_of(&row.text("user_json")?)?,
+        text: row.text("text")?,
+        created_at: row.int("created_at")?,
+        edited_at: row.opt_int("edited_at")?,
+        attachments: attachments_of(row.opt_text("attachments")?)?,
     })
 }
 
@@ -110,121 +102,139 @@ pub(super) const CHAT_COLUMNS: &str =
 pub(super) const COMMENT_COLUMNS: &str =
     "id, chat_id, user_json, text, created_at, edited_at, attachments";
 
+/// The statements that read chats and comments (built once).
+pub(super) struct Queries {
+    pub chat: String,
+    pub chat_comments: String,
+    pub image_chats: String,
+    pub image_comments: String,
+}
+
+pub(super) fn queries() -> &'static Queries {
+    static Q: std::sync::OnceLock<Queries> = std::sync::OnceLock::new();
+    Q.get_or_init(|| Queries {
+        chat: format!("SELECT {CHAT_COLUMNS} FROM chats WHERE tenant_id = $1 AND id = $2"),
+        chat_comments: format!(
+            "SELECT {COMMENT_COLUMNS} FROM comments WHERE tenant_id = $1 AND chat_id = $2 ORDER BY ord, created_at"
+        ),
+        image_chats: format!(
+            "SELECT {CHAT_COLUMNS} FROM chats WHERE tenant_id = $1 AND url_id = $2 ORDER BY ord"
+        ),
+        image_comments: format!(
+            "SELECT {COMMENT_COLUMNS} FROM comments WHERE tenant_id = $1 AND url_id = $2 ORDER BY ord, created_at"
+        ),
+    })
+}
+
 /// Loads one chat with its comments, and its urlId.
-pub(super) async fn load_chat(
-    c: &mut AnyConnection,
+pub(super) async fn load_chat<C: Conn>(
+    c: &mut C,
     tenant: &str,
     chat_id: &str,
 ) -> Result<Option<(String, Chat)>> {
-    let Some(row) = sqlx::query(&format!(
-        "SELECT {CHAT_COLUMNS} FROM chats WHERE tenant_id = $1 AND id = $2"
-    ))
-    .bind(tenant)
-    .bind(chat_id)
-    .fetch_optional(&mut *c)
-    .await?
-    else {
+    let q = queries();
+    let Some(row) = c.fetch_optional(&q.chat, &args![tenant, chat_id]).await? else {
         return Ok(None);
     };
-    let url_id: String = row.try_get("url_id")?;
+    let url_id = row.text("url_id")?;
     let mut chat = chat_of(&row)?;
-    let rows = sqlx::query(&format!(
-        "SELECT {COMMENT_COLUMNS} FROM comments WHERE tenant_id = $1 AND chat_id = $2 ORDER BY ord, created_at"
-    ))
-    .bind(tenant)
-    .bind(chat_id)
-    .fetch_all(&mut *c)
-    .await?;
+    let rows = c
+        .fetch_all(&q.chat_comments, &args![tenant, chat_id])
+        .await?;
     chat.comments = rows.iter().map(comment_of).collect::<Result<_>>()?;
     Ok(Some((url_id, chat)))
 }
 
-pub(super) async fn image_seq(c: &mut AnyConnection, tenant: &str, url_id: &str) -> Result<Seq> {
-    let seq: Option<i64> =
-        sqlx::query_scalar("SELECT seq FROM images WHERE tenant_id = $1 AND url_id = $2")
-            .bind(tenant)
-            .bind(url_id)
-            .fetch_optional(&mut *c)
-            .await?;
-    Ok(Seq::from_sql(seq.unwrap_or(0)))
+pub(super) async fn image_seq<C: Conn>(c: &mut C, tenant: &str, url_id: &str) -> Result<Seq> {
+    let row = c
+        .fetch_optional(
+            "SELECT seq FROM images WHERE tenant_id = $1 AND url_id = $2",
+            &args![tenant, url_id],
+        )
+        .await?;
+    Ok(Seq::from_sql(match row {
+        Some(r) => r.int("seq")?,
+        None => 0,
+    }))
 }
 
 /// The image's seq and the URLs it was last seen at.
-pub(super) async fn image_row(
-    c: &mut AnyConnection,
+pub(super) async fn image_row<C: Conn>(
+    c: &mut C,
     tenant: &str,
     url_id: &str,
 ) -> Result<(Seq, Option<String>, Option<String>)> {
-    let row = sqlx::query(
-        "SELECT seq, image_url, page_url FROM images WHERE tenant_id = $1 AND url_id = $2",
-    )
-    .bind(tenant)
-    .bind(url_id)
-    .fetch_optional(&mut *c)
-    .await?;
+    let row = c
+        .fetch_optional(
+            "SELECT seq, image_url, page_url FROM images WHERE tenant_id = $1 AND url_id = $2",
+            &args![tenant, url_id],
+        )
+        .await?;
     match row {
         None => Ok((Seq(0), None, None)),
         Some(r) => Ok((
-            Seq::from_sql(r.try_get("seq")?),
-            r.try_get("image_url")?,
-            r.try_get("page_url")?,
+            Seq::from_sql(r.int("seq")?),
+            r.opt_text("image_url")?,
+            r.opt_text("page_url")?,
         )),
     }
 }
 
 /// Makes sure the image has a row, locks it for this transaction and
 /// returns its seq.
-pub(super) async fn lock_image(
-    c: &mut AnyConnection,
+pub(super) async fn lock_image<C: Conn>(
+    c: &mut C,
     tenant: &str,
     url_id: &str,
     now: i64,
 ) -> Result<Seq> {
     // One statement: creates the row if needed and, either way, writes it
     // (which is what takes the lock) and returns its seq.
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO images (tenant_id, url_id, seq, last_activity) VALUES ($1, $2, 0, $3) \
-         ON CONFLICT (tenant_id, url_id) DO UPDATE SET seq = images.seq RETURNING seq",
-    )
-    .bind(tenant)
-    .bind(url_id)
-    .bind(now)
-    .fetch_one(&mut *c)
-    .await?;
-    Ok(Seq::from_sql(seq))
+    let row = c
+        .fetch_optional(
+            "INSERT INTO images (tenant_id, url_id, seq, last_activity) VALUES ($1, $2, 0, $3) \
+             ON CONFLICT (tenant_id, url_id) DO UPDATE SET seq = images.seq RETURNING seq",
+            &args![tenant, url_id, now],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Unavailable("the image row was not returned".into()))?;
+    Ok(Seq::from_sql(row.int("seq")?))
 }
 
-pub(super) async fn insert_comment(
-    c: &mut AnyConnection,
+async fn insert_comment<C: Conn>(
+    c: &mut C,
     tenant: &str,
     chat_id: &str,
     url_id: &str,
     seq: Seq,
     k: &Comment,
 ) -> Result<()> {
-    sqlx::query(
+    let user = user_json(&k.user);
+    let attachments = attachments_json(&k.attachments);
+    c.exec(
         "INSERT INTO comments (tenant_id, id, chat_id, url_id, ord, user_id, user_json, text, created_at, edited_at, attachments) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &args![
+            tenant,
+            &k.id,
+            chat_id,
+            url_id,
+            seq.to_sql(),
+            &k.user.id,
+            &user,
+            &k.text,
+            k.created_at,
+            k.edited_at,
+            attachments.as_deref(),
+        ],
     )
-    .bind(tenant)
-    .bind(&k.id)
-    .bind(chat_id)
-    .bind(url_id)
-    .bind(seq.to_sql())
-    .bind(&k.user.id)
-    .bind(user_json(&k.user))
-    .bind(&k.text)
-    .bind(k.created_at)
-    .bind(k.edited_at)
-    .bind(attachments_json(&k.attachments))
-    .execute(&mut *c)
     .await?;
     set_refs(c, tenant, chat_id, &k.id, &k.attachments, false).await
 }
 
 /// Writes the table changes one event stands for.
-pub(super) async fn write_event(
-    c: &mut AnyConnection,
+pub(super) async fn write_event<C: Conn>(
+    c: &mut C,
     tenant: &str,
     url_id: &str,
     seq: Seq,
@@ -233,108 +243,105 @@ pub(super) async fn write_event(
 ) -> Result<()> {
     match kind {
         EventKind::NewImageChat { chat } => {
-            sqlx::query(
+            let shape = shape_json(&chat.shape);
+            let user = user_json(&chat.user);
+            c.exec(
                 "INSERT INTO chats (tenant_id, id, url_id, ord, x, y, resolved, shape, user_id, user_json, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                &args![
+                    tenant,
+                    chat.id.as_str(),
+                    url_id,
+                    seq.to_sql(),
+                    chat.x,
+                    chat.y,
+                    i64::from(chat.resolved),
+                    shape.as_deref(),
+                    &chat.user.id,
+                    &user,
+                    chat.created_at,
+                    chat.updated_at,
+                ],
             )
-            .bind(tenant)
-            .bind(chat.id.as_str())
-            .bind(url_id)
-            .bind(seq.to_sql())
-            .bind(chat.x)
-            .bind(chat.y)
-            .bind(chat.resolved as i64)
-            .bind(shape_json(&chat.shape))
-            .bind(&chat.user.id)
-            .bind(user_json(&chat.user))
-            .bind(chat.created_at)
-            .bind(chat.updated_at)
-            .execute(&mut *c)
             .await?;
             for k in &chat.comments {
                 insert_comment(c, tenant, &chat.id, url_id, seq, k).await?;
             }
         }
         EventKind::DeletedImageChat { chat_id } => {
-            sqlx::query("DELETE FROM upload_refs WHERE tenant_id = $1 AND chat_id = $2")
-                .bind(tenant)
-                .bind(chat_id.as_str())
-                .execute(&mut *c)
-                .await?;
-            sqlx::query("DELETE FROM comments WHERE tenant_id = $1 AND chat_id = $2")
-                .bind(tenant)
-                .bind(chat_id.as_str())
-                .execute(&mut *c)
-                .await?;
-            sqlx::query("DELETE FROM chats WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(chat_id.as_str())
-                .execute(&mut *c)
+            let a = args![tenant, chat_id.as_str()];
+            c.exec(
+                "DELETE FROM upload_refs WHERE tenant_id = $1 AND chat_id = $2",
+                &a,
+            )
+            .await?;
+            c.exec(
+                "DELETE FROM comments WHERE tenant_id = $1 AND chat_id = $2",
+                &a,
+            )
+            .await?;
+            c.exec("DELETE FROM chats WHERE tenant_id = $1 AND id = $2", &a)
                 .await?;
         }
         EventKind::ImageChatUpdated { chat_id, change } => {
+            let chat_id = chat_id.as_str();
             match change {
                 Change::CommentAdded { comment } => {
                     insert_comment(c, tenant, chat_id, url_id, seq, comment).await?
                 }
                 Change::CommentEdited { comment } => {
-                    sqlx::query(
+                    let attachments = attachments_json(&comment.attachments);
+                    c.exec(
                         "UPDATE comments SET text = $1, edited_at = $2, attachments = $3 \
                          WHERE tenant_id = $4 AND chat_id = $5 AND id = $6",
+                        &args![
+                            &comment.text,
+                            comment.edited_at,
+                            attachments.as_deref(),
+                            tenant,
+                            chat_id,
+                            &comment.id,
+                        ],
                     )
-                    .bind(&comment.text)
-                    .bind(comment.edited_at)
-                    .bind(attachments_json(&comment.attachments))
-                    .bind(tenant)
-                    .bind(chat_id.as_str())
-                    .bind(&comment.id)
-                    .execute(&mut *c)
                     .await?;
                     set_refs(c, tenant, chat_id, &comment.id, &comment.attachments, true).await?;
                 }
                 Change::CommentDeleted { comment_id } => {
                     set_refs(c, tenant, chat_id, comment_id, &[], true).await?;
-                    sqlx::query(
+                    c.exec(
                         "DELETE FROM comments WHERE tenant_id = $1 AND chat_id = $2 AND id = $3",
+                        &args![tenant, chat_id, comment_id],
                     )
-                    .bind(tenant)
-                    .bind(chat_id.as_str())
-                    .bind(comment_id)
-                    .execute(&mut *c)
                     .await?;
                 }
                 Change::Moved { x, y } => {
-                    sqlx::query("UPDATE chats SET x = $1, y = $2 WHERE tenant_id = $3 AND id = $4")
-                        .bind(x)
-                        .bind(y)
-                        .bind(tenant)
-                        .bind(chat_id.as_str())
-                        .execute(&mut *c)
-                        .await?;
+                    c.exec(
+                        "UPDATE chats SET x = $1, y = $2 WHERE tenant_id = $3 AND id = $4",
+                        &args![*x, *y, tenant, chat_id],
+                    )
+                    .await?;
                 }
                 Change::Reshaped { shape } => {
-                    sqlx::query("UPDATE chats SET shape = $1 WHERE tenant_id = $2 AND id = $3")
-                        .bind(shape_json(shape))
-                        .bind(tenant)
-                        .bind(chat_id.as_str())
-                        .execute(&mut *c)
-                        .await?;
+                    let shape = shape_json(shape);
+                    c.exec(
+                        "UPDATE chats SET shape = $1 WHERE tenant_id = $2 AND id = $3",
+                        &args![shape.as_deref(), tenant, chat_id],
+                    )
+                    .await?;
                 }
                 Change::Resolved { resolved } => {
-                    sqlx::query("UPDATE chats SET resolved = $1 WHERE tenant_id = $2 AND id = $3")
-                        .bind(*resolved as i64)
-                        .bind(tenant)
-                        .bind(chat_id.as_str())
-                        .execute(&mut *c)
-                        .await?;
+                    c.exec(
+                        "UPDATE chats SET resolved = $1 WHERE tenant_id = $2 AND id = $3",
+                        &args![i64::from(*resolved), tenant, chat_id],
+                    )
+                    .await?;
                 }
             }
-            sqlx::query("UPDATE chats SET updated_at = $1 WHERE tenant_id = $2 AND id = $3")
-                .bind(at)
-                .bind(tenant)
-                .bind(chat_id.as_str())
-                .execute(&mut *c)
-                .await?;
+            c.exec(
+                "UPDATE chats SET updated_at = $1 WHERE tenant_id = $2 AND id = $3",
+                &args![at, tenant, chat_id],
+            )
+            .await?;
         }
     }
     Ok(())
@@ -346,23 +353,21 @@ pub(super) async fn write_event(
 ///
 /// Errors: `invalid_input` on `attachments` when an id is not an upload of
 /// this tenant (another tenant's id gets the same answer as an unknown one).
-pub(super) async fn resolve_attachments(
-    c: &mut AnyConnection,
+pub(super) async fn resolve_attachments<C: Conn>(
+    c: &mut C,
     tenant: &str,
     ids: &[String],
     now: i64,
 ) -> Result<Vec<Attachment>> {
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let row = sqlx::query(
-            "UPDATE uploads SET touched_at = $1 WHERE id = $2 AND tenant_id = $3 \
-             RETURNING content_type, width, height, url",
-        )
-        .bind(now)
-        .bind(id)
-        .bind(tenant)
-        .fetch_optional(&mut *c)
-        .await?;
+        let row = c
+            .fetch_optional(
+                "UPDATE uploads SET touched_at = $1 WHERE id = $2 AND tenant_id = $3 \
+                 RETURNING content_type, width, height, url",
+                &args![now, id, tenant],
+            )
+            .await?;
         let Some(row) = row else {
             return Err(crate::domain::DomainError::invalid(
                 "attachments",
@@ -372,10 +377,10 @@ pub(super) async fn resolve_attachments(
         };
         out.push(Attachment {
             id: id.clone(),
-            url: row.try_get("url")?,
-            content_type: row.try_get("content_type")?,
-            width: dimension(row.try_get("width")?)?,
-            height: dimension(row.try_get("height")?)?,
+            url: row.text("url")?,
+            content_type: row.text("content_type")?,
+            width: dimension(row.int("width")?)?,
+            height: dimension(row.int("height")?)?,
         });
     }
     Ok(out)
@@ -386,24 +391,24 @@ fn dimension(v: i64) -> Result<u32> {
 }
 
 /// An upload row as stored.
-pub(super) fn upload_of(row: &AnyRow) -> Result<crate::store::StoredUpload> {
-    let bytes: i64 = row.try_get("bytes")?;
+pub(super) fn upload_of(row: &impl Cols) -> Result<crate::store::StoredUpload> {
+    let bytes = row.int("bytes")?;
     Ok(crate::store::StoredUpload {
-        tenant_id: row.try_get("tenant_id")?,
+        tenant_id: row.text("tenant_id")?,
         upload: crate::protocol::Upload {
             attachment: Attachment {
-                id: row.try_get("id")?,
-                url: row.try_get("url")?,
-                content_type: row.try_get("content_type")?,
-                width: dimension(row.try_get("width")?)?,
-                height: dimension(row.try_get("height")?)?,
+                id: row.text("id")?,
+                url: row.text("url")?,
+                content_type: row.text("content_type")?,
+                width: dimension(row.int("width")?)?,
+                height: dimension(row.int("height")?)?,
             },
             bytes: u64::try_from(bytes)
                 .map_err(|_| StoreError::Unavailable(format!("corrupt upload row: {bytes}")))?,
         },
-        etag: row.try_get("etag")?,
-        page: row.try_get::<i64, _>("page")? != 0,
-        created_at: row.try_get("created_at")?,
+        etag: row.text("etag")?,
+        page: row.int("page")? != 0,
+        created_at: row.int("created_at")?,
     })
 }
 

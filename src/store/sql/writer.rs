@@ -1,0 +1,668 @@
+//! The write path of the SQL store: group commit.
+//!
+//! Mutations queue for a writer. A writer takes every mutation waiting
+//! (at most [`MAX_BATCH`]) and applies them in one transaction, each inside
+//! its own savepoint, so one that is refused (or fails) rolls back alone;
+//! then commits once and answers each in order. There is no timer: a lone
+//! mutation is committed at once, and the mutations that arrive while a
+//! commit is in flight make up the next batch, so a busy node pays one
+//! commit (and, on PostgreSQL, one round trip of `BEGIN`/`COMMIT`) for many
+//! mutations.
+//!
+//! On SQLite the writer is a thread of its own with its own rusqlite
+//! connection: a whole batch (lock the image, read the chat, plan, write the
+//! rows and the log, bump the seq) runs there without crossing threads, and
+//! the one hand-off of each mutation is its way in and its answer out.
+//! Reads keep sqlx's pool of read connections; WAL lets them run beside the
+//! writer. On PostgreSQL a few writer tasks share the queue, each batch on a
+//! pooled connection; the row lock each mutation takes on its image
+//! (`lock_image`) keeps seqs gap-free across nodes as before.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::conn::{self, args, Conn, Lite};
+use super::rows::{load_chat, lock_image, resolve_attachments, write_event};
+use super::{Faults, SqlStore};
+use crate::domain::chat::Authority;
+use crate::domain::{fold, now_ms, plan, DomainError, Mutation, TenantId};
+use crate::protocol::{Change, Event, EventKind};
+use crate::store::{CommitHook, Committed, LoggedEvent, Result, StoreError};
+
+/// Most mutations one transaction applies.
+pub(super) const MAX_BATCH: usize = 256;
+/// Mutations that may wait for a writer; past it, `apply` waits for room.
+const QUEUE: usize = 4096;
+
+/// One mutation waiting for a writer, and where its answer goes.
+pub(super) struct Job {
+    pub tenant: TenantId,
+    pub m: Mutation,
+    pub by: Authority,
+    pub broadcast_id: Option<String>,
+    pub reply: oneshot::Sender<Result<Committed>>,
+}
+
+/// The queue in front of the writers.
+pub(super) struct Writers {
+    tx: mpsc::Sender<Job>,
+    /// Told of every commit, in commit order, before its answer.
+    pub hook: Arc<OnceLock<CommitHook>>,
+    pub stats: Arc<BatchStats>,
+}
+
+/// Transactions committed by the writers, and the mutations in them.
+#[derive(Default)]
+pub(crate) struct BatchStats {
+    pub transactions: std::sync::atomic::AtomicU64,
+    pub mutations: std::sync::atomic::AtomicU64,
+}
+
+impl BatchStats {
+    fn count(&self, batch: usize) {
+        self.transactions.fetch_add(1, Relaxed);
+        self.mutations
+            .fetch_add(u64::try_from(batch).unwrap_or(u64::MAX), Relaxed);
+    }
+}
+
+impl Writers {
+    /// Queues a mutation and waits for its answer.
+    pub async fn apply(
+        &self,
+        job: Job,
+        answer: oneshot::Receiver<Result<Committed>>,
+    ) -> Result<Committed> {
+        self.tx
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+    }
+}
+
+/// Everything queued now, after `first`, up to [`MAX_BATCH`].
+fn drain(first: Job, rx: &mut mpsc::Receiver<Job>) -> Vec<Job> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(j) => batch.push(j),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// Answers a batch in order, telling the hook of each commit first.
+fn answer(hook: &OnceLock<CommitHook>, batch: Vec<Job>, results: Vec<Result<Committed>>) {
+    for (job, r) in batch.into_iter().zip(results) {
+        if let (Ok(c), Some(hook)) = (&r, hook.get()) {
+            if !c.events.is_empty() {
+                hook(&job.tenant, c);
+            }
+        }
+        let _ = job.reply.send(r);
+    }
+}
+
+/// Applies a batch inside an open transaction, one savepoint each; the
+/// results in order. Commits nothing.
+async fn apply_all<C: Conn>(c: &mut C, batch: &[Job]) -> Vec<Result<Committed>> {
+    let mut out = Vec::with_capacity(batch.len());
+    for job in batch {
+        let r = async {
+            c.exec("SAVEPOINT m", &[]).await?;
+            let r = apply_one(c, &job.tenant, &job.m, &job.by, job.broadcast_id.as_deref()).await;
+            if r.is_err() {
+                c.exec("ROLLBACK TO SAVEPOINT m", &[]).await?;
+            }
+            c.exec("RELEASE SAVEPOINT m", &[]).await?;
+            r
+        }
+        .await;
+        out.push(r);
+    }
+    out
+}
+
+/// Whether a batch must be given up whole: a savepoint that could not be
+/// rolled back, or storage that failed, leaves the transaction unusable.
+fn failed(results: &[Result<Committed>]) -> Option<String> {
+    results.iter().find_map(|r| match r {
+        Err(StoreError::Unavailable(e)) => Some(e.clone()),
+        _ => None,
+    })
+}
+
+/// Validates, authorizes and stores one mutation with its events (see the
+/// `Store::apply` invariant).
+pub(super) async fn apply_one<C: Conn>(
+    c: &mut C,
+    tenant: &TenantId,
+    m: &Mutation,
+    by: &Authority,
+    broadcast_id: Option<&str>,
+) -> Result<Committed> {
+    let tenant = tenant.as_str();
+    let url_id = match (m, m.chat_id()) {
+        (Mutation::CreateChat { url_id, .. }, _) => url_id.clone(),
+        (_, Some(id)) => c
+            .fetch_optional(
+                "SELECT url_id FROM chats WHERE tenant_id = $1 AND id = $2",
+                &args![tenant, id],
+            )
+            .await?
+            .ok_or(DomainError::NotFound)
+            .and_then(|r| {
+                use super::conn::Cols;
+                r.text("url_id").map_err(|_| DomainError::NotFound)
+            })?,
+        (_, None) => return Err(DomainError::NotFound.into()),
+    };
+    let now = now_ms();
+    // Lock the image first: every write to its chats passes here, so what
+    // is read next is what the previous writer committed.
+    let mut seq = lock_image(c, tenant, &url_id, now).await?;
+    let mut chat = match m.chat_id() {
+        None => None,
+        Some(id) => Some(
+            load_chat(c, tenant, id)
+                .await?
+                .map(|(_, chat)| chat)
+                .ok_or(DomainError::NotFound)?,
+        ),
+    };
+    let attachments = match m.attachment_ids() {
+        Some(ids) => Some(resolve_attachments(c, tenant, ids, now).await?),
+        None => None,
+    };
+    let kinds = plan(m, chat.as_ref(), by, now, seq.next(), attachments)?;
+    let mut events = Vec::with_capacity(kinds.len());
+    let mut comment = None;
+    for kind in kinds {
+        seq = seq.next();
+        write_event(c, tenant, &url_id, seq, &kind, now).await?;
+        match &kind {
+            EventKind::NewImageChat { chat: k } => chat = Some(k.clone()),
+            EventKind::DeletedImageChat { .. } => chat = None,
+            EventKind::ImageChatUpdated { change, .. } => {
+                if let Change::CommentAdded { comment: k } | Change::CommentEdited { comment: k } =
+                    change
+                {
+                    comment = Some(k.clone());
+                }
+                if let Some(k) = chat.as_mut() {
+                    fold(k, change, now);
+                }
+            }
+        }
+        let ev = Event {
+            kind,
+            url_id: url_id.clone(),
+            seq,
+            broadcast_id: broadcast_id.map(str::to_owned),
+            at: now,
+        };
+        let body =
+            serde_json::to_string(&ev).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        c.exec(
+            "INSERT INTO events (tenant_id, url_id, seq, at, body) VALUES ($1, $2, $3, $4, $5)",
+            &args![tenant, &url_id, seq.to_sql(), now, &body],
+        )
+        .await?;
+        events.push(LoggedEvent {
+            seq,
+            body: Bytes::from(body),
+        });
+    }
+    if let Mutation::CreateChat {
+        image_url,
+        page_url,
+        ..
+    } = m
+    {
+        // The latest URLs a client saw the image at; an absent one keeps
+        // what is known.
+        c.exec(
+            "UPDATE images SET image_url = COALESCE($1, image_url), page_url = COALESCE($2, page_url) \
+             WHERE tenant_id = $3 AND url_id = $4",
+            &args![image_url.as_deref(), page_url.as_deref(), tenant, &url_id],
+        )
+        .await?;
+    }
+    if !events.is_empty() {
+        c.exec(
+            "UPDATE images SET seq = $1, last_activity = $2 WHERE tenant_id = $3 AND url_id = $4",
+            &args![seq.to_sql(), now, tenant, &url_id],
+        )
+        .await?;
+    }
+    Ok(Committed {
+        url_id,
+        seq,
+        events,
+        chat,
+        comment,
+    })
+}
+
+// --------------------------------------------------------------- SQLite ----
+
+/// Starts the SQLite writer thread on the database at `path`.
+pub(super) fn sqlite(
+    path: String,
+    faults: Arc<Faults>,
+    unsaved: Arc<AtomicBool>,
+) -> anyhow::Result<Writers> {
+    let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+    let hook: Arc<OnceLock<CommitHook>> = Arc::default();
+    let stats: Arc<BatchStats> = Arc::default();
+    let counted = Arc::clone(&stats);
+    // Opened here, so a database that cannot be opened stops start-up.
+    let first = open_lite(&path)?;
+    let hooked = Arc::clone(&hook);
+    std::thread::Builder::new()
+        .name("imagechat-sqlite-writer".into())
+        .spawn(move || {
+            let mut conn = Some(first);
+            while let Some(job) = rx.blocking_recv() {
+                let batch = drain(job, &mut rx);
+                counted.count(batch.len());
+                if conn.is_none() {
+                    match open_lite(&path) {
+                        Ok(c) => conn = Some(c),
+                        Err(e) => {
+                            faults.note();
+                            let msg = format!("the database could not be opened: {e}");
+                            let results = batch
+                                .iter()
+                                .map(|_| Err(StoreError::Unavailable(msg.clone())))
+                                .collect();
+                            answer(&hooked, batch, results);
+                            continue;
+                        }
+                    }
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                unsaved.store(true, Relaxed);
+                let mut results = run_lite(c, &batch);
+                if batch.len() > 1 && failed(&results).is_some() {
+                    // Given up whole: each alone, so a mutation fails only
+                    // for its own sake.
+                    results = batch
+                        .iter()
+                        .map(|job| {
+                            run_lite(c, std::slice::from_ref(job))
+                                .pop()
+                                .unwrap_or_else(|| Err(StoreError::Unavailable("no result".into())))
+                        })
+                        .collect();
+                }
+                if failed(&results).is_some() {
+                    // A connection that met a failing disk may stay broken
+                    // after the disk recovers: start the next batch afresh.
+                    faults.note();
+                    conn = None;
+                }
+                answer(&hooked, batch, results);
+            }
+        })?;
+    Ok(Writers { tx, hook, stats })
+}
+
+fn open_lite(path: &str) -> anyhow::Result<Lite> {
+    let c = rusqlite::Connection::open(path)?;
+    c.set_prepared_statement_cache_capacity(64);
+    c.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; \
+         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+    )?;
+    Ok(Lite(c))
+}
+
+/// One batch in one `BEGIN IMMEDIATE … COMMIT`. Every result is an error
+/// when the transaction could not be begun or committed.
+fn run_lite(c: &mut Lite, batch: &[Job]) -> Vec<Result<Committed>> {
+    let all_fail = |e: StoreError| {
+        let msg = e.to_string();
+        batch
+            .iter()
+            .map(|_| Err(StoreError::Unavailable(msg.clone())))
+            .collect()
+    };
+    if let Err(e) = conn::now(c.exec("BEGIN IMMEDIATE", &[])).and_then(|r| r) {
+        return all_fail(e);
+    }
+    let results = match conn::now(apply_all(c, batch)) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = conn::now(c.exec("ROLLBACK", &[]));
+            return all_fail(e);
+        }
+    };
+    if let Some(e) = failed(&results) {
+        let _ = conn::now(c.exec("ROLLBACK", &[]));
+        return all_fail(StoreError::Unavailable(e));
+    }
+    match conn::now(c.exec("COMMIT", &[])).and_then(|r| r) {
+        Ok(_) => results,
+        Err(e) => {
+            let _ = conn::now(c.exec("ROLLBACK", &[]));
+            all_fail(e)
+        }
+    }
+}
+
+// ----------------------------------------------------------- PostgreSQL ----
+
+/// Starts `n` writer tasks on the pool.
+pub(super) fn postgres(pool: sqlx::AnyPool, n: usize) -> Writers {
+    let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let hook: Arc<OnceLock<CommitHook>> = Arc::default();
+    let stats: Arc<BatchStats> = Arc::default();
+    for _ in 0..n.max(1) {
+        let (rx, pool, hook) = (Arc::clone(&rx), pool.clone(), Arc::clone(&hook));
+        let counted = Arc::clone(&stats);
+        tokio::spawn(async move {
+            loop {
+                let batch = {
+                    let mut rx = rx.lock().await;
+                    let Some(first) = rx.recv().await else { break };
+                    drain(first, &mut rx)
+                };
+                counted.count(batch.len());
+                let results = run_pg(&pool, &batch).await;
+                answer(&hook, batch, results);
+            }
+        });
+    }
+    Writers { tx, hook, stats }
+}
+
+/// One batch in one transaction. A batch that fails whole (a deadlock
+/// between two batches locking the same images in another order, a lost
+/// connection) is tried again one mutation per transaction, so a mutation
+/// fails only for its own sake.
+async fn run_pg(pool: &sqlx::AnyPool, batch: &[Job]) -> Vec<Result<Committed>> {
+    let together = pg_transaction(pool, batch).await;
+    match together {
+        Ok(results) => results,
+        Err(_) if batch.len() > 1 => {
+            let mut out = Vec::with_capacity(batch.len());
+            for job in batch {
+                let r = pg_transaction(pool, std::slice::from_ref(job)).await;
+                out.push(r.and_then(|mut v| {
+                    v.pop()
+                        .unwrap_or_else(|| Err(StoreError::Unavailable("no result".into())))
+                }));
+            }
+            out
+        }
+        Err(e) => vec![Err(e)],
+    }
+}
+
+async fn pg_transaction(pool: &sqlx::AnyPool, batch: &[Job]) -> Result<Vec<Result<Committed>>> {
+    let mut tx = pool.begin().await?;
+    let results = apply_all(&mut *tx, batch).await;
+    if let Some(e) = failed(&results) {
+        tx.rollback().await?;
+        return Err(StoreError::Unavailable(e));
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+impl SqlStore {
+    /// Transactions the writers began, and the mutations in them.
+    pub(crate) fn batch_stats(&self) -> (u64, u64) {
+        let s = &self.writers.stats;
+        (s.transactions.load(Relaxed), s.mutations.load(Relaxed))
+    }
+
+    /// Hands a mutation to the writers; see [`crate::store::Store::apply`].
+    pub(super) async fn queue(
+        &self,
+        tenant: &TenantId,
+        m: &Mutation,
+        by: &Authority,
+        broadcast_id: Option<&str>,
+    ) -> Result<Committed> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            tenant: tenant.clone(),
+            m: m.clone(),
+            by: by.clone(),
+            broadcast_id: broadcast_id.map(str::to_owned),
+            reply,
+        };
+        self.writers.apply(job, answer).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Actor, AnonymousPolicy, ImageKey, Tenant};
+    use crate::protocol::User;
+    use crate::store::Store;
+
+    fn user(id: &str) -> Authority {
+        Authority::User(Actor {
+            tenant_id: "t".into(),
+            user: User {
+                id: id.into(),
+                name: id.into(),
+                avatar: None,
+                anonymous: false,
+            },
+            moderator: false,
+            expires_at: i64::MAX,
+        })
+    }
+
+    fn job(tenant: &str, m: Mutation, by: Authority) -> Job {
+        let (reply, _) = oneshot::channel();
+        Job {
+            tenant: TenantId::from(tenant),
+            m,
+            by,
+            broadcast_id: None,
+            reply,
+        }
+    }
+
+    fn create(url_id: &str, attachments: Vec<String>) -> Mutation {
+        Mutation::CreateChat {
+            url_id: url_id.into(),
+            x: 0.5,
+            y: 0.5,
+            text: "first".into(),
+            shape: None,
+            resolved: false,
+            image_url: None,
+            page_url: None,
+            attachments,
+        }
+    }
+
+    async fn tenant(store: &SqlStore) -> String {
+        let id = format!("t{}", crate::domain::random_id(8).to_lowercase());
+        store
+            .create_tenant(&Tenant {
+                id: TenantId::from(id.as_str()),
+                secret: "s".into(),
+                origins: Vec::new(),
+                anonymous: AnonymousPolicy::Write,
+            })
+            .await
+            .unwrap();
+        id
+    }
+
+    /// One transaction holds accepted and refused mutations: each refused
+    /// one changes nothing (not even the image row its lock created), the
+    /// accepted ones take consecutive seqs, and all of them are answered in
+    /// order.
+    async fn refused_mutations_roll_back_alone<F, Fut>(store: &SqlStore, run: F)
+    where
+        F: Fn(Vec<Job>) -> Fut,
+        Fut: std::future::Future<Output = Vec<Result<Committed>>>,
+    {
+        let t = tenant(store).await;
+        let first = run(vec![job(&t, create("a", vec![]), user("u1"))]).await;
+        let chat = first[0].as_ref().unwrap().chat.clone().unwrap();
+        let id = chat.id.clone();
+        let batch = vec![
+            job(
+                &t,
+                Mutation::AddComment {
+                    chat_id: id.clone(),
+                    text: "second".into(),
+                    attachments: vec![],
+                },
+                user("u1"),
+            ),
+            job(&t, create("fresh", vec!["nope".into()]), user("u1")),
+            job(
+                &t,
+                Mutation::DeleteChat {
+                    chat_id: id.clone(),
+                },
+                user("u2"),
+            ),
+            job(
+                &t,
+                Mutation::AddComment {
+                    chat_id: "missing".into(),
+                    text: "x".into(),
+                    attachments: vec![],
+                },
+                user("u1"),
+            ),
+            job(
+                &t,
+                Mutation::UpdateChat {
+                    chat_id: id.clone(),
+                    position: None,
+                    shape: None,
+                    resolved: Some(true),
+                },
+                user("u1"),
+            ),
+        ];
+        let results = run(batch).await;
+        let seqs: Vec<Option<u64>> = results
+            .iter()
+            .map(|r| r.as_ref().ok().map(|c| c.seq.get()))
+            .collect();
+        assert_eq!(seqs, [Some(2), None, None, None, Some(3)]);
+        assert!(matches!(
+            results[1],
+            Err(StoreError::Domain(DomainError::Invalid { .. }))
+        ));
+        assert!(matches!(
+            results[2],
+            Err(StoreError::Domain(DomainError::Forbidden(_)))
+        ));
+        assert!(matches!(
+            results[3],
+            Err(StoreError::Domain(DomainError::NotFound))
+        ));
+        let snap = store.snapshot(&ImageKey::new(&t, "a")).await.unwrap();
+        assert_eq!(snap.seq.get(), 3);
+        assert_eq!(snap.chats.len(), 1);
+        assert_eq!(snap.chats[0].comments.len(), 2);
+        assert!(snap.chats[0].resolved);
+        let logged: Vec<u64> = store
+            .events_since(&ImageKey::new(&t, "a"), Seq(0), 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq.get())
+            .collect();
+        assert_eq!(logged, [1, 2, 3]);
+        let images = store.images(&t, 10).await.unwrap();
+        assert_eq!(
+            images.iter().map(|i| i.url_id.as_str()).collect::<Vec<_>>(),
+            ["a"],
+            "the refused create left no image row"
+        );
+    }
+
+    use crate::domain::Seq;
+
+    #[tokio::test]
+    async fn sqlite_refused_mutations_roll_back_alone() {
+        let (_, dir, file) = crate::store::open_temp("batch").await;
+        let url = format!("sqlite://{}", file.display());
+        let store = SqlStore::open(&url, 2).await.unwrap();
+        let lite = std::sync::Mutex::new(open_lite(&file.display().to_string()).unwrap());
+        refused_mutations_roll_back_alone(&store, |batch| {
+            let r = run_lite(&mut lite.lock().unwrap(), &batch);
+            async move { r }
+        })
+        .await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn postgres_refused_mutations_roll_back_alone() {
+        let url = std::env::var("IMAGECHAT_CLUSTER_POSTGRES")
+            .expect("IMAGECHAT_CLUSTER_POSTGRES names a PostgreSQL database for this test");
+        let store = SqlStore::open(&url, 4).await.unwrap();
+        let pool = store.writer.clone();
+        refused_mutations_roll_back_alone(&store, |batch| {
+            let pool = pool.clone();
+            async move { run_pg(&pool, &batch).await }
+        })
+        .await;
+    }
+
+    /// Mutations that arrive while a transaction is under way are committed
+    /// together in the next one, with gap-free seqs.
+    #[tokio::test]
+    async fn mutations_that_wait_are_committed_together() {
+        let (_, dir, file) = crate::store::open_temp("group").await;
+        let url = format!("sqlite://{}", file.display());
+        let store = Arc::new(SqlStore::open(&url, 2).await.unwrap());
+        let t = tenant(&store).await;
+        // Another connection holds the write lock, so the writer waits in
+        // its first transaction while the rest queue.
+        let blocker = rusqlite::Connection::open(&file).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let before = store.batch_stats();
+        let tasks: Vec<_> = (0..100)
+            .map(|_| {
+                let (store, t) = (Arc::clone(&store), TenantId::from(t.as_str()));
+                tokio::spawn(async move {
+                    store
+                        .apply(&t, &create("img", vec![]), &user("u"), None)
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        blocker.execute_batch("COMMIT").unwrap();
+        let mut seqs = Vec::new();
+        for task in tasks {
+            seqs.push(task.await.unwrap().unwrap().seq.get());
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=100).collect::<Vec<u64>>());
+        let after = store.batch_stats();
+        assert_eq!(after.1 - before.1, 100);
+        assert!(
+            after.0 - before.0 <= 3,
+            "100 waiting mutations took {} transactions",
+            after.0 - before.0
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
