@@ -146,6 +146,10 @@ pub struct Config {
     /// of this (at least each second, at most each hour).
     #[arg(long, env = "IMAGECHAT_UPLOAD_SWEEP_AFTER", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=10 * 365 * 86_400))]
     pub upload_sweep_after: u64,
+    /// Bytes of encoded image snapshots (`GET /api/v1/chats`) kept in
+    /// memory, least recently used dropped first; 0 turns the cache off.
+    #[arg(long, env = "IMAGECHAT_SNAPSHOT_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub snapshot_cache_bytes: usize,
 }
 
 /// An http(s) origin without a trailing slash.
@@ -191,6 +195,7 @@ impl Config {
             upload_max_bytes: 10 * 1024 * 1024,
             upload_quota_bytes_per_day: 1024 * 1024 * 1024,
             upload_sweep_after: 86_400,
+            snapshot_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -235,6 +240,7 @@ impl std::fmt::Debug for Config {
             .field("metrics_listen", &self.metrics_listen)
             .field("uploads", &redact_url(&self.uploads))
             .field("upload_max_bytes", &self.upload_max_bytes)
+            .field("snapshot_cache_bytes", &self.snapshot_cache_bytes)
             .field(
                 "upload_quota_bytes_per_day",
                 &self.upload_quota_bytes_per_day,

@@ -193,9 +193,7 @@ pub async fn snapshot(
     Reader(s): Reader,
     Params(UrlId(url_id)): Params<UrlId>,
 ) -> Result<Response, AppError> {
-    let image = ImageKey::new(&s.tenant.id, &url_id);
-    let snap = app.store.snapshot(&image).await?;
-    Ok(super::snapshot_answer(&url_id, app.store.epoch(), snap))
+    super::current_snapshot(&app, &s.tenant.id, &url_id).await
 }
 
 /// The logged events after a position, at most 1000.

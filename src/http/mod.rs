@@ -211,19 +211,37 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     }
 }
 
-/// A snapshot's answer (`GET /api/v1/chats`, the dashboard's image view).
-pub fn snapshot_answer(url_id: &str, epoch: &str, s: crate::store::Snapshot) -> Response {
-    json(
-        StatusCode::OK,
-        &crate::protocol::SnapshotAnswer {
-            url_id,
-            epoch,
-            seq: s.seq,
-            image_url: s.image_url,
-            page_url: s.page_url,
-            chats: s.chats,
-        },
-    )
+/// An image's snapshot answer, from the snapshot cache when it is current
+/// (see `app::snapshots`): the same bytes either way.
+pub async fn current_snapshot(
+    app: &crate::app::App,
+    tenant: &str,
+    url_id: &str,
+) -> Result<Response, AppError> {
+    let image = crate::domain::ImageKey::new(tenant, url_id);
+    let body = app
+        .snapshots
+        .get(app.store.as_ref(), &image, || async {
+            let s = app.store.snapshot(&image).await?;
+            let seq = s.seq;
+            let body = serde_json::to_vec(&crate::protocol::SnapshotAnswer {
+                url_id,
+                epoch: app.store.epoch(),
+                seq: s.seq,
+                image_url: s.image_url,
+                page_url: s.page_url,
+                chats: s.chats,
+            })
+            .map_err(|e| crate::store::StoreError::Unavailable(e.to_string()))?;
+            Ok((seq, bytes::Bytes::from(body)))
+        })
+        .await?;
+    let mut res = (StatusCode::OK, body).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(res)
 }
 
 /// A JSON answer already serialized.

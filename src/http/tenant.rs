@@ -408,9 +408,7 @@ pub async fn chats(
     TenantCaller(t): TenantCaller,
     Params(super::chats::UrlId(url_id)): Params<super::chats::UrlId>,
 ) -> Result<Response, AppError> {
-    let image = crate::domain::ImageKey::new(&t.id, &url_id);
-    let snap = app.store.snapshot(&image).await?;
-    Ok(super::snapshot_answer(&url_id, app.store.epoch(), snap))
+    super::current_snapshot(&app, &t.id, &url_id).await
 }
 
 /// Deletes a chat as moderation; logs `deleted-image-chat`.

@@ -1,7 +1,7 @@
 //! The REST API: sessions, every chat call, permissions, isolation, input
 //! validation, limits, tenant and operator calls.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::{enc, sso, Server, ADMIN_KEY};
 
@@ -862,4 +862,42 @@ async fn pages_and_health() {
         404
     );
     s.stop().await;
+}
+
+/// A snapshot served from memory is the store's answer byte for byte, and
+/// a write made through another node shows in the next one at once, with
+/// no broker between the two (here: two servers on one database, each with
+/// its own in-process broker; the one answering from its cache never hears
+/// of the other's writes).
+#[tokio::test]
+async fn cached_snapshots_are_exact_and_current_across_nodes() {
+    let a = Server::start_with(|c| c.snapshot_cache_bytes = 0).await;
+    let b = Server::start_on(&a.db, |_| {}).await;
+    let (tenant, _) = a.tenant("write").await;
+    let token = a.token(&tenant).await;
+    async fn get(s: &Server, url_id: &str, token: &str) -> String {
+        let r = s
+            .authed("GET", &format!("/api/v1/chats?urlId={url_id}"), None, token)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        r.text()
+    }
+    for i in 0..4 {
+        let written = a.create(&token, "img", &format!("comment {i}")).await;
+        let truth = get(&a, "img", &token).await;
+        assert_eq!(get(&b, "img", &token).await, truth, "after write {i}");
+        assert_eq!(
+            get(&b, "img", &token).await,
+            truth,
+            "from memory after write {i}"
+        );
+        let snap: Value = serde_json::from_str(&truth).unwrap();
+        assert_eq!(snap["seq"], json!(i + 1));
+        assert_eq!(snap["chats"][i]["id"], written["chat"]["id"]);
+    }
+    assert_eq!(
+        get(&b, "never-written", &token).await,
+        get(&a, "never-written", &token).await
+    );
 }
