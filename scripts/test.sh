@@ -147,6 +147,13 @@ trap 'kill $moto 2>/dev/null || true; rm -rf "$work"' EXIT
 step "soak, short form (bench/soak.sh alone runs the 10-minute form)"
 IMAGECHAT_SOAK_BIN="$BIN" bench/soak.sh --duration "${SOAK_SECONDS:-45}" --connections 2000 --images 200
 
+step "write path and snapshot cache benchmarks, short form (bench/run.sh --scenarios write,snapshot --repeat 3 for the figures)"
+# Fails if a write or a snapshot read is lost, refused or wrong; the
+# figures of so short a run are not the benchmark's.
+target/release/imagechat-bench compare --scenarios write,snapshot --repeat 1 \
+  --imagechat-bin "$BIN" --minimal-bin "$PWD/target/release/minimal_write_server" \
+  --write-duration 3 --write-ramp 250,500 --snapshot-requests 300 --snapshot-storm-clients 500 >/dev/null
+
 step "Autobahn|Testsuite: RFC 6455 cases 1-10 on the framing, close cases on /api/v1/ws"
 cargo build --release --locked --example ws_echo
 scripts/autobahn.sh "$BIN" "$PWD/target/release/examples/ws_echo"
