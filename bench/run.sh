@@ -3,6 +3,7 @@
 #
 #   bench/run.sh [compare flags...]        e.g. bench/run.sh --repeat 3 --out bench-results.json
 #   bench/run.sh --scenarios write         imagechat's writes against a minimal axum + SQLite server
+#   bench/run.sh --scenarios snapshot      imagechat's snapshot reads, with its cache and without
 #
 # Builds the imagechat server and the load generator (release), installs the
 # Socket.IO peer's dependencies when they are missing, then runs

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::floor;
 use crate::report::Table;
 use crate::scenario::{self, IdleReport, LoadReport, StormReport};
+use crate::snapshot::{self, SnapshotReport};
 use crate::stats::median;
 use crate::sub::Target;
 use crate::util::{self, err, Result};
@@ -43,7 +44,8 @@ pub struct CompareArgs {
     warmup: f64,
     /// Scenarios, comma-separated: floor, fanout-high, fanout-light, rooms, idle,
     /// reconnect-storm (floor: what one write() costs here, the baseline; no server);
-    /// also write (imagechat against the minimal axum + SQLite server; not run by default)
+    /// also write (imagechat against the minimal axum + SQLite server) and snapshot
+    /// (imagechat's snapshot reads with its cache and without), not run by default
     #[arg(
         long,
         value_delimiter = ',',
@@ -110,6 +112,12 @@ pub struct CompareArgs {
         default_value = "250,500,1000,1500,2000,2500,3000,4000,5000"
     )]
     write_ramp: Vec<f64>,
+    /// snapshot: reads of the `cpu` phase (over 4 keep-alive connections)
+    #[arg(long, default_value_t = 2000)]
+    snapshot_requests: usize,
+    /// snapshot: clients of the storm, each a new connection at the same instant
+    #[arg(long, default_value_t = 2000)]
+    snapshot_storm_clients: usize,
 }
 
 /// A server process; stopped (SIGTERM, then SIGKILL) and its files removed
@@ -139,26 +147,51 @@ fn log_tail(dir: &std::path::Path) -> String {
     lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
-/// The flags that turn off the per-address limits, as far as `bin` knows
-/// them (an older build in an A/B run may not).
-fn per_address_limits_off(bin: &std::path::Path) -> Vec<&'static str> {
+/// Those of `flags` that `bin serve` knows (an older build in an A/B run,
+/// or one from before a feature, may not).
+fn known_flags(bin: &std::path::Path, flags: &[&'static str]) -> Vec<&'static str> {
     let help = Command::new(bin)
         .args(["serve", "--help"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    [
-        "--sessions-per-address-per-minute",
-        "--anonymous-writes-per-address-per-minute",
-        "--websockets-per-address",
-    ]
+    flags
+        .iter()
+        .copied()
+        .filter(|flag| help.contains(flag))
+        .collect()
+}
+
+/// The flags that turn off the per-address limits, as far as `bin` knows them.
+fn per_address_limits_off(bin: &std::path::Path) -> Vec<&'static str> {
+    known_flags(
+        bin,
+        &[
+            "--sessions-per-address-per-minute",
+            "--anonymous-writes-per-address-per-minute",
+            "--websockets-per-address",
+        ],
+    )
     .into_iter()
-    .filter(|flag| help.contains(flag))
     .flat_map(|flag| [flag, "0"])
     .collect()
 }
 
+/// The server flag that sizes imagechat's snapshot cache (0 turns it off).
+const SNAPSHOT_CACHE_FLAG: &str = "--snapshot-cache-bytes";
+
 async fn start(target: Target, a: &CompareArgs, n: usize) -> Result<ServerProc> {
+    start_with(target, a, n, &[]).await
+}
+
+/// `start`, with `extra` flags for imagechat after the others; a flag of
+/// `extra` replaces the same flag given with `--imagechat-arg=FLAG=VALUE`.
+async fn start_with(
+    target: Target,
+    a: &CompareArgs,
+    n: usize,
+    extra: &[&str],
+) -> Result<ServerProc> {
     let dir = std::env::temp_dir().join(format!(
         "imagechat-bench-{}-{}-{n}",
         std::process::id(),
@@ -184,7 +217,14 @@ async fn start(target: Target, a: &CompareArgs, n: usize) -> Result<ServerProc> 
                 .arg("0")
                 // Every simulated client shares one loopback address.
                 .args(per_address_limits_off(&a.imagechat_bin))
-                .args(&a.imagechat_arg);
+                .args(a.imagechat_arg.iter().filter(|arg| {
+                    !extra.iter().any(|f| {
+                        f.starts_with("--")
+                            && (arg.as_str() == *f
+                                || arg.strip_prefix(f).is_some_and(|r| r.starts_with('=')))
+                    })
+                }))
+                .args(extra);
             // The server reads IMAGECHAT_* settings; only the flags above count.
             for (k, _) in std::env::vars_os() {
                 if k.to_string_lossy().starts_with("IMAGECHAT_") {
@@ -651,7 +691,7 @@ struct WriteRuns {
     failures: Vec<String>,
 }
 
-fn med_of(v: &[WriteReport], f: impl Fn(&WriteReport) -> Option<f64>) -> Option<f64> {
+fn med_of<T>(v: &[T], f: impl Fn(&T) -> Option<f64>) -> Option<f64> {
     let v: Vec<f64> = v.iter().filter_map(f).collect();
     (!v.is_empty()).then(|| median(&v))
 }
@@ -834,6 +874,237 @@ async fn write_cmp(a: &CompareArgs, ctx: &mut Ctx) -> Result<WriteRuns> {
     Ok(runs)
 }
 
+#[derive(Serialize, Default)]
+struct SnapshotRuns {
+    /// Whether the server under test knows `--snapshot-cache-bytes`; when it
+    /// does not (a build from before the cache), only the uncached runs ran.
+    cache_flag: bool,
+    /// The server's own cache size (or the one `--imagechat-arg` gave).
+    cached: Vec<SnapshotReport>,
+    /// `--snapshot-cache-bytes 0`, or a server without the flag.
+    uncached: Vec<SnapshotReport>,
+    failures: Vec<String>,
+}
+
+/// Set-up of `snapshot` in `compare`: chats, comments per chat, the
+/// connections writing them, and the keep-alive connections of `cpu`.
+const SNAPSHOT_CHATS: usize = 200;
+const SNAPSHOT_COMMENTS: usize = 3;
+const SNAPSHOT_SETUP_CONNECTIONS: usize = 8;
+const SNAPSHOT_CONNECTIONS: usize = 4;
+
+/// `snapshot`: imagechat with its snapshot cache and with
+/// `--snapshot-cache-bytes 0`, a fresh server for each, in turn per repeat.
+async fn snapshot_cmp(a: &CompareArgs, ctx: &mut Ctx) -> Result<SnapshotRuns> {
+    let mut runs = SnapshotRuns::default();
+    if a.only == Some(Target::Socketio) {
+        return Ok(runs);
+    }
+    runs.cache_flag = !known_flags(&a.imagechat_bin, &[SNAPSHOT_CACHE_FLAG]).is_empty();
+    let variants: &[(&str, &[&str])] = if runs.cache_flag {
+        &[("uncached", &[SNAPSHOT_CACHE_FLAG, "0"]), ("cached", &[])]
+    } else {
+        eprintln!(
+            "-- snapshot: {} does not know {SNAPSHOT_CACHE_FLAG}: only the uncached runs",
+            a.imagechat_bin.display()
+        );
+        &[("uncached", &[])]
+    };
+    for r in 0..a.repeat {
+        for &(label, extra) in variants {
+            eprintln!("-- snapshot {label} run {}/{}", r + 1, a.repeat);
+            ctx.counter += 1;
+            let srv = match start_with(Target::Imagechat, a, ctx.counter, extra).await {
+                Ok(s) => s,
+                Err(e) => {
+                    runs.failures.push(format!("{label} run {}: {e}", r + 1));
+                    continue;
+                }
+            };
+            let rep = snapshot::run(&snapshot::SnapshotCfg {
+                addr: srv.addr,
+                tenant: "demo".into(),
+                pid: Some(srv.pid),
+                chats: SNAPSHOT_CHATS,
+                comments: SNAPSHOT_COMMENTS,
+                setup_connections: SNAPSHOT_SETUP_CONNECTIONS,
+                requests: a.snapshot_requests,
+                connections: SNAPSHOT_CONNECTIONS,
+                storm_clients: a.snapshot_storm_clients,
+                label: format!("snapshot {label}"),
+            })
+            .await;
+            drop(srv);
+            match rep {
+                Ok(rep) if label == "cached" => runs.cached.push(rep),
+                Ok(rep) => runs.uncached.push(rep),
+                Err(e) => runs.failures.push(format!("{label} run {}: {e}", r + 1)),
+            }
+        }
+    }
+    let mut tb = Table::with_heads(
+        format!(
+            "### snapshot: one image of {SNAPSHOT_CHATS} chats × {SNAPSHOT_COMMENTS} comments; {} reads over {SNAPSHOT_CONNECTIONS} keep-alive connections, then {} clients reloading at once, each on a new connection (imagechat with its snapshot cache and with {SNAPSHOT_CACHE_FLAG} 0) (median of {} runs)",
+            a.snapshot_requests, a.snapshot_storm_clients, a.repeat
+        ),
+        ["uncached", "cached", "cached / uncached"],
+    );
+    type F = fn(&SnapshotReport) -> Option<f64>;
+    let rows: &[(&str, F, usize)] = &[
+        ("snapshot (bytes)", |r| Some(r.body_bytes as f64), 0),
+        (
+            "cpu: server CPU per read (µs)",
+            |r| r.cpu.server_cpu_us_per_request,
+            1,
+        ),
+        ("cpu: reads per second", |r| Some(r.cpu.requests_per_sec), 0),
+        ("cpu: answer p50 (ms)", |r| Some(r.cpu.p50_ms), 2),
+        ("cpu: answer p99 (ms)", |r| Some(r.cpu.p99_ms), 2),
+        (
+            "cpu: generator CPU (cores)",
+            |r| Some(r.cpu.generator_cpu_cores),
+            2,
+        ),
+        (
+            "storm: first connect to last answer (ms)",
+            |r| r.storm.as_ref().map(|s| s.wall_ms),
+            0,
+        ),
+        (
+            "storm: per client p50 (ms)",
+            |r| r.storm.as_ref().map(|s| s.p50_ms),
+            1,
+        ),
+        (
+            "storm: per client p99 (ms)",
+            |r| r.storm.as_ref().map(|s| s.p99_ms),
+            1,
+        ),
+        (
+            "storm: connect p99 (ms)",
+            |r| r.storm.as_ref().map(|s| s.connect_p99_ms),
+            1,
+        ),
+        (
+            "storm: server CPU per read (µs)",
+            |r| r.storm.as_ref().and_then(|s| s.server_cpu_us_per_request),
+            1,
+        ),
+        ("set-up: writes (s)", |r| Some(r.setup_s), 1),
+    ];
+    for &(label, f, p) in rows {
+        tb.row_pct(label, med_of(&runs.uncached, f), med_of(&runs.cached, f), p);
+    }
+    let failed = |v: &[SnapshotReport]| -> String {
+        if v.is_empty() {
+            return "-".into();
+        }
+        format!(
+            "{} / {}",
+            v.iter().map(|r| r.cpu.failed).sum::<u64>(),
+            v.iter()
+                .filter_map(|r| r.storm.as_ref())
+                .map(|s| s.failed)
+                .sum::<u64>()
+        )
+    };
+    tb.text_row(
+        "reads failed, cpu / storm (all runs)",
+        failed(&runs.uncached),
+        failed(&runs.cached),
+    );
+    let verified = |v: &[SnapshotReport], ran: bool| -> String {
+        if !ran {
+            return "-".into();
+        }
+        format!("{}/{}", v.iter().filter(|r| r.ok).count(), a.repeat)
+    };
+    tb.text_row(
+        "runs verified",
+        verified(&runs.uncached, true),
+        verified(&runs.cached, runs.cache_flag),
+    );
+    if runs.cached.iter().chain(&runs.uncached).any(|r| !r.ok) || !runs.failures.is_empty() {
+        ctx.all_ok = false;
+    }
+    let mut text = tb.render();
+    text += "\ncpu: server CPU over the reads ÷ the reads; storm: per client from its connect to its answer read.\n";
+    if !runs.cache_flag {
+        text += &format!(
+            "\n{} does not know {SNAPSHOT_CACHE_FLAG}: only the uncached runs ran.\n",
+            a.imagechat_bin.display()
+        );
+    }
+    for f in &runs.failures {
+        text += &format!("\nrun failed: {f}\n");
+    }
+    for r in runs.uncached.iter().chain(&runs.cached) {
+        for e in &r.errors {
+            text += &format!("\n{}: {e}\n", r.label);
+        }
+    }
+    ctx.tables.push(text);
+    Ok(runs)
+}
+
+/// The targets of `snapshot`: a cached read costs at most 5 % of an
+/// uncached one, and the cached storm is answered within 2 s.
+fn snapshot_checks(a: &CompareArgs, ctx: &mut Ctx, runs: &SnapshotRuns) {
+    if a.only == Some(Target::Socketio) {
+        return;
+    }
+    let sc = "snapshot";
+    let cpu = |v: &[SnapshotReport]| med_of(v, |r| r.cpu.server_cpu_us_per_request);
+    let wall = |v: &[SnapshotReport]| med_of(v, |r| r.storm.as_ref().map(|s| s.wall_ms));
+    let no_cache = format!("not measured: the server has no {SNAPSHOT_CACHE_FLAG}");
+    let target = "server CPU per snapshot read, cached ≤ 5 % of uncached";
+    match (cpu(&runs.cached), cpu(&runs.uncached)) {
+        (Some(c), Some(u)) if u > 0.0 => ctx.check(
+            sc,
+            target,
+            format!("{:.1} % ({c:.1} µs against {u:.1} µs)", c / u * 100.0),
+            c / u <= 0.05,
+        ),
+        (_, u) if !runs.cache_flag => ctx.check(
+            sc,
+            target,
+            format!("{no_cache} (uncached: {} µs)", crate::report::opt(u, 1)),
+            false,
+        ),
+        _ => {}
+    }
+    if a.snapshot_storm_clients > 0 {
+        let target = format!(
+            "{} clients reloading at once, cached: all answered within 2 s",
+            a.snapshot_storm_clients
+        );
+        let u = crate::report::opt(wall(&runs.uncached), 0);
+        match wall(&runs.cached) {
+            Some(w) => ctx.check(
+                sc,
+                &target,
+                format!("{w:.0} ms (uncached: {u} ms)"),
+                w < 2000.0,
+            ),
+            None if !runs.cache_flag => {
+                ctx.check(sc, &target, format!("{no_cache} (uncached: {u} ms)"), false)
+            }
+            None => {}
+        }
+    }
+    let all: Vec<&SnapshotReport> = runs.cached.iter().chain(&runs.uncached).collect();
+    let expected = a.repeat * if runs.cache_flag { 2 } else { 1 };
+    ctx.check(
+        sc,
+        "every snapshot read answered 200 with every chat",
+        format!(
+            "{} of {expected} runs verified",
+            all.iter().filter(|r| r.ok).count()
+        ),
+        all.len() == expected && all.iter().all(|r| r.ok),
+    );
+}
+
 fn zero_loss(v: &[LoadReport]) -> bool {
     !v.is_empty() && v.iter().all(|r| r.ok)
 }
@@ -870,10 +1141,12 @@ pub async fn run(a: CompareArgs) -> Result<bool> {
             a.minimal_bin.display()
         ));
     }
-    let socketio = a
-        .scenarios
-        .iter()
-        .any(|s| !matches!(s.as_str(), "write" | "floor" | "reconnect-storm"));
+    let socketio = a.scenarios.iter().any(|s| {
+        !matches!(
+            s.as_str(),
+            "write" | "floor" | "reconnect-storm" | "snapshot"
+        )
+    });
     if socketio
         && a.only != Some(Target::Imagechat)
         && !a.socketio_dir.join("node_modules").exists()
@@ -1012,6 +1285,11 @@ pub async fn run(a: CompareArgs) -> Result<bool> {
             }
             "write" => {
                 let runs = write_cmp(&a, &mut ctx).await?;
+                ctx.json.insert(sc.clone(), serde_json::to_value(&runs)?);
+            }
+            "snapshot" => {
+                let runs = snapshot_cmp(&a, &mut ctx).await?;
+                snapshot_checks(&a, &mut ctx, &runs);
                 ctx.json.insert(sc.clone(), serde_json::to_value(&runs)?);
             }
             other => return err(format!("unknown scenario {other}")),

@@ -9,6 +9,7 @@ mod floor;
 mod http;
 mod report;
 mod scenario;
+mod snapshot;
 mod soak;
 mod stats;
 mod sub;
@@ -54,6 +55,9 @@ enum Cmd {
     /// U users creating chats at W writes per second over I images, no
     /// viewers: CPU per write, answer latency; --ramp finds the highest rate sustained
     Write(WriteCmdArgs),
+    /// One image with C chats of M comments: server CPU per snapshot read
+    /// (GET /api/v1/chats), then K clients reloading it at once (imagechat)
+    Snapshot(SnapshotCmdArgs),
     /// Start both servers and run every scenario against each, one after the other
     Compare(compare::CompareArgs),
     /// The CPU one write() of a frame to a loopback socket costs here: the floor
@@ -275,6 +279,41 @@ struct WriteCmdArgs {
 }
 
 #[derive(Args, Clone)]
+struct SnapshotCmdArgs {
+    /// imagechat base URL, http://127.0.0.x:PORT
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Server process id, to read its CPU time from /proc
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// imagechat tenant to create the anonymous sessions on
+    #[arg(long, default_value = "demo")]
+    tenant: String,
+    /// Chats on the image
+    #[arg(long, default_value_t = 200)]
+    chats: usize,
+    /// Comments per chat, the chat's first one included
+    #[arg(long, default_value_t = 3)]
+    comments: usize,
+    /// Connections (each its own session) writing the chats at once
+    #[arg(long, default_value_t = 8)]
+    setup_connections: usize,
+    /// cpu: snapshot reads, one after the other on each connection
+    #[arg(long, short = 'n', default_value_t = 2000)]
+    requests: usize,
+    /// cpu: keep-alive connections the reads use
+    #[arg(long, short = 'c', default_value_t = 4)]
+    connections: usize,
+    /// storm: clients that each open a new connection at the same instant
+    /// and read the snapshot (0: no storm)
+    #[arg(long, short = 'k', default_value_t = 2000)]
+    storm_clients: usize,
+    /// Print JSON instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
 struct ClusterArgs {
     /// Node URLs (repeat --url); subscribers are spread over all but the
     /// last, writes go through the last (with one URL, all on it)
@@ -485,6 +524,27 @@ async fn run(cmd: Cmd) -> Result<bool> {
                 print_json(&r)?
             } else {
                 write::print(&r)
+            }
+            Ok(r.ok)
+        }
+        Cmd::Snapshot(a) => {
+            let r = snapshot::run(&snapshot::SnapshotCfg {
+                addr: parse_url(&a.url)?,
+                tenant: a.tenant.clone(),
+                pid: a.server_pid,
+                chats: a.chats,
+                comments: a.comments,
+                setup_connections: a.setup_connections,
+                requests: a.requests,
+                connections: a.connections,
+                storm_clients: a.storm_clients,
+                label: "snapshot".into(),
+            })
+            .await?;
+            if a.json {
+                print_json(&r)?
+            } else {
+                snapshot::print(&r)
             }
             Ok(r.ok)
         }

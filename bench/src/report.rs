@@ -211,6 +211,16 @@ impl Table {
             .push([label.into(), opt(a, prec), opt(b, prec), ratio]);
     }
 
+    /// A row whose ratio is the second value as a percentage of the first.
+    pub fn row_pct(&mut self, label: &str, a: Option<f64>, b: Option<f64>, prec: usize) {
+        let ratio = match (a, b) {
+            (Some(a), Some(b)) if a > 0.0 => format!("{:.1} %", b / a * 100.0),
+            _ => "-".into(),
+        };
+        self.rows
+            .push([label.into(), opt(a, prec), opt(b, prec), ratio]);
+    }
+
     pub fn text_row(&mut self, label: &str, a: String, b: String) {
         self.rows.push([label.into(), a, b, String::new()]);
     }
