@@ -16,6 +16,37 @@ mod conn;
 mod rows;
 mod schema;
 mod writer;
+mod writes;
+
+/// Runs a write op of `writes.rs` (`|c| op(c, …)`) in a transaction of its
+/// own: on SQLite on the writer thread (what it uses is moved there), on
+/// PostgreSQL on a pooled connection.
+macro_rules! write_tx {
+    ($store:expr, |$c:ident| $op:expr) => {
+        match $store.backend {
+            Backend::Sqlite => {
+                $store
+                    .writers
+                    .run(move |$c: &mut conn::Lite| conn::now($op).and_then(|r| r))
+                    .await
+            }
+            Backend::Postgres => {
+                let mut tx = $store.writer.begin().await?;
+                let $c: &mut sqlx::AnyConnection = &mut *tx;
+                match $op.await {
+                    Ok(v) => {
+                        tx.commit().await?;
+                        Ok(v)
+                    }
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                }
+            }
+        }
+    };
+}
 
 use rows::{
     chat_of, comment_of, image_row, image_seq, load_chat, queries, upload_of, UPLOAD_COLUMNS,
@@ -36,7 +67,7 @@ use super::{
 };
 use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
-use crate::domain::{now_ms, AnonymousPolicy, ChatId, ImageKey, Mutation, Seq, Tenant, TenantId};
+use crate::domain::{AnonymousPolicy, ChatId, ImageKey, Mutation, Seq, Tenant, TenantId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -134,24 +165,6 @@ impl SqlStore {
             _ => {}
         }
         r
-    }
-
-    /// The writer pool, noting that there will be something to checkpoint.
-    fn writing(&self) -> &AnyPool {
-        self.unsaved
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        &self.writer
-    }
-
-    /// Starts a write transaction. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`), so it waits out `busy_timeout` while another
-    /// process writes: a deferred transaction that read first could not
-    /// upgrade to writing and would fail at once with "database is locked".
-    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
-        match self.backend {
-            Backend::Sqlite => self.writing().begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.writing().begin().await,
-        }
     }
 
     /// Opens `sqlite://PATH` or `postgres://…`; `pool` bounds PostgreSQL
@@ -262,15 +275,8 @@ impl Store for SqlStore {
             .failing
             .load(std::sync::atomic::Ordering::Relaxed)
         {
-            self.noted(async {
-                let mut tx = self.begin_write().await?;
-                sqlx::query("UPDATE meta SET value = value WHERE key = 'epoch'")
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
-            })
-            .await?;
+            self.noted(async { write_tx!(self, |c| writes::probe(c)) })
+                .await?;
         }
         Ok(())
     }
@@ -292,23 +298,9 @@ impl Store for SqlStore {
     }
 
     async fn create_tenant(&self, t: &Tenant) -> Result<()> {
-        self.noted(async {
-        let done = sqlx::query(
-            "INSERT INTO tenants (id, secret, origins, anonymous, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(t.id.as_str())
-        .bind(&t.secret)
-        .bind(serde_json::to_string(&t.origins).unwrap_or_else(|_| "[]".into()))
-        .bind(t.anonymous.as_str())
-        .bind(now_ms())
-        .execute(self.writing())
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict);
-        }
-        Ok(())
-            })
-        .await
+        let t = t.clone();
+        self.noted(async { write_tx!(self, |c| writes::create_tenant(c, &t)) })
+            .await
     }
 
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>> {
@@ -430,34 +422,9 @@ impl Store for SqlStore {
     }
 
     async fn add_usage(&self, deltas: &[UsageDelta]) -> Result<()> {
-        self.noted(async {
-        let mut tx = self.begin_write().await?;
-        for d in deltas {
-            let c = &d.counts;
-            sqlx::query(
-                "INSERT INTO usage_days (tenant_id, day, messages, bandwidth, conversations, comments, peak_connections) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, day) DO UPDATE SET \
-                 messages = usage_days.messages + excluded.messages, \
-                 bandwidth = usage_days.bandwidth + excluded.bandwidth, \
-                 conversations = usage_days.conversations + excluded.conversations, \
-                 comments = usage_days.comments + excluded.comments, \
-                 peak_connections = CASE WHEN excluded.peak_connections > usage_days.peak_connections \
-                 THEN excluded.peak_connections ELSE usage_days.peak_connections END",
-            )
-            .bind(&d.tenant_id)
-            .bind(&d.day)
-            .bind(c.messages as i64)
-            .bind(c.bandwidth as i64)
-            .bind(c.conversations as i64)
-            .bind(c.comments as i64)
-            .bind(c.peak_connections as i64)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-            })
-        .await
+        let deltas = deltas.to_vec();
+        self.noted(async { write_tx!(self, |c| writes::add_usage(c, &deltas)) })
+            .await
     }
 
     async fn usage(
@@ -516,59 +483,9 @@ impl Store for SqlStore {
     }
 
     async fn add_upload(&self, u: &NewUpload) -> Result<()> {
-        self.noted(async {
-            let r = &u.record;
-            let a = &r.upload.attachment;
-            let bytes = i64::try_from(r.upload.bytes).unwrap_or(i64::MAX);
-            let mut tx = self.begin_write().await?;
-            // The increment takes the day row's lock, so two nodes adding at
-            // once cannot both slip under the quota.
-            let used: i64 = sqlx::query_scalar(
-                "INSERT INTO usage_days (tenant_id, day, upload_bytes) VALUES ($1, $2, $3) \
-                 ON CONFLICT (tenant_id, day) DO UPDATE SET upload_bytes = usage_days.upload_bytes + excluded.upload_bytes \
-                 RETURNING upload_bytes",
-            )
-            .bind(&r.tenant_id)
-            .bind(&u.day)
-            .bind(bytes)
-            .fetch_one(&mut *tx)
-            .await?;
-            let used = u64::try_from(used).unwrap_or(0);
-            if let Some(quota) = u.quota {
-                if used > quota {
-                    tx.rollback().await?;
-                    return Err(StoreError::UploadQuota {
-                        used: used.saturating_sub(r.upload.bytes),
-                        size: r.upload.bytes,
-                        quota,
-                    });
-                }
-            }
-            let inserted = sqlx::query(
-                "INSERT INTO uploads (id, tenant_id, content_type, width, height, bytes, url, etag, page, created_at, touched_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&a.id)
-            .bind(&r.tenant_id)
-            .bind(&a.content_type)
-            .bind(i64::from(a.width))
-            .bind(i64::from(a.height))
-            .bind(bytes)
-            .bind(&a.url)
-            .bind(&r.etag)
-            .bind(i64::from(r.page))
-            .bind(r.created_at)
-            .bind(r.created_at)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                tx.rollback().await?;
-                return Err(StoreError::Conflict);
-            }
-            tx.commit().await?;
-            Ok(())
-        })
-        .await
+        let u = u.clone();
+        self.noted(async { write_tx!(self, |c| writes::add_upload(c, &u)) })
+            .await
     }
 
     async fn upload(&self, id: &str) -> Result<Option<StoredUpload>> {
@@ -582,24 +499,9 @@ impl Store for SqlStore {
     }
 
     async fn delete_upload(&self, tenant: &str, id: &str) -> Result<bool> {
-        self.noted(async {
-            let mut tx = self.begin_write().await?;
-            let gone = sqlx::query("DELETE FROM uploads WHERE id = $1 AND tenant_id = $2")
-                .bind(id)
-                .bind(tenant)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                > 0;
-            sqlx::query("DELETE FROM upload_refs WHERE upload_id = $1 AND tenant_id = $2")
-                .bind(id)
-                .bind(tenant)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(gone)
-        })
-        .await
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        self.noted(async { write_tx!(self, |c| writes::delete_upload(c, &tenant, &id)) })
+            .await
     }
 
     async fn sweep_uploads(&self, before: i64, limit: u32) -> Result<Vec<String>> {
@@ -613,20 +515,10 @@ impl Store for SqlStore {
             .bind(i64::from(limit))
             .fetch_all(&self.reader)
             .await?;
-            let mut gone = Vec::with_capacity(candidates.len());
-            for id in candidates {
-                // Checked again as it is deleted: a comment attaching it in
-                // the meantime touched it (and, on PostgreSQL, held its row).
-                let deleted: Option<String> = sqlx::query_scalar(
-                    "DELETE FROM uploads WHERE id = $1 AND touched_at < $2 AND page = 0 \
-                     AND NOT EXISTS (SELECT 1 FROM upload_refs r WHERE r.upload_id = $1) RETURNING id",
-                )
-                .bind(&id)
-                .bind(before)
-                .fetch_optional(self.writing())
-                .await?;
-                gone.extend(deleted);
+            if candidates.is_empty() {
+                return Ok(Vec::new());
             }
+            let gone = write_tx!(self, |c| writes::sweep(c, &candidates, before))?;
             Ok(gone)
         })
         .await

@@ -37,6 +37,14 @@ pub(super) const MAX_BATCH: usize = 256;
 /// Mutations that may wait for a writer; past it, `apply` waits for room.
 const QUEUE: usize = 4096;
 
+/// What waits for a writer: a mutation (group-committed with the others
+/// waiting), or another write that runs in a transaction of its own.
+pub(super) enum Work {
+    Apply(Box<Job>),
+    /// SQLite only: runs on the writer thread; `true` when storage failed.
+    Other(Box<dyn FnOnce(&mut Lite) -> bool + Send>),
+}
+
 /// One mutation waiting for a writer, and where its answer goes.
 pub(super) struct Job {
     pub tenant: TenantId,
@@ -48,7 +56,7 @@ pub(super) struct Job {
 
 /// The queue in front of the writers.
 pub(super) struct Writers {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Work>,
     /// Told of every commit, in commit order, before its answer.
     pub hook: Arc<OnceLock<CommitHook>>,
     pub stats: Arc<BatchStats>,
@@ -77,7 +85,7 @@ impl Writers {
         answer: oneshot::Receiver<Result<Committed>>,
     ) -> Result<Committed> {
         self.tx
-            .send(job)
+            .send(Work::Apply(Box::new(job)))
             .await
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
         answer
@@ -86,16 +94,42 @@ impl Writers {
     }
 }
 
-/// Everything queued now, after `first`, up to [`MAX_BATCH`].
-fn drain(first: Job, rx: &mut mpsc::Receiver<Job>) -> Vec<Job> {
+impl Writers {
+    /// Runs a write that is not a mutation on the SQLite writer thread, in
+    /// a transaction of its own, after the work queued before it.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Lite) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let work = Work::Other(Box::new(move |c: &mut Lite| {
+            let r = lite_transaction(c, op);
+            let broke = matches!(r, Err(StoreError::Unavailable(_)));
+            let _ = reply.send(r);
+            broke
+        }));
+        self.tx
+            .send(work)
+            .await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        answer.await.map_err(|_| {
+            StoreError::Unavailable("the database writer could not run the write".into())
+        })?
+    }
+}
+
+/// Everything queued now, after `first`, up to [`MAX_BATCH`]; a write
+/// that is not a mutation ends the batch and is returned to run after it.
+fn drain(first: Job, rx: &mut mpsc::Receiver<Work>) -> (Vec<Job>, Option<Work>) {
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
-            Ok(j) => batch.push(j),
+            Ok(Work::Apply(j)) => batch.push(*j),
+            Ok(other) => return (batch, Some(other)),
             Err(_) => break,
         }
     }
-    batch
+    (batch, None)
 }
 
 /// Answers a batch in order, telling the hook of each commit first.
@@ -259,7 +293,7 @@ pub(super) fn sqlite(
     faults: Arc<Faults>,
     unsaved: Arc<AtomicBool>,
 ) -> anyhow::Result<Writers> {
-    let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Work>(QUEUE);
     let hook: Arc<OnceLock<CommitHook>> = Arc::default();
     let stats: Arc<BatchStats> = Arc::default();
     let counted = Arc::clone(&stats);
@@ -270,49 +304,104 @@ pub(super) fn sqlite(
         .name("imagechat-sqlite-writer".into())
         .spawn(move || {
             let mut conn = Some(first);
-            while let Some(job) = rx.blocking_recv() {
-                let batch = drain(job, &mut rx);
-                counted.count(batch.len());
+            let mut next = None;
+            loop {
+                let work = match next.take() {
+                    Some(w) => w,
+                    None => match rx.blocking_recv() {
+                        Some(w) => w,
+                        None => break,
+                    },
+                };
                 if conn.is_none() {
                     match open_lite(&path) {
                         Ok(c) => conn = Some(c),
                         Err(e) => {
                             faults.note();
-                            let msg = format!("the database could not be opened: {e}");
-                            let results = batch
-                                .iter()
-                                .map(|_| Err(StoreError::Unavailable(msg.clone())))
-                                .collect();
-                            answer(&hooked, batch, results);
+                            refuse(
+                                work,
+                                &hooked,
+                                &format!("the database could not be opened: {e}"),
+                            );
                             continue;
                         }
                     }
                 }
                 let Some(c) = conn.as_mut() else { continue };
                 unsaved.store(true, Relaxed);
-                let mut results = run_lite(c, &batch);
-                if batch.len() > 1 && failed(&results).is_some() {
-                    // Given up whole: each alone, so a mutation fails only
-                    // for its own sake.
-                    results = batch
-                        .iter()
-                        .map(|job| {
-                            run_lite(c, std::slice::from_ref(job))
-                                .pop()
-                                .unwrap_or_else(|| Err(StoreError::Unavailable("no result".into())))
-                        })
-                        .collect();
-                }
-                if failed(&results).is_some() {
+                let failed_now = match work {
+                    Work::Other(run) => run(c),
+                    Work::Apply(job) => {
+                        let (batch, after) = drain(*job, &mut rx);
+                        next = after;
+                        counted.count(batch.len());
+                        let results = run_lite_batch(c, &batch);
+                        let broke = failed(&results).is_some();
+                        answer(&hooked, batch, results);
+                        broke
+                    }
+                };
+                if failed_now {
                     // A connection that met a failing disk may stay broken
-                    // after the disk recovers: start the next batch afresh.
+                    // after the disk recovers: start the next write afresh.
                     faults.note();
                     conn = None;
                 }
-                answer(&hooked, batch, results);
             }
         })?;
     Ok(Writers { tx, hook, stats })
+}
+
+/// Answers work that cannot run: the database could not be opened.
+fn refuse(work: Work, hook: &OnceLock<CommitHook>, msg: &str) {
+    match work {
+        Work::Apply(job) => answer(
+            hook,
+            vec![*job],
+            vec![Err(StoreError::Unavailable(msg.to_owned()))],
+        ),
+        // Dropped unrun: its caller is told the writer could not run it.
+        Work::Other(_) => {}
+    }
+}
+
+/// A batch; if it fails whole, each of its mutations alone, so a mutation
+/// fails only for its own sake.
+fn run_lite_batch(c: &mut Lite, batch: &[Job]) -> Vec<Result<Committed>> {
+    let results = run_lite(c, batch);
+    if batch.len() > 1 && failed(&results).is_some() {
+        return batch
+            .iter()
+            .map(|job| {
+                run_lite(c, std::slice::from_ref(job))
+                    .pop()
+                    .unwrap_or_else(|| Err(StoreError::Unavailable("no result".into())))
+            })
+            .collect();
+    }
+    results
+}
+
+/// Runs `op` in a transaction of its own on `c` (`BEGIN IMMEDIATE`,
+/// then `COMMIT`, or `ROLLBACK` when it fails).
+pub(super) fn lite_transaction<T>(
+    c: &mut Lite,
+    op: impl FnOnce(&mut Lite) -> Result<T>,
+) -> Result<T> {
+    conn::now(c.exec("BEGIN IMMEDIATE", &[])).and_then(|r| r)?;
+    match op(c) {
+        Ok(v) => match conn::now(c.exec("COMMIT", &[])).and_then(|r| r) {
+            Ok(_) => Ok(v),
+            Err(e) => {
+                let _ = conn::now(c.exec("ROLLBACK", &[]));
+                Err(e)
+            }
+        },
+        Err(e) => {
+            let _ = conn::now(c.exec("ROLLBACK", &[]));
+            Err(e)
+        }
+    }
 }
 
 fn open_lite(path: &str) -> anyhow::Result<Lite> {
@@ -362,7 +451,7 @@ fn run_lite(c: &mut Lite, batch: &[Job]) -> Vec<Result<Committed>> {
 
 /// Starts `n` writer tasks on the pool.
 pub(super) fn postgres(pool: sqlx::AnyPool, n: usize) -> Writers {
-    let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+    let (tx, rx) = mpsc::channel::<Work>(QUEUE);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let hook: Arc<OnceLock<CommitHook>> = Arc::default();
     let stats: Arc<BatchStats> = Arc::default();
@@ -373,8 +462,11 @@ pub(super) fn postgres(pool: sqlx::AnyPool, n: usize) -> Writers {
             loop {
                 let batch = {
                     let mut rx = rx.lock().await;
-                    let Some(first) = rx.recv().await else { break };
-                    drain(first, &mut rx)
+                    // Only mutations are queued on PostgreSQL.
+                    let Some(Work::Apply(first)) = rx.recv().await else {
+                        break;
+                    };
+                    drain(*first, &mut rx).0
                 };
                 counted.count(batch.len());
                 let results = run_pg(&pool, &batch).await;
@@ -662,6 +754,103 @@ mod tests {
             after.0 - before.0 <= 3,
             "100 waiting mutations took {} transactions",
             after.0 - before.0
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(test)]
+mod one_writer {
+    use super::*;
+    use crate::domain::{Actor, AnonymousPolicy, Tenant};
+    use crate::store::{Store, UsageCounts, UsageDelta};
+
+    /// Every write of the process goes through the one writer: a usage
+    /// flush during a stream of mutations neither waits for SQLite's lock
+    /// nor makes them wait (SQLite's busy handler waits by sleeping, up to
+    /// 100 ms a try, and a second writing connection starved or stalled).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn other_writes_take_turns_with_a_stream_of_mutations() {
+        let (_, dir, file) = crate::store::open_temp("one-writer").await;
+        let store = Arc::new(
+            SqlStore::open(&format!("sqlite://{}", file.display()), 2)
+                .await
+                .unwrap(),
+        );
+        store
+            .create_tenant(&Tenant {
+                id: "t".into(),
+                secret: "s".into(),
+                origins: Vec::new(),
+                anonymous: AnonymousPolicy::Write,
+            })
+            .await
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+                tokio::spawn(async move {
+                    let by = Authority::User(Actor {
+                        tenant_id: "t".into(),
+                        user: crate::domain::auth::anonymous_user(),
+                        moderator: false,
+                        expires_at: i64::MAX,
+                    });
+                    let mut slowest = std::time::Duration::ZERO;
+                    while !stop.load(Relaxed) {
+                        let m = Mutation::CreateChat {
+                            url_id: format!("img{i}"),
+                            x: 0.5,
+                            y: 0.5,
+                            text: "hello".into(),
+                            shape: None,
+                            resolved: false,
+                            image_url: None,
+                            page_url: None,
+                            attachments: vec![],
+                        };
+                        let t0 = std::time::Instant::now();
+                        store
+                            .apply(&TenantId::from("t"), &m, &by, None)
+                            .await
+                            .unwrap();
+                        slowest = slowest.max(t0.elapsed());
+                    }
+                    slowest
+                })
+            })
+            .collect();
+        let mut slowest_flush = std::time::Duration::ZERO;
+        for i in 0..40u64 {
+            let t0 = std::time::Instant::now();
+            store
+                .add_usage(&[UsageDelta {
+                    tenant_id: "t".into(),
+                    day: "2026-12-06".into(),
+                    counts: UsageCounts {
+                        messages: i,
+                        ..UsageCounts::default()
+                    },
+                }])
+                .await
+                .expect("a usage flush under load succeeds");
+            slowest_flush = slowest_flush.max(t0.elapsed());
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        stop.store(true, Relaxed);
+        let mut slowest_mutation = std::time::Duration::ZERO;
+        for w in writers {
+            slowest_mutation = slowest_mutation.max(w.await.unwrap());
+        }
+        // No sleep in a busy handler: nothing waits tens of milliseconds.
+        assert!(
+            slowest_flush < std::time::Duration::from_millis(100),
+            "a usage flush took {slowest_flush:?}"
+        );
+        assert!(
+            slowest_mutation < std::time::Duration::from_millis(100),
+            "a mutation took {slowest_mutation:?}"
         );
         let _ = std::fs::remove_dir_all(dir);
     }
