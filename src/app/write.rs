@@ -5,7 +5,7 @@
 //! order).
 //!
 //! Publishing does not wait on the caller: the store tells the hook of
-//! each commit before it answers, and the hook queues the events for one
+//! each commit as it answers, and the hook queues the events for one
 //! publishing task, which sends them in the order they were logged. A
 //! client that hangs up mid-request cannot stop a committed change from
 //! being published, and two writes to one image committed together reach

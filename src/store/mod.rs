@@ -141,8 +141,9 @@ pub struct NewUpload {
     pub quota: Option<u64>,
 }
 
-/// Called with each committed mutation that logged events, in commit order
-/// (which is seq order for each image), before its `apply` returns; see
+/// Called with each committed mutation that logged events (its image,
+/// seq and events; `chat` and `comment` are `None`), in commit order (which
+/// is seq order for each image), as its `apply` returns; see
 /// [`Store::on_commit`]. Runs on the store's writer: it must not block.
 pub type CommitHook = Box<dyn Fn(&TenantId, &Committed) + Send + Sync>;
 

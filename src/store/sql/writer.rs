@@ -57,7 +57,7 @@ pub(super) struct Job {
 /// The queue in front of the writers.
 pub(super) struct Writers {
     tx: mpsc::Sender<Work>,
-    /// Told of every commit, in commit order, before its answer.
+    /// Told of every commit, in commit order, as it is answered.
     pub hook: Arc<OnceLock<CommitHook>>,
     pub stats: Arc<BatchStats>,
 }
@@ -132,15 +132,32 @@ fn drain(first: Job, rx: &mut mpsc::Receiver<Work>) -> (Vec<Job>, Option<Work>) 
     (batch, None)
 }
 
-/// Answers a batch in order, telling the hook of each commit first.
+/// Answers a batch in order, then tells the hook of each commit in the
+/// same order. Answers first: the hook wakes the publishing task (and,
+/// through it, fan-out to every viewer), which would otherwise get a core
+/// before the writers' callers and delay their answers.
 fn answer(hook: &OnceLock<CommitHook>, batch: Vec<Job>, results: Vec<Result<Committed>>) {
+    let mut told = Vec::new();
     for (job, r) in batch.into_iter().zip(results) {
-        if let (Ok(c), Some(hook)) = (&r, hook.get()) {
+        if let (Ok(c), Some(_)) = (&r, hook.get()) {
             if !c.events.is_empty() {
-                hook(&job.tenant, c);
+                // What the hook reads: the image and the events.
+                let logged = Committed {
+                    url_id: c.url_id.clone(),
+                    seq: c.seq,
+                    events: c.events.clone(),
+                    chat: None,
+                    comment: None,
+                };
+                told.push((job.tenant.clone(), logged));
             }
         }
         let _ = job.reply.send(r);
+    }
+    if let Some(hook) = hook.get() {
+        for (tenant, c) in &told {
+            hook(tenant, c);
+        }
     }
 }
 
@@ -852,6 +869,67 @@ mod one_writer {
             slowest_mutation < std::time::Duration::from_millis(100),
             "a mutation took {slowest_mutation:?}"
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[cfg(test)]
+mod answer_first {
+    use super::*;
+    use crate::domain::{Actor, AnonymousPolicy, Tenant};
+    use crate::store::Store;
+
+    /// A caller gets its answer before the commit hook runs (the hook wakes
+    /// publishing and fan-out, which must not delay the answer), and the
+    /// hook still sees the commit.
+    #[tokio::test]
+    async fn the_caller_is_answered_before_the_hook_runs() {
+        let (_, dir, file) = crate::store::open_temp("answer-first").await;
+        let store = SqlStore::open(&format!("sqlite://{}", file.display()), 2)
+            .await
+            .unwrap();
+        store
+            .create_tenant(&Tenant {
+                id: "t".into(),
+                secret: "s".into(),
+                origins: Vec::new(),
+                anonymous: AnonymousPolicy::Write,
+            })
+            .await
+            .unwrap();
+        let (seen, mut told) = tokio::sync::mpsc::unbounded_channel();
+        store.on_commit(Box::new(move |_, c: &Committed| {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let _ = seen.send(c.seq.get());
+        }));
+        let by = Authority::User(Actor {
+            tenant_id: "t".into(),
+            user: crate::domain::auth::anonymous_user(),
+            moderator: false,
+            expires_at: i64::MAX,
+        });
+        let m = Mutation::CreateChat {
+            url_id: "img".into(),
+            x: 0.5,
+            y: 0.5,
+            text: "hello".into(),
+            shape: None,
+            resolved: false,
+            image_url: None,
+            page_url: None,
+            attachments: vec![],
+        };
+        let t0 = std::time::Instant::now();
+        let c = store
+            .apply(&TenantId::from("t"), &m, &by, None)
+            .await
+            .unwrap();
+        assert!(
+            t0.elapsed() < std::time::Duration::from_millis(400),
+            "the answer waited for the hook: {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(told.recv().await, Some(c.seq.get()));
         let _ = std::fs::remove_dir_all(dir);
     }
 }
