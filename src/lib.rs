@@ -37,6 +37,8 @@ pub mod ids;
 pub mod protocol;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod upload;
 pub mod usage;
 pub mod ws;

@@ -186,41 +186,19 @@ impl Snapshots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::chat::Authority;
-    use crate::domain::{AnonymousPolicy, Mutation, Tenant, TenantId};
+    use crate::domain::TenantId;
 
     async fn store() -> (Arc<dyn Store>, std::path::PathBuf) {
         let (store, dir, _) = crate::store::open_temp("snapshots").await;
-        store
-            .create_tenant(&Tenant {
-                id: "t".into(),
-                secret: "s".into(),
-                origins: Vec::new(),
-                anonymous: AnonymousPolicy::Write,
-            })
-            .await
-            .unwrap();
+        crate::testing::tenant(store.as_ref(), "t").await;
         (store, dir)
     }
 
     async fn write(store: &Arc<dyn Store>, url_id: &str) {
-        let m = Mutation::CreateChat {
-            url_id: url_id.into(),
-            x: 0.5,
-            y: 0.5,
-            text: "hello".into(),
-            shape: None,
-            resolved: false,
-            image_url: None,
-            page_url: None,
-            attachments: vec![],
-        };
-        let by = Authority::User(crate::domain::Actor {
-            tenant_id: "t".into(),
-            user: crate::domain::auth::anonymous_user(),
-            moderator: false,
-            expires_at: i64::MAX,
-        });
+        let (m, by) = (
+            crate::testing::create(url_id, vec![]),
+            crate::testing::user("t", "u"),
+        );
         store
             .apply(&TenantId::from("t"), &m, &by, None)
             .await

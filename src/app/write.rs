@@ -117,7 +117,6 @@ mod tests {
 
     use super::*;
     use crate::broker::{Broker, BrokerError, Bus, Envelope, Inbound};
-    use crate::domain::{Actor, AnonymousPolicy, Tenant};
 
     /// A bus whose `publish` stops at a gate until the test opens it.
     struct Gated {
@@ -150,15 +149,7 @@ mod tests {
     #[tokio::test]
     async fn a_committed_write_is_published_even_when_its_caller_is_dropped() {
         let (store, dir, _) = crate::store::open_temp("write").await;
-        store
-            .create_tenant(&Tenant {
-                id: "t".into(),
-                secret: "s".into(),
-                origins: Vec::new(),
-                anonymous: AnonymousPolicy::Write,
-            })
-            .await
-            .unwrap();
+        crate::testing::tenant(store.as_ref(), "t").await;
         let (tx, mut rx) = mpsc::channel(8);
         let inner = Arc::new(crate::broker::memory::MemoryBroker::new(tx));
         let key = ImageKey::new("t", "img");
@@ -175,25 +166,12 @@ mod tests {
             broker,
             crate::upload::storage::temp(),
         );
-        let actor = Actor {
-            tenant_id: "t".into(),
-            user: crate::domain::auth::anonymous_user(),
-            moderator: false,
-            expires_at: i64::MAX,
-        };
-        let m = Mutation::CreateChat {
-            url_id: "img".into(),
-            x: 1.0,
-            y: 2.0,
-            text: "hi".into(),
-            shape: None,
-            resolved: false,
-            image_url: None,
-            page_url: None,
-            attachments: vec![],
-        };
+        let (m, by) = (
+            crate::testing::create("img", vec![]),
+            crate::testing::user("t", "u"),
+        );
         let tenant = TenantId::from("t");
-        let mut call = Box::pin(commit(&app, &tenant, m, Authority::User(actor), None));
+        let mut call = Box::pin(commit(&app, &tenant, m, by, None));
         // Polled once: the mutation is queued for the writer; then the
         // caller goes away before its answer.
         tokio::select! {

@@ -410,7 +410,15 @@ impl Store for SqlStore {
         by: &Authority,
         broadcast_id: Option<&str>,
     ) -> Result<Committed> {
-        self.noted(self.queue(tenant, m, by, broadcast_id)).await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = writer::Job {
+            tenant: tenant.clone(),
+            m: m.clone(),
+            by: by.clone(),
+            broadcast_id: broadcast_id.map(str::to_owned),
+            reply,
+        };
+        self.noted(self.writers.apply(job, answer)).await
     }
 
     fn on_commit(&self, hook: CommitHook) {

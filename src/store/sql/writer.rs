@@ -534,46 +534,16 @@ impl SqlStore {
         let s = &self.writers.stats;
         (s.transactions.load(Relaxed), s.mutations.load(Relaxed))
     }
-
-    /// Hands a mutation to the writers; see [`crate::store::Store::apply`].
-    pub(super) async fn queue(
-        &self,
-        tenant: &TenantId,
-        m: &Mutation,
-        by: &Authority,
-        broadcast_id: Option<&str>,
-    ) -> Result<Committed> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            tenant: tenant.clone(),
-            m: m.clone(),
-            by: by.clone(),
-            broadcast_id: broadcast_id.map(str::to_owned),
-            reply,
-        };
-        self.writers.apply(job, answer).await
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Actor, AnonymousPolicy, ImageKey, Tenant};
-    use crate::protocol::User;
+    use crate::domain::ImageKey;
     use crate::store::Store;
 
     fn user(id: &str) -> Authority {
-        Authority::User(Actor {
-            tenant_id: "t".into(),
-            user: User {
-                id: id.into(),
-                name: id.into(),
-                avatar: None,
-                anonymous: false,
-            },
-            moderator: false,
-            expires_at: i64::MAX,
-        })
+        crate::testing::user("t", id)
     }
 
     fn job(tenant: &str, m: Mutation, by: Authority) -> Job {
@@ -587,31 +557,11 @@ mod tests {
         }
     }
 
-    fn create(url_id: &str, attachments: Vec<String>) -> Mutation {
-        Mutation::CreateChat {
-            url_id: url_id.into(),
-            x: 0.5,
-            y: 0.5,
-            text: "first".into(),
-            shape: None,
-            resolved: false,
-            image_url: None,
-            page_url: None,
-            attachments,
-        }
-    }
+    use crate::testing::create;
 
     async fn tenant(store: &SqlStore) -> String {
         let id = format!("t{}", crate::domain::random_id(8).to_lowercase());
-        store
-            .create_tenant(&Tenant {
-                id: TenantId::from(id.as_str()),
-                secret: "s".into(),
-                origins: Vec::new(),
-                anonymous: AnonymousPolicy::Write,
-            })
-            .await
-            .unwrap();
+        crate::testing::tenant(store, &id).await;
         id
     }
 
@@ -779,7 +729,6 @@ mod tests {
 #[cfg(test)]
 mod one_writer {
     use super::*;
-    use crate::domain::{Actor, AnonymousPolicy, Tenant};
     use crate::store::{Store, UsageCounts, UsageDelta};
 
     /// Every write of the process goes through the one writer: a usage
@@ -794,39 +743,16 @@ mod one_writer {
                 .await
                 .unwrap(),
         );
-        store
-            .create_tenant(&Tenant {
-                id: "t".into(),
-                secret: "s".into(),
-                origins: Vec::new(),
-                anonymous: AnonymousPolicy::Write,
-            })
-            .await
-            .unwrap();
+        crate::testing::tenant(store.as_ref(), "t").await;
         let stop = Arc::new(AtomicBool::new(false));
         let writers: Vec<_> = (0..8)
             .map(|i| {
                 let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
                 tokio::spawn(async move {
-                    let by = Authority::User(Actor {
-                        tenant_id: "t".into(),
-                        user: crate::domain::auth::anonymous_user(),
-                        moderator: false,
-                        expires_at: i64::MAX,
-                    });
+                    let by = crate::testing::user("t", "u");
                     let mut slowest = std::time::Duration::ZERO;
                     while !stop.load(Relaxed) {
-                        let m = Mutation::CreateChat {
-                            url_id: format!("img{i}"),
-                            x: 0.5,
-                            y: 0.5,
-                            text: "hello".into(),
-                            shape: None,
-                            resolved: false,
-                            image_url: None,
-                            page_url: None,
-                            attachments: vec![],
-                        };
+                        let m = crate::testing::create(&format!("img{i}"), vec![]);
                         let t0 = std::time::Instant::now();
                         store
                             .apply(&TenantId::from("t"), &m, &by, None)
@@ -876,7 +802,6 @@ mod one_writer {
 #[cfg(test)]
 mod answer_first {
     use super::*;
-    use crate::domain::{Actor, AnonymousPolicy, Tenant};
     use crate::store::Store;
 
     /// A caller gets its answer before the commit hook runs (the hook wakes
@@ -888,37 +813,16 @@ mod answer_first {
         let store = SqlStore::open(&format!("sqlite://{}", file.display()), 2)
             .await
             .unwrap();
-        store
-            .create_tenant(&Tenant {
-                id: "t".into(),
-                secret: "s".into(),
-                origins: Vec::new(),
-                anonymous: AnonymousPolicy::Write,
-            })
-            .await
-            .unwrap();
+        crate::testing::tenant(&store, "t").await;
         let (seen, mut told) = tokio::sync::mpsc::unbounded_channel();
         store.on_commit(Box::new(move |_, c: &Committed| {
             std::thread::sleep(std::time::Duration::from_millis(500));
             let _ = seen.send(c.seq.get());
         }));
-        let by = Authority::User(Actor {
-            tenant_id: "t".into(),
-            user: crate::domain::auth::anonymous_user(),
-            moderator: false,
-            expires_at: i64::MAX,
-        });
-        let m = Mutation::CreateChat {
-            url_id: "img".into(),
-            x: 0.5,
-            y: 0.5,
-            text: "hello".into(),
-            shape: None,
-            resolved: false,
-            image_url: None,
-            page_url: None,
-            attachments: vec![],
-        };
+        let (by, m) = (
+            crate::testing::user("t", "u"),
+            crate::testing::create("img", vec![]),
+        );
         let t0 = std::time::Instant::now();
         let c = store
             .apply(&TenantId::from("t"), &m, &by, None)
