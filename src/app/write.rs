@@ -23,7 +23,7 @@ use crate::domain::chat::Authority;
 use crate::domain::{Mutation, TenantId};
 use crate::error::AppError;
 use crate::fanout::Hub;
-use crate::store::{CommitHook, Committed, StoreError};
+use crate::store::{CommitHook, Committed, LoggedEvent, StoreError};
 
 /// Events queued for publishing; past it an event is remembered as
 /// unpublished and republished once the queue drains (subscribers of the
@@ -86,26 +86,28 @@ pub fn publisher(hub: Arc<Hub>, broker: Arc<Broker>, metrics: &crate::app::Metri
     // The store holds this hook and the hub holds the store: a weak
     // reference, so a node that stops is dropped whole.
     let hub = Arc::downgrade(&hub);
-    Box::new(move |tenant: &TenantId, c: &Committed| {
-        let topic = ImageKey::new(tenant.as_str(), &c.url_id);
-        if let Some(hub) = hub.upgrade() {
-            hub.committed(&topic);
-        }
-        for e in &c.events {
-            logged.increment(1);
-            let msg = BrokerMessage {
-                topic: topic.clone(),
-                seq: e.seq,
-                body: e.body.clone(),
-            };
-            if let Err(
-                mpsc::error::TrySendError::Full(msg) | mpsc::error::TrySendError::Closed(msg),
-            ) = tx.try_send(msg)
-            {
-                broker.remember(msg);
+    Box::new(
+        move |tenant: &TenantId, url_id: &str, events: &[LoggedEvent]| {
+            let topic = ImageKey::new(tenant.as_str(), url_id);
+            if let Some(hub) = hub.upgrade() {
+                hub.committed(&topic);
             }
-        }
-    })
+            for e in events {
+                logged.increment(1);
+                let msg = BrokerMessage {
+                    topic: topic.clone(),
+                    seq: e.seq,
+                    body: e.body.clone(),
+                };
+                if let Err(
+                    mpsc::error::TrySendError::Full(msg) | mpsc::error::TrySendError::Closed(msg),
+                ) = tx.try_send(msg)
+                {
+                    broker.remember(msg);
+                }
+            }
+        },
+    )
 }
 
 #[cfg(test)]

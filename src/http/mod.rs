@@ -236,17 +236,12 @@ pub async fn current_snapshot(
             Ok((seq, bytes::Bytes::from(body)))
         })
         .await?;
-    let mut res = (StatusCode::OK, body).into_response();
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(res)
+    Ok(json_response(StatusCode::OK, body))
 }
 
 /// A JSON answer already serialized.
-pub fn json_response(status: StatusCode, body: String) -> Response {
-    let mut res = (status, body).into_response();
+pub fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let mut res = (status, body.into()).into_response();
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -141,11 +141,11 @@ pub struct NewUpload {
     pub quota: Option<u64>,
 }
 
-/// Called with each committed mutation that logged events (its image,
-/// seq and events; `chat` and `comment` are `None`), in commit order (which
-/// is seq order for each image), as its `apply` returns; see
-/// [`Store::on_commit`]. Runs on the store's writer: it must not block.
-pub type CommitHook = Box<dyn Fn(&TenantId, &Committed) + Send + Sync>;
+/// Called with the tenant, image (urlId) and logged events of each
+/// committed mutation that logged any, in commit order (which is seq order
+/// for each image), once its caller is answered; see [`Store::on_commit`].
+/// Runs on the store's writer: it must not block.
+pub type CommitHook = Box<dyn Fn(&TenantId, &str, &[LoggedEvent]) + Send + Sync>;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
