@@ -38,6 +38,10 @@ pub struct Comment {
     /// Images attached to the comment (contract §14), at most 4; absent: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// Users of the tenant's directory the comment mentions (contract
+    /// §13), at most 10; absent: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<User>,
 }
 
 /// An upload attached to a comment, as clients show it (contract §14).
@@ -287,6 +291,14 @@ pub enum ServerMessage<'a> {
         code: &'a str,
         message: &'a str,
     },
+    /// A new notification of this connection's user (contract §13): not
+    /// logged, no seq; `unread` counts the user's unread notifications.
+    Notification {
+        notification: &'a Notification,
+        unread: u64,
+    },
+    /// The user's unread count after some were marked read.
+    Notifications { unread: u64 },
 }
 
 impl ServerMessage<'_> {
@@ -418,6 +430,10 @@ pub struct CreateChatRequest {
     /// Upload ids of the tenant to attach to the first comment, at most 4.
     #[schema(max_items = 4)]
     pub attachments: Option<Vec<String>>,
+    /// Ids of users of the tenant's directory the comment mentions, at
+    /// most 10 (contract §13).
+    #[schema(max_items = 10)]
+    pub mentions: Option<Vec<String>>,
     /// The absolute http(s) URL the image was loaded from (at most 2048
     /// bytes); the image keeps the latest one sent.
     #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
@@ -459,6 +475,11 @@ pub struct CommentRequest {
     /// comment's attachments and `[]` removes them.
     #[schema(max_items = 4)]
     pub attachments: Option<Vec<String>>,
+    /// Ids of users of the tenant's directory the comment mentions, at
+    /// most 10 (contract §13). On an edit, absent keeps the comment's
+    /// mentions; users it newly mentions are notified.
+    #[schema(max_items = 10)]
+    pub mentions: Option<Vec<String>>,
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub broadcast_id: Option<String>,
 }
@@ -664,4 +685,132 @@ mod tests {
         assert!(ClientMessage::parse("[]").is_err());
         assert!(ClientMessage::parse(r#"{"type":"subscribe","urlId":"u","seq":-1}"#).is_err());
     }
+}
+
+/// Why a user is notified of a comment (contract §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationReason {
+    /// The comment mentions the user.
+    Mention,
+    /// The user wrote in or follows the chat.
+    Reply,
+}
+
+impl NotificationReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationReason::Mention => "mention",
+            NotificationReason::Reply => "reply",
+        }
+    }
+}
+
+/// One notification of one user, the same object over REST, the WebSocket
+/// and webhooks (contract §13).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    /// Decimal; later notifications have larger ids (`?before=` pages by it).
+    pub id: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    pub reason: NotificationReason,
+    pub url_id: String,
+    #[schema(value_type = String)]
+    pub chat_id: ChatId,
+    pub comment_id: String,
+    /// The comment's author.
+    pub by: User,
+    /// The comment's first 140 characters.
+    pub excerpt: String,
+    pub read: bool,
+}
+
+/// `GET /api/v1/notifications`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NotificationList {
+    /// Newest first, at most 50.
+    pub notifications: Vec<Notification>,
+    /// The user's unread notifications, all pages counted.
+    pub unread: u64,
+}
+
+/// `POST /api/v1/notifications/read`: which to mark read (all when absent).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct ReadRequest {
+    /// Notification ids of this user, at most 1000.
+    #[schema(max_items = 1000)]
+    pub ids: Option<Vec<String>>,
+}
+
+/// The user's unread notifications after a change.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UnreadAnswer {
+    pub unread: u64,
+}
+
+/// `GET /api/v1/chats/{chatId}/follow`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FollowingAnswer {
+    pub following: bool,
+}
+
+/// `POST /api/v1/tenant/webhooks` (contract §12).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct WebhookRequest {
+    /// An absolute http(s) URL, at most 2048 bytes, of a globally
+    /// routable host.
+    #[schema(max_length = 2048)]
+    pub url: String,
+    /// The event types to deliver; absent: all four.
+    pub events: Option<Vec<String>>,
+}
+
+/// A new endpoint, with its signing secret (shown only here).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookCreated {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    /// `whsec_` and the base64 of the signing key.
+    pub secret: String,
+}
+
+/// One endpoint, without its secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookInfo {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// `GET /api/v1/tenant/webhooks`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookInfo>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryInfo {
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+    /// The message's `webhook-id`.
+    pub webhook_id: String,
+    /// The answer's HTTP status; `null` when there was none.
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// `GET /api/v1/tenant/webhooks/{id}/deliveries`: newest first, at most 100.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<DeliveryInfo>,
 }

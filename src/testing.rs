@@ -46,5 +46,6 @@ pub fn create(url_id: &str, attachments: Vec<String>) -> Mutation {
         image_url: None,
         page_url: None,
         attachments,
+        mentions: vec![],
     }
 }

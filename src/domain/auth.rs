@@ -199,6 +199,47 @@ struct SsoUserData {
     is_admin: Option<serde_json::Value>,
     #[serde(default)]
     is_moderator: Option<serde_json::Value>,
+    #[serde(default)]
+    email: Option<serde_json::Value>,
+    #[serde(default)]
+    display_name: Option<serde_json::Value>,
+    #[serde(default)]
+    opted_in_notifications: Option<serde_json::Value>,
+    #[serde(default)]
+    locale: Option<serde_json::Value>,
+}
+
+/// What a verified SSO payload says of its user (contract §3, §13).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SsoUser {
+    /// `name` is `displayName` when the payload has a usable one, else
+    /// `username`.
+    pub user: User,
+    pub moderator: bool,
+    /// A plausible address (at most 254 characters, one `@`), never
+    /// shown to other users; `None` when absent or unusable.
+    pub email: Option<String>,
+    /// `ja` when the payload's `locale` is Japanese, else `en`.
+    pub locale: &'static str,
+    /// `false` when the payload says `optedInNotifications: false`.
+    pub mail_ok: bool,
+}
+
+/// An e-mail address worth trying: at most 254 characters, one `@` with
+/// something on each side, no spaces or control characters. (Whether it
+/// is deliverable is the mail server's to say.)
+fn plausible_email(v: Option<serde_json::Value>) -> Option<String> {
+    let serde_json::Value::String(e) = v? else {
+        return None;
+    };
+    let e = e.trim();
+    let (local, domain) = e.split_once('@')?;
+    let ok = e.chars().count() <= 254
+        && !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+    ok.then(|| e.to_owned())
 }
 
 const SSO_MAX_AGE_MS: i64 = 2 * 24 * 3600 * 1000;
@@ -215,9 +256,9 @@ pub fn sso_hash(secret: &str, timestamp: i64, payload_b64: &str) -> String {
     hex::encode(m.finalize().into_bytes())
 }
 
-/// Checks a secure-SSO payload against the tenant secret; the user and whether
-/// it moderates. `None` for anything that does not verify.
-pub fn verify_sso(secret: &str, sso: &SsoPayload, now: i64) -> Option<(User, bool)> {
+/// Checks a secure-SSO payload against the tenant secret; what it says of
+/// its user. `None` for anything that does not verify.
+pub fn verify_sso(secret: &str, sso: &SsoPayload, now: i64) -> Option<SsoUser> {
     let ts = sso.timestamp.as_i64().or_else(|| {
         sso.timestamp
             .as_f64()
@@ -237,7 +278,12 @@ pub fn verify_sso(secret: &str, sso: &SsoPayload, now: i64) -> Option<(User, boo
     // Trimmed, then counted; blank or with refused characters is refused
     // (see `validate`), so nobody signs in as an invisible author.
     let id = super::validate::name(&data.id?, 256)?;
-    let name = super::validate::name(&data.username?, 100)?;
+    let username = super::validate::name(&data.username?, 100)?;
+    // FastComments' optional display name: shown instead when usable.
+    let name = match data.display_name {
+        Some(serde_json::Value::String(d)) => super::validate::name(&d, 100).unwrap_or(username),
+        _ => username,
+    };
     if id.starts_with("anon:") {
         return None;
     }
@@ -249,15 +295,25 @@ pub fn verify_sso(secret: &str, sso: &SsoPayload, now: i64) -> Option<(User, boo
     };
     let truthy = |v: &Option<serde_json::Value>| matches!(v, Some(serde_json::Value::Bool(true)));
     let moderator = truthy(&data.is_admin) || truthy(&data.is_moderator);
-    Some((
-        User {
+    let locale = match &data.locale {
+        Some(serde_json::Value::String(l)) if l.to_ascii_lowercase().starts_with("ja") => "ja",
+        _ => "en",
+    };
+    Some(SsoUser {
+        user: User {
             id,
             name,
             avatar,
             anonymous: false,
         },
         moderator,
-    ))
+        email: plausible_email(data.email),
+        locale,
+        mail_ok: !matches!(
+            data.opted_in_notifications,
+            Some(serde_json::Value::Bool(false))
+        ),
+    })
 }
 
 /// A fresh anonymous user with a friendly generated name.
@@ -309,11 +365,13 @@ mod tests {
             r#"{"id":"u1","username":"Ann","isModerator":true,"avatar":"ftp://x"}"#,
             now,
         );
-        let (u, m) = verify_sso("s3cret", &p, now).unwrap();
+        let got = verify_sso("s3cret", &p, now).unwrap();
+        let (u, m) = (got.user, got.moderator);
         assert_eq!(
             (u.id.as_str(), u.name.as_str(), m, u.avatar),
             ("u1", "Ann", true, None)
         );
+        assert_eq!((got.email, got.locale, got.mail_ok), (None, "en", true));
         assert!(verify_sso("other", &p, now).is_none());
         assert!(verify_sso("s3cret", &p, now + SSO_MAX_AGE_MS + 1).is_none());
         assert!(verify_sso("s3cret", &p, now - SSO_MAX_SKEW_MS - 1).is_none());
@@ -334,13 +392,46 @@ mod tests {
         ] {
             let got = verify_sso("s", &sso_for("s", &user, now), now);
             assert_eq!(got.is_some(), ok, "{user}");
-            if let Some((u, _)) = got {
+            if let Some(SsoUser { user: u, .. }) = got {
                 assert_eq!(u.id, u.id.trim());
                 assert_eq!(u.name, u.name.trim());
             }
         }
         let anon = sso_for("s", r#"{"id":"anon:1","username":"A"}"#, now);
         assert!(verify_sso("s", &anon, now).is_none());
+    }
+
+    /// FastComments' optional fields: displayName, email,
+    /// optedInNotifications, locale.
+    #[test]
+    fn sso_reads_the_optional_profile_fields() {
+        let now = 1_700_000_000_000;
+        let full = sso_for(
+            "s",
+            r#"{"id":"u1","username":"ann","displayName":"  Ann Lee ","email":"ann@example.com","optedInNotifications":false,"locale":"ja_JP"}"#,
+            now,
+        );
+        let got = verify_sso("s", &full, now).unwrap();
+        assert_eq!(got.user.name, "Ann Lee");
+        assert_eq!(got.email.as_deref(), Some("ann@example.com"));
+        assert_eq!((got.locale, got.mail_ok), ("ja", false));
+        for (extra, name, email) in [
+            (r#""displayName":"   ""#, "ann", None),
+            (r#""displayName":7"#, "ann", None),
+            (r#""email":"not an address""#, "ann", None),
+            (r#""email":"a@b@c""#, "ann", None),
+            (r#""email":"x@example.com""#, "ann", Some("x@example.com")),
+        ] {
+            let p = sso_for(
+                "s",
+                &format!(r#"{{"id":"u1","username":"ann",{extra}}}"#),
+                now,
+            );
+            let got = verify_sso("s", &p, now).unwrap();
+            assert_eq!((got.user.name.as_str(), got.email.as_deref()), (name, email), "{extra}");
+        }
+        let long = format!(r#"{{"id":"u1","username":"ann","email":"{}@e.com"}}"#, "a".repeat(250));
+        assert_eq!(verify_sso("s", &sso_for("s", &long, now), now).unwrap().email, None);
     }
 
     #[test]

@@ -5,7 +5,9 @@
 
 use super::{short_id, Actor, DomainError};
 use crate::ids::{ChatId, Seq};
-use crate::protocol::{Attachment, Change, Chat, Comment, EventKind, Shape, User};
+use crate::protocol::{
+    Attachment, Change, Chat, Comment, EventKind, NotificationReason, Shape, User,
+};
 
 /// Characters in a chat id.
 const ID_CHARS: usize = 10;
@@ -29,6 +31,9 @@ pub enum Mutation {
         /// Upload ids for the first comment (checked by the store, which
         /// resolves them with [`Mutation::attachment_ids`]).
         attachments: Vec<String>,
+        /// User ids the first comment mentions (resolved by the store with
+        /// [`Mutation::mention_ids`]).
+        mentions: Vec<String>,
     },
     UpdateChat {
         chat_id: ChatId,
@@ -44,6 +49,7 @@ pub enum Mutation {
         chat_id: ChatId,
         text: String,
         attachments: Vec<String>,
+        mentions: Vec<String>,
     },
     EditComment {
         chat_id: ChatId,
@@ -51,6 +57,8 @@ pub enum Mutation {
         text: String,
         /// `None` keeps the comment's attachments; `Some(vec![])` removes them.
         attachments: Option<Vec<String>>,
+        /// `None` keeps the comment's mentions.
+        mentions: Option<Vec<String>>,
     },
     DeleteComment {
         chat_id: ChatId,
@@ -82,6 +90,61 @@ impl Mutation {
             _ => None,
         }
     }
+
+    /// The user ids this mutation mentions, when it sets a comment's
+    /// mentions (`None`: it sets none, or an edit keeps them).
+    pub fn mention_ids(&self) -> Option<&[String]> {
+        match self {
+            Mutation::CreateChat { mentions, .. } | Mutation::AddComment { mentions, .. } => {
+                Some(mentions)
+            }
+            Mutation::EditComment { mentions, .. } => mentions.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// What the store resolved of a mutation's ids, for [`plan`]: the uploads
+/// [`Mutation::attachment_ids`] names and the users
+/// [`Mutation::mention_ids`] names, in order (`None` when it names none).
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    pub attachments: Option<Vec<Attachment>>,
+    pub mentions: Option<Vec<User>>,
+}
+
+/// Who a new or edited comment notifies, and why (contract §13): the users
+/// it mentions (reason `mention`; for an edit, only those it did not
+/// mention before), then, for a new comment, the chat's followers (reason
+/// `reply`); never its author, and each user once, a mention first.
+pub fn recipients(
+    comment: &Comment,
+    mentioned_before: &[User],
+    followers: &[String],
+    new_comment: bool,
+) -> Vec<(String, NotificationReason)> {
+    let mut out: Vec<(String, NotificationReason)> = Vec::new();
+    let mut add = |id: &str, why| {
+        if id != comment.user.id && !out.iter().any(|(u, _)| u == id) {
+            out.push((id.to_owned(), why));
+        }
+    };
+    for u in &comment.mentions {
+        if !mentioned_before.iter().any(|b| b.id == u.id) {
+            add(&u.id, NotificationReason::Mention);
+        }
+    }
+    if new_comment {
+        for f in followers {
+            add(f, NotificationReason::Reply);
+        }
+    }
+    out
+}
+
+/// A comment's excerpt in a notification: its first 140 characters.
+pub fn excerpt(text: &str) -> String {
+    text.chars().take(140).collect()
 }
 
 /// Who asks: a signed-in user, or the tenant itself through its own API
@@ -117,9 +180,8 @@ impl Authority {
 
 /// The events a mutation logs, given the chat it targets as stored now
 /// (`None` when it does not exist) and the seq the first event will take.
-/// An empty list means "changes nothing". `attachments` are the uploads
-/// [`Mutation::attachment_ids`] names, resolved by the caller, in order
-/// (`None` when it names none).
+/// An empty list means "changes nothing". `resolved` holds the uploads
+/// and users the mutation names, resolved by the caller.
 ///
 /// A comment's id is the seq of the event that created it, in decimal: unique
 /// within its image (so within its chat, which is all the API needs), and
@@ -130,8 +192,12 @@ pub fn plan(
     by: &Authority,
     now: i64,
     next_seq: Seq,
-    attachments: Option<Vec<Attachment>>,
+    resolved: Resolved,
 ) -> Result<Vec<EventKind>, DomainError> {
+    let Resolved {
+        attachments,
+        mentions,
+    } = resolved;
     if let Mutation::CreateChat {
         x,
         y,
@@ -149,6 +215,7 @@ pub fn plan(
             created_at: now,
             edited_at: None,
             attachments: attachments.unwrap_or_default(),
+            mentions: mentions.unwrap_or_default(),
         };
         let chat = Chat {
             id: short_id(ID_CHARS).into(),
@@ -222,6 +289,7 @@ pub fn plan(
                     created_at: now,
                     edited_at: None,
                     attachments: attachments.unwrap_or_default(),
+                    mentions: mentions.unwrap_or_default(),
                 },
             })]
         }
@@ -235,6 +303,9 @@ pub fn plan(
             edited.edited_at = Some(now);
             if let Some(a) = attachments {
                 edited.attachments = a;
+            }
+            if let Some(m) = mentions {
+                edited.mentions = m;
             }
             vec![updated(Change::CommentEdited { comment: edited })]
         }
@@ -298,8 +369,9 @@ mod tests {
             image_url: None,
             page_url: None,
             attachments: vec![],
+            mentions: vec![],
         };
-        match plan(&m, None, by, 10, Seq(1), None).unwrap().remove(0) {
+        match plan(&m, None, by, 10, Seq(1), Resolved::default()).unwrap().remove(0) {
             EventKind::NewImageChat { chat } => chat,
             other => panic!("{other:?}"),
         }
@@ -316,17 +388,17 @@ mod tests {
             resolved: None,
         };
         assert!(matches!(
-            plan(&mv, Some(&chat), &other, 11, Seq(2), None),
+            plan(&mv, Some(&chat), &other, 11, Seq(2), Resolved::default()),
             Err(DomainError::Forbidden(_))
         ));
         assert_eq!(
-            plan(&mv, Some(&chat), &moderator, 11, Seq(2), None)
+            plan(&mv, Some(&chat), &moderator, 11, Seq(2), Resolved::default())
                 .unwrap()
                 .len(),
             1
         );
         assert_eq!(
-            plan(&mv, Some(&chat), &Authority::Tenant, 11, Seq(2), None)
+            plan(&mv, Some(&chat), &Authority::Tenant, 11, Seq(2), Resolved::default())
                 .unwrap()
                 .len(),
             1
@@ -338,13 +410,13 @@ mod tests {
             resolved: Some(true),
         };
         assert_eq!(
-            plan(&resolve, Some(&chat), &other, 11, Seq(2), None)
+            plan(&resolve, Some(&chat), &other, 11, Seq(2), Resolved::default())
                 .unwrap()
                 .len(),
             1
         );
         assert_eq!(
-            plan(&mv, None, &author, 11, Seq(2), None),
+            plan(&mv, None, &author, 11, Seq(2), Resolved::default()),
             Err(DomainError::NotFound)
         );
     }
@@ -359,7 +431,7 @@ mod tests {
             shape: Some(None),
             resolved: Some(false),
         };
-        assert!(plan(&same, Some(&chat), &author, 11, Seq(2), None)
+        assert!(plan(&same, Some(&chat), &author, 11, Seq(2), Resolved::default())
             .unwrap()
             .is_empty());
         let del = Mutation::DeleteComment {
@@ -367,15 +439,16 @@ mod tests {
             comment_id: chat.comments[0].id.clone(),
         };
         assert!(matches!(
-            plan(&del, Some(&chat), &author, 11, Seq(2), None).unwrap()[0],
+            plan(&del, Some(&chat), &author, 11, Seq(2), Resolved::default()).unwrap()[0],
             EventKind::DeletedImageChat { .. }
         ));
         let add = Mutation::AddComment {
             chat_id: chat.id.clone(),
             text: "more".into(),
             attachments: vec![],
+            mentions: vec![],
         };
-        let ev = plan(&add, Some(&chat), &author, 12, Seq(2), None)
+        let ev = plan(&add, Some(&chat), &author, 12, Seq(2), Resolved::default())
             .unwrap()
             .remove(0);
         let EventKind::ImageChatUpdated { change, .. } = ev else {
@@ -384,7 +457,7 @@ mod tests {
         fold(&mut chat, &change, 12);
         assert_eq!((chat.comments.len(), chat.updated_at), (2, Some(12)));
         assert!(matches!(
-            plan(&del, Some(&chat), &author, 13, Seq(2), None).unwrap()[0],
+            plan(&del, Some(&chat), &author, 13, Seq(2), Resolved::default()).unwrap()[0],
             EventKind::ImageChatUpdated { .. }
         ));
     }
@@ -405,7 +478,7 @@ mod tests {
             shape: Some(Some(rect.clone())),
             resolved: Some(true),
         };
-        let ops: Vec<_> = plan(&all, Some(&chat), &author, 11, Seq(2), None)
+        let ops: Vec<_> = plan(&all, Some(&chat), &author, 11, Seq(2), Resolved::default())
             .unwrap()
             .into_iter()
             .map(|e| match e {
@@ -431,13 +504,13 @@ mod tests {
             resolved: None,
         };
         assert!(matches!(
-            plan(&reshape, Some(&chat), &other, 11, Seq(2), None),
+            plan(&reshape, Some(&chat), &other, 11, Seq(2), Resolved::default()),
             Err(DomainError::Forbidden(_))
         ));
         let mut shaped = chat.clone();
         fold(&mut shaped, &ops[1], 11);
         assert_eq!(shaped.shape, Some(rect));
-        assert!(plan(&reshape, Some(&shaped), &author, 12, Seq(3), None)
+        assert!(plan(&reshape, Some(&shaped), &author, 12, Seq(3), Resolved::default())
             .unwrap()
             .is_empty());
         let unshape = Mutation::UpdateChat {
@@ -447,7 +520,7 @@ mod tests {
             resolved: None,
         };
         assert_eq!(
-            plan(&unshape, Some(&shaped), &author, 12, Seq(3), None).unwrap(),
+            plan(&unshape, Some(&shaped), &author, 12, Seq(3), Resolved::default()).unwrap(),
             vec![EventKind::ImageChatUpdated {
                 chat_id: chat.id.clone(),
                 change: Change::Reshaped { shape: None }

@@ -20,6 +20,8 @@ use super::DomainError;
 pub const MAX_TEXT_CHARS: usize = 2000;
 /// Attachments per comment (contract §14).
 pub const MAX_ATTACHMENTS: usize = 4;
+/// Most users one comment may mention (contract §13).
+pub const MAX_MENTIONS: usize = 10;
 pub const MAX_URL_ID_BYTES: usize = 1024;
 
 /// Unicode's `Default_Ignorable_Code_Point` (DerivedCoreProperties.txt,

@@ -338,6 +338,7 @@ pub async fn import(
                     image_url: None,
                     page_url: None,
                     attachments: vec![],
+                    mentions: vec![],
                 },
                 Authority::Import(creator),
             ),
@@ -360,6 +361,7 @@ pub async fn import(
                         chat_id,
                         text,
                         attachments: vec![],
+                        mentions: vec![],
                     },
                     Authority::Import(creator),
                 )

@@ -353,6 +353,49 @@ impl Fields<'_> {
         }
         Ok(Some(ids))
     }
+    /// The optional `mentions`: user ids, at most
+    /// [`validate::MAX_MENTIONS`], repeats dropped (contract §13). Whether
+    /// each is in the directory is the store's to judge.
+    ///
+    /// Errors: `invalid_input` on `mentions` for anything but an array of
+    /// user ids, too many, or an anonymous user's id.
+    pub fn mentions(&self) -> Result<Option<Vec<String>>, AppError> {
+        const K: &str = "mentions";
+        let Some(v) = self.get(K) else {
+            return Ok(None);
+        };
+        let Value::Array(items) = v else {
+            return Err(AppError::invalid(
+                Some(K),
+                "mentions must be an array of user ids",
+            ));
+        };
+        if items.len() > validate::MAX_MENTIONS {
+            return Err(AppError::invalid(
+                Some(K),
+                format!("at most {} mentions per comment", validate::MAX_MENTIONS),
+            ));
+        }
+        let mut ids: Vec<String> = Vec::with_capacity(items.len());
+        for item in items {
+            let Value::String(id) = item else {
+                return Err(AppError::invalid(
+                    Some(K),
+                    "mentions must be an array of user ids",
+                ));
+            };
+            if id.is_empty() || id.len() > 256 || id.starts_with("anon:") {
+                return Err(AppError::invalid(
+                    Some(K),
+                    "mentions names a user who is not in this site's directory",
+                ));
+            }
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+        Ok(Some(ids))
+    }
     /// The optional `broadcastId`, validated.
     pub fn broadcast_id(&self) -> Result<Option<String>, AppError> {
         broadcast_id(self.opt_str("broadcastId")?)

@@ -16,7 +16,7 @@ use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
 use crate::domain::{DomainError, ImageKey, Mutation, Seq, Tenant, TenantId};
 pub use crate::protocol::ImageSummary;
-use crate::protocol::{Chat, Comment, Upload};
+use crate::protocol::{Chat, Comment, Notification, Upload, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -62,6 +62,99 @@ pub struct Committed {
     pub chat: Option<Chat>,
     /// The comment that was added or edited, if any.
     pub comment: Option<Comment>,
+    /// The notifications the write made (contract §13), for their users'
+    /// connections.
+    pub notifications: Vec<UserNotification>,
+    /// Webhook messages the write queued in the outbox (contract §12).
+    pub outboxed: usize,
+}
+
+/// A notification for one user, with that user's unread count after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserNotification {
+    pub user_id: String,
+    pub notification: Notification,
+    pub unread: u64,
+}
+
+/// A user of a tenant's directory as the SSO payload last described them
+/// (contract §13).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectoryUser {
+    pub user: User,
+    /// Never shown to other users.
+    pub email: Option<String>,
+    /// `en` or `ja`.
+    pub locale: String,
+    /// `false` when the payload said `optedInNotifications: false`.
+    pub mail_ok: bool,
+}
+
+/// A tenant's webhook endpoint (contract §12).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub id: String,
+    pub tenant_id: String,
+    pub url: String,
+    /// Event types delivered, in the order given.
+    pub events: Vec<String>,
+    /// `whsec_` and base64 of the signing key.
+    pub secret: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// A webhook message taken from the outbox for one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    /// The outbox row.
+    pub id: i64,
+    pub webhook: Webhook,
+    /// `webhook-id`: the same on every attempt of this message.
+    pub msg_id: String,
+    pub body: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// When the message was queued, ms since the Unix epoch.
+    pub created_at: i64,
+}
+
+/// One delivery attempt as recorded (contract §12
+/// `GET /api/v1/tenant/webhooks/{id}/deliveries`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// Ms since the Unix epoch.
+    pub at: i64,
+    pub msg_id: String,
+    /// The HTTP status, `None` when there was no answer.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// What becomes of an outbox message after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAttempt {
+    /// Delivered: forget it.
+    Delivered,
+    /// Try again at this time (ms since the Unix epoch).
+    RetryAt(i64),
+    /// Failed for too long: forget it.
+    GiveUp,
+}
+
+/// The notifications of one user to put in an e-mail digest, claimed by
+/// this node until `Store::finish_digest`.
+#[derive(Debug, Clone)]
+pub struct Digest {
+    pub tenant_id: String,
+    pub user: DirectoryUser,
+    /// Unread and never mailed, oldest first, each with the page its image
+    /// was last seen on (contract §10 `pageUrl`).
+    pub notifications: Vec<(Notification, Option<String>)>,
+    /// Every notification this digest settles (the unread ones above and
+    /// the read ones that will never be mailed).
+    pub settles: Vec<i64>,
 }
 
 /// An image's chats at one log position, with the URLs it was last seen at.
@@ -141,11 +234,12 @@ pub struct NewUpload {
     pub quota: Option<u64>,
 }
 
-/// Called with the tenant, image (urlId) and logged events of each
-/// committed mutation that logged any, in commit order (which is seq order
-/// for each image), once its caller is answered; see [`Store::on_commit`].
-/// Runs on the store's writer: it must not block.
-pub type CommitHook = Box<dyn Fn(&TenantId, &str, &[LoggedEvent]) + Send + Sync>;
+/// Called with the tenant and what each committed mutation that logged
+/// anything did (its image, events, notifications; its `chat` and
+/// `comment` are left out), in commit order (which is seq order for each
+/// image), once its caller is answered; see [`Store::on_commit`]. Runs on
+/// the store's writer: it must not block.
+pub type CommitHook = Box<dyn Fn(&TenantId, &Committed) + Send + Sync>;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -219,6 +313,81 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets one upload of `tenant` whatever attaches it (the comments
     /// keep naming it); `false` when the tenant has no such upload.
     async fn delete_upload(&self, tenant: &str, id: &str) -> Result<bool>;
+
+    // ------------------------------------- directory, follows (§13) ----
+
+    /// Adds or updates an SSO user in the tenant's directory. Leaves an
+    /// earlier unsubscribe in force.
+    async fn remember_user(&self, tenant: &str, u: &DirectoryUser) -> Result<()>;
+    /// Up to `limit` users of the directory whose name starts with
+    /// `prefix` (compared lower-cased), by name.
+    async fn find_users(&self, tenant: &str, prefix: &str, limit: u32) -> Result<Vec<User>>;
+    /// Sets whether a user follows a chat; `false` when there is no such
+    /// chat.
+    async fn set_following(
+        &self,
+        tenant: &str,
+        chat_id: &str,
+        user_id: &str,
+        following: bool,
+    ) -> Result<bool>;
+    /// Whether a user follows a chat; `None` when there is no such chat.
+    async fn following(&self, tenant: &str, chat_id: &str, user_id: &str)
+        -> Result<Option<bool>>;
+
+    // ------------------------------------------- notifications (§13) ----
+
+    /// A user's notifications newest first, at most `limit`, older than
+    /// the id `before` when given; and the user's unread count.
+    async fn notifications(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<Notification>, u64)>;
+    /// Marks a user's notifications read (those of `ids`, or all); the
+    /// unread count after.
+    async fn mark_read(&self, tenant: &str, user_id: &str, ids: Option<&[i64]>) -> Result<u64>;
+    /// Claims, until `lease_until`, up to `limit` users whose oldest
+    /// notification not yet mailed is at or before `due` (ms), with what
+    /// to mail them. Users who cannot be mailed (no address, opted out,
+    /// unsubscribed) are settled without a digest.
+    async fn claim_digests(&self, now: i64, due: i64, lease_until: i64, limit: u32)
+        -> Result<Vec<Digest>>;
+    /// Ends a claim: when `sent`, the digest's notifications count as
+    /// mailed; otherwise they wait until `retry_at`.
+    async fn finish_digest(&self, d: &Digest, sent: bool, retry_at: i64) -> Result<()>;
+    /// Stops all e-mail to a user of a tenant; `false` when unknown.
+    async fn unsubscribe(&self, tenant: &str, user_id: &str) -> Result<bool>;
+
+    // ------------------------------------------------ webhooks (§12) ----
+
+    /// Errors: [`StoreError::Conflict`] when the tenant has `max` already.
+    async fn create_webhook(&self, w: &Webhook, max: u32) -> Result<()>;
+    /// The tenant's endpoints, oldest first.
+    async fn webhooks(&self, tenant: &str) -> Result<Vec<Webhook>>;
+    /// Deletes an endpoint with its pending messages; `false` when the
+    /// tenant has no such endpoint.
+    async fn delete_webhook(&self, tenant: &str, id: &str) -> Result<bool>;
+    /// Takes up to `limit` messages due at `now` whose image has no earlier
+    /// message pending for their endpoint, leased until `lease_until` (a
+    /// node that dies leaves them to others after that).
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<PendingDelivery>>;
+    /// Records an attempt of a claimed message and what becomes of it.
+    async fn attempted(&self, d: &PendingDelivery, a: &Attempt, then: AfterAttempt)
+        -> Result<()>;
+    /// Records an attempt that is no outbox message's (a test event).
+    async fn record_attempt(&self, webhook_id: &str, a: &Attempt) -> Result<()>;
+    /// The latest `limit` attempts of an endpoint, newest first.
+    async fn attempts(&self, webhook_id: &str, limit: u32) -> Result<Vec<Attempt>>;
+    /// The earliest time a pending message is due, if any.
+    async fn next_delivery(&self) -> Result<Option<i64>>;
 }
 
 /// A store on a new SQLite file in the temporary directory, and that

@@ -13,6 +13,8 @@
 //! snapshots thanks to WAL.
 
 mod conn;
+mod hooks;
+mod notify;
 mod rows;
 mod schema;
 mod writer;
@@ -62,9 +64,12 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 use super::{
-    CommitHook, Committed, FoundChat, ImageSummary, LoggedEvent, NewUpload, Result, Snapshot,
-    Store, StoreError, StoredUpload, UsageCounts, UsageDelta,
+    AfterAttempt, Attempt, CommitHook, Committed, Digest, DirectoryUser, FoundChat, ImageSummary,
+    LoggedEvent, NewUpload, PendingDelivery, Result, Snapshot, Store, StoreError, StoredUpload,
+    UsageCounts, UsageDelta, Webhook,
 };
+use crate::domain::now_ms;
+use crate::protocol::{Notification, User};
 use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
 use crate::domain::{AnonymousPolicy, ChatId, ImageKey, Mutation, Seq, Tenant, TenantId};
@@ -94,7 +99,7 @@ pub struct SqlStore {
     backend: Backend,
     reader: AnyPool,
     writer: AnyPool,
-    epoch: String,
+    epoch: Arc<str>,
     token_key: TokenKey,
     /// Something was written since the last checkpoint.
     unsaved: Arc<std::sync::atomic::AtomicBool>,
@@ -242,7 +247,7 @@ impl SqlStore {
             backend,
             reader,
             writer,
-            epoch,
+            epoch: Arc::from(epoch),
             token_key: TokenKey::new(key),
             unsaved,
             faults,
@@ -416,6 +421,7 @@ impl Store for SqlStore {
             m: m.clone(),
             by: by.clone(),
             broadcast_id: broadcast_id.map(str::to_owned),
+            epoch: Arc::clone(&self.epoch),
             reply,
         };
         self.noted(self.writers.apply(job, answer)).await
@@ -530,6 +536,147 @@ impl Store for SqlStore {
             Ok(gone)
         })
         .await
+    }
+
+    async fn remember_user(&self, tenant: &str, u: &DirectoryUser) -> Result<()> {
+        let (tenant, u) = (tenant.to_owned(), u.clone());
+        self.noted(async { write_tx!(self, |c| notify::remember_user(c, &tenant, &u, now_ms())) })
+            .await
+    }
+
+    async fn find_users(&self, tenant: &str, prefix: &str, limit: u32) -> Result<Vec<User>> {
+        let mut c = self.reader.acquire().await?;
+        notify::find_users(&mut *c, tenant, prefix, limit).await
+    }
+
+    async fn set_following(
+        &self,
+        tenant: &str,
+        chat_id: &str,
+        user_id: &str,
+        following: bool,
+    ) -> Result<bool> {
+        let (t, chat, user) = (tenant.to_owned(), chat_id.to_owned(), user_id.to_owned());
+        self.noted(async {
+            write_tx!(self, |c| notify::set_following(c, &t, &chat, &user, following))
+        })
+        .await
+    }
+
+    async fn following(
+        &self,
+        tenant: &str,
+        chat_id: &str,
+        user_id: &str,
+    ) -> Result<Option<bool>> {
+        let mut c = self.reader.acquire().await?;
+        notify::following(&mut *c, tenant, chat_id, user_id).await
+    }
+
+    async fn notifications(
+        &self,
+        tenant: &str,
+        user_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<Notification>, u64)> {
+        // One read transaction: the page and the count agree.
+        let mut tx = self.reader.begin().await?;
+        let r = notify::notifications(&mut *tx, tenant, user_id, before, limit).await?;
+        tx.commit().await?;
+        Ok(r)
+    }
+
+    async fn mark_read(&self, tenant: &str, user_id: &str, ids: Option<&[i64]>) -> Result<u64> {
+        let (t, user, ids) = (tenant.to_owned(), user_id.to_owned(), ids.map(<[i64]>::to_vec));
+        self.noted(async {
+            write_tx!(self, |c| notify::mark_read(c, &t, &user, ids.as_deref()))
+        })
+        .await
+    }
+
+    async fn claim_digests(
+        &self,
+        now: i64,
+        due: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Digest>> {
+        self.noted(async {
+            write_tx!(self, |c| notify::claim_digests(c, now, due, lease_until, limit))
+        })
+        .await
+    }
+
+    async fn finish_digest(&self, d: &Digest, sent: bool, retry_at: i64) -> Result<()> {
+        let d = d.clone();
+        self.noted(async { write_tx!(self, |c| notify::finish_digest(c, &d, sent, retry_at)) })
+            .await
+    }
+
+    async fn unsubscribe(&self, tenant: &str, user_id: &str) -> Result<bool> {
+        let (t, user) = (tenant.to_owned(), user_id.to_owned());
+        self.noted(async { write_tx!(self, |c| notify::unsubscribe(c, &t, &user)) })
+            .await
+    }
+
+    async fn create_webhook(&self, w: &Webhook, max: u32) -> Result<()> {
+        let w = w.clone();
+        self.noted(async { write_tx!(self, |c| hooks::create(c, &w, max)) })
+            .await
+    }
+
+    async fn webhooks(&self, tenant: &str) -> Result<Vec<Webhook>> {
+        let mut c = self.reader.acquire().await?;
+        hooks::list(&mut *c, tenant).await
+    }
+
+    async fn delete_webhook(&self, tenant: &str, id: &str) -> Result<bool> {
+        let (t, id) = (tenant.to_owned(), id.to_owned());
+        self.noted(async { write_tx!(self, |c| hooks::delete(c, &t, &id)) })
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<PendingDelivery>> {
+        let claim: &'static str = match self.backend {
+            Backend::Sqlite => {
+                static Q: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                Q.get_or_init(|| format!("{}) RETURNING id, webhook_id, msg_id, body, attempts, created_at", hooks::CLAIM))
+            }
+            Backend::Postgres => {
+                static Q: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                Q.get_or_init(|| format!("{} FOR UPDATE SKIP LOCKED) RETURNING id, webhook_id, msg_id, body, attempts, created_at", hooks::CLAIM))
+            }
+        };
+        self.noted(async { write_tx!(self, |c| hooks::claim(c, claim, now, lease_until, limit)) })
+            .await
+    }
+
+    async fn attempted(&self, d: &PendingDelivery, a: &Attempt, then: AfterAttempt) -> Result<()> {
+        let (d, a) = (d.clone(), a.clone());
+        self.noted(async { write_tx!(self, |c| hooks::attempted(c, &d, &a, then)) })
+            .await
+    }
+
+    async fn record_attempt(&self, webhook_id: &str, a: &Attempt) -> Result<()> {
+        let (id, a) = (webhook_id.to_owned(), a.clone());
+        self.noted(async { write_tx!(self, |c| hooks::record(c, &id, &a)) })
+            .await
+    }
+
+    async fn attempts(&self, webhook_id: &str, limit: u32) -> Result<Vec<Attempt>> {
+        let mut c = self.reader.acquire().await?;
+        hooks::attempts(&mut *c, webhook_id, limit).await
+    }
+
+    async fn next_delivery(&self) -> Result<Option<i64>> {
+        let mut c = self.reader.acquire().await?;
+        hooks::next_due(&mut *c).await
     }
 }
 

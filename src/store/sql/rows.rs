@@ -68,6 +68,21 @@ async fn set_refs<C: Conn>(
     Ok(())
 }
 
+fn mentions_of(json: Option<String>) -> Result<Vec<User>> {
+    match json {
+        None => Ok(Vec::new()),
+        Some(j) => serde_json::from_str(&j)
+            .map_err(|e| StoreError::Unavailable(format!("corrupt mentions row: {e}"))),
+    }
+}
+
+fn mentions_json(m: &[User]) -> Option<String> {
+    if m.is_empty() {
+        return None;
+    }
+    serde_json::to_string(m).ok()
+}
+
 fn shape_json(s: &Option<Shape>) -> Option<String> {
     s.as_ref().and_then(|s| serde_json::to_string(s).ok())
 }
@@ -94,13 +109,14 @@ pub(super) fn comment_of(row: &impl Cols) -> Result<Comment> {
         created_at: row.int("created_at")?,
         edited_at: row.opt_int("edited_at")?,
         attachments: attachments_of(row.opt_text("attachments")?)?,
+        mentions: mentions_of(row.opt_text("mentions")?)?,
     })
 }
 
 pub(super) const CHAT_COLUMNS: &str =
     "id, url_id, x, y, resolved, shape, user_json, created_at, updated_at";
 pub(super) const COMMENT_COLUMNS: &str =
-    "id, chat_id, user_json, text, created_at, edited_at, attachments";
+    "id, chat_id, user_json, text, created_at, edited_at, attachments, mentions";
 
 /// The statements that read chats and comments (built once).
 pub(super) struct Queries {
@@ -211,9 +227,10 @@ async fn insert_comment<C: Conn>(
 ) -> Result<()> {
     let user = user_json(&k.user);
     let attachments = attachments_json(&k.attachments);
+    let mentions = mentions_json(&k.mentions);
     c.exec(
-        "INSERT INTO comments (tenant_id, id, chat_id, url_id, ord, user_id, user_json, text, created_at, edited_at, attachments) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO comments (tenant_id, id, chat_id, url_id, ord, user_id, user_json, text, created_at, edited_at, attachments, mentions) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &args![
             tenant,
             &k.id,
@@ -226,6 +243,7 @@ async fn insert_comment<C: Conn>(
             k.created_at,
             k.edited_at,
             attachments.as_deref(),
+            mentions.as_deref(),
         ],
     )
     .await?;
@@ -282,6 +300,11 @@ pub(super) async fn write_event<C: Conn>(
             .await?;
             c.exec("DELETE FROM chats WHERE tenant_id = $1 AND id = $2", &a)
                 .await?;
+            c.exec(
+                "DELETE FROM chat_followers WHERE tenant_id = $1 AND chat_id = $2",
+                &a,
+            )
+            .await?;
         }
         EventKind::ImageChatUpdated { chat_id, change } => {
             let chat_id = chat_id.as_str();
@@ -291,8 +314,9 @@ pub(super) async fn write_event<C: Conn>(
                 }
                 Change::CommentEdited { comment } => {
                     let attachments = attachments_json(&comment.attachments);
+                    let mentions = mentions_json(&comment.mentions);
                     c.exec(
-                        "UPDATE comments SET text = $1, edited_at = $2, attachments = $3 \
+                        "UPDATE comments SET text = $1, edited_at = $2, attachments = $3, mentions = $7 \
                          WHERE tenant_id = $4 AND chat_id = $5 AND id = $6",
                         &args![
                             &comment.text,
@@ -301,6 +325,7 @@ pub(super) async fn write_event<C: Conn>(
                             tenant,
                             chat_id,
                             &comment.id,
+                            mentions.as_deref(),
                         ],
                     )
                     .await?;

@@ -26,8 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{self, args, Conn, Lite};
 use super::rows::{load_chat, lock_image, resolve_attachments, write_event};
-use super::{Faults, SqlStore};
-use crate::domain::chat::Authority;
+use super::{hooks, notify, Faults, SqlStore};
+use crate::domain::chat::{Authority, Resolved};
 use crate::domain::{fold, now_ms, plan, DomainError, Mutation, TenantId};
 use crate::protocol::{Change, Event, EventKind};
 use crate::store::{CommitHook, Committed, LoggedEvent, Result, StoreError};
@@ -51,6 +51,8 @@ pub(super) struct Job {
     pub m: Mutation,
     pub by: Authority,
     pub broadcast_id: Option<String>,
+    /// The store's epoch, which webhook messages carry.
+    pub epoch: Arc<str>,
     pub reply: oneshot::Sender<Result<Committed>>,
 }
 
@@ -141,14 +143,25 @@ fn answer(hook: &OnceLock<CommitHook>, batch: Vec<Job>, results: Vec<Result<Comm
     for (job, r) in batch.into_iter().zip(results) {
         if let (Ok(c), Some(_)) = (&r, hook.get()) {
             if !c.events.is_empty() {
-                told.push((job.tenant.clone(), c.url_id.clone(), c.events.clone()));
+                told.push((
+                    job.tenant.clone(),
+                    Committed {
+                        url_id: c.url_id.clone(),
+                        seq: c.seq,
+                        events: c.events.clone(),
+                        chat: None,
+                        comment: None,
+                        notifications: c.notifications.clone(),
+                        outboxed: c.outboxed,
+                    },
+                ));
             }
         }
         let _ = job.reply.send(r);
     }
     if let Some(hook) = hook.get() {
-        for (tenant, url_id, events) in &told {
-            hook(tenant, url_id, events);
+        for (tenant, c) in &told {
+            hook(tenant, c);
         }
     }
 }
@@ -160,7 +173,7 @@ async fn apply_all<C: Conn>(c: &mut C, batch: &[Job]) -> Vec<Result<Committed>> 
     for job in batch {
         let r = async {
             c.exec("SAVEPOINT m", &[]).await?;
-            let r = apply_one(c, &job.tenant, &job.m, &job.by, job.broadcast_id.as_deref()).await;
+            let r = apply_one(c, job).await;
             if r.is_err() {
                 c.exec("ROLLBACK TO SAVEPOINT m", &[]).await?;
             }
@@ -184,14 +197,9 @@ fn failed(results: &[Result<Committed>]) -> Option<String> {
 
 /// Validates, authorizes and stores one mutation with its events (see the
 /// `Store::apply` invariant).
-pub(super) async fn apply_one<C: Conn>(
-    c: &mut C,
-    tenant: &TenantId,
-    m: &Mutation,
-    by: &Authority,
-    broadcast_id: Option<&str>,
-) -> Result<Committed> {
-    let tenant = tenant.as_str();
+pub(super) async fn apply_one<C: Conn>(c: &mut C, job: &Job) -> Result<Committed> {
+    let (m, by, broadcast_id) = (&job.m, &job.by, job.broadcast_id.as_deref());
+    let tenant = job.tenant.as_str();
     let url_id = match (m, m.chat_id()) {
         (Mutation::CreateChat { url_id, .. }, _) => url_id.clone(),
         (_, Some(id)) => c
@@ -220,23 +228,46 @@ pub(super) async fn apply_one<C: Conn>(
                 .ok_or(DomainError::NotFound)?,
         ),
     };
-    let attachments = match m.attachment_ids() {
-        Some(ids) => Some(resolve_attachments(c, tenant, ids, now).await?),
-        None => None,
+    let resolved = Resolved {
+        attachments: match m.attachment_ids() {
+            Some(ids) => Some(resolve_attachments(c, tenant, ids, now).await?),
+            None => None,
+        },
+        mentions: match m.mention_ids() {
+            Some(ids) => Some(notify::resolve_mentions(c, tenant, ids).await?),
+            None => None,
+        },
     };
-    let kinds = plan(m, chat.as_ref(), by, now, seq.next(), attachments)?;
+    // Whom an edited comment mentioned before: only the others are told.
+    let mentioned_before = match (m, &chat) {
+        (Mutation::EditComment { comment_id, .. }, Some(k)) => k
+            .comments
+            .iter()
+            .find(|x| x.id == *comment_id)
+            .map(|x| x.mentions.clone())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let kinds = plan(m, chat.as_ref(), by, now, seq.next(), resolved)?;
     let mut events = Vec::with_capacity(kinds.len());
     let mut comment = None;
+    let mut written: Option<(String, bool)> = None;
     for kind in kinds {
         seq = seq.next();
         write_event(c, tenant, &url_id, seq, &kind, now).await?;
         match &kind {
-            EventKind::NewImageChat { chat: k } => chat = Some(k.clone()),
+            EventKind::NewImageChat { chat: k } => {
+                written = Some((k.id.to_string(), true));
+                comment = k.comments.first().cloned();
+                chat = Some(k.clone());
+            }
             EventKind::DeletedImageChat { .. } => chat = None,
-            EventKind::ImageChatUpdated { change, .. } => {
+            EventKind::ImageChatUpdated { change, chat_id } => {
                 if let Change::CommentAdded { comment: k } | Change::CommentEdited { comment: k } =
                     change
                 {
+                    let new_comment = matches!(change, Change::CommentAdded { .. });
+                    written = Some((chat_id.to_string(), new_comment));
                     comment = Some(k.clone());
                 }
                 if let Some(k) = chat.as_mut() {
@@ -285,12 +316,33 @@ pub(super) async fn apply_one<C: Conn>(
         )
         .await?;
     }
+    let notifications = match (&written, &comment) {
+        (Some((chat_id, new_comment)), Some(k)) => {
+            let w = notify::Written {
+                url_id: &url_id,
+                chat_id,
+                comment: k,
+                mentioned_before: &mentioned_before,
+                new_comment: *new_comment,
+                author_follows: matches!(by, Authority::User(a) if !a.user.anonymous),
+            };
+            notify::after_comment(c, tenant, &w, now).await?
+        }
+        _ => Vec::new(),
+    };
+    let logged: Vec<(i64, &str)> = events
+        .iter()
+        .map(|e| (e.seq.to_sql(), std::str::from_utf8(&e.body).unwrap_or_default()))
+        .collect();
+    let outboxed = hooks::queue(c, tenant, &job.epoch, &url_id, &logged, &notifications, now).await?;
     Ok(Committed {
         url_id,
         seq,
         events,
         chat,
         comment,
+        notifications,
+        outboxed,
     })
 }
 
@@ -531,6 +583,7 @@ mod tests {
             m,
             by,
             broadcast_id: None,
+            epoch: Arc::from("test"),
             reply,
         }
     }
@@ -563,6 +616,7 @@ mod tests {
                     chat_id: id.clone(),
                     text: "second".into(),
                     attachments: vec![],
+                    mentions: vec![],
                 },
                 user("u1"),
             ),
@@ -580,6 +634,7 @@ mod tests {
                     chat_id: "missing".into(),
                     text: "x".into(),
                     attachments: vec![],
+                    mentions: vec![],
                 },
                 user("u1"),
             ),
