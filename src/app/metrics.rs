@@ -102,6 +102,14 @@ impl Metrics {
                 "Bytes of uploads stored, metadata removed."
             );
             metrics::describe_counter!(
+                "imagechat_webhook_attempts_total",
+                "Webhook delivery attempts by outcome (delivered, failed)."
+            );
+            metrics::describe_counter!(
+                "imagechat_emails_total",
+                "Notification e-mail digests by outcome (sent, failed)."
+            );
+            metrics::describe_counter!(
                 "imagechat_uploads_swept_total",
                 "Uploads deleted because no comment attached them."
             );
@@ -182,6 +190,21 @@ impl Metrics {
             uploads_swept: m.8,
             upload_check: m.9,
         }
+    }
+
+    /// One webhook delivery attempt and whether it succeeded.
+    pub fn webhook_attempt(&self, ok: bool) {
+        metrics::with_local_recorder(&self.recorder, || {
+            counter!("imagechat_webhook_attempts_total", "outcome" => if ok { "delivered" } else { "failed" })
+                .increment(1);
+        });
+    }
+
+    /// One notification e-mail digest: `sent`, or `failed`.
+    pub fn email(&self, outcome: &'static str) {
+        metrics::with_local_recorder(&self.recorder, || {
+            counter!("imagechat_emails_total", "outcome" => outcome).increment(1);
+        });
     }
 
     pub fn store_error(&self) {

@@ -45,6 +45,8 @@ pub struct App {
     pub uploads: crate::upload::Uploads,
     /// Current image snapshots, encoded.
     pub snapshots: snapshots::Snapshots,
+    /// Woken when a write queued webhook messages (see `crate::webhook`).
+    pub webhooks: Arc<tokio::sync::Notify>,
     started: Instant,
 }
 
@@ -63,10 +65,12 @@ impl App {
             Duration::from_millis(config.batch_window_ms),
             metrics.event_delivery.clone(),
         );
+        let webhooks = Arc::new(tokio::sync::Notify::new());
         store.on_commit(write::publisher(
             Arc::clone(&hub),
             Arc::clone(&broker),
             &metrics,
+            Arc::clone(&webhooks),
         ));
         Arc::new(App {
             limiter: RateLimiter::new(config.write_rate_per_minute, config.write_burst),
@@ -81,6 +85,7 @@ impl App {
             metrics,
             conns: Connections::default(),
             uploads: crate::upload::Uploads::new(uploads),
+            webhooks,
             started: Instant::now(),
         })
     }

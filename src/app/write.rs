@@ -15,15 +15,16 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::app::App;
-use crate::broker::{Broker, BrokerMessage, ImageKey};
+use crate::broker::{Broker, BrokerMessage, ImageKey, UserMessage};
+use crate::protocol::ServerMessage;
 use crate::domain::chat::Authority;
 use crate::domain::{Mutation, TenantId};
 use crate::error::AppError;
 use crate::fanout::Hub;
-use crate::store::{CommitHook, Committed, LoggedEvent, StoreError};
+use crate::store::{CommitHook, Committed, StoreError};
 
 /// Events queued for publishing; past it an event is remembered as
 /// unpublished and republished once the queue drains (subscribers of the
@@ -66,15 +67,32 @@ pub async fn commit(
     Ok(c)
 }
 
-/// The store's commit hook: tells the hub and queues the events for the
-/// publishing task, which it starts.
-pub fn publisher(hub: Arc<Hub>, broker: Arc<Broker>, metrics: &crate::app::Metrics) -> CommitHook {
+/// What the publishing task sends: an image's event, or a message for
+/// one user's connections.
+enum Outgoing {
+    Event(BrokerMessage),
+    User(UserMessage),
+}
+
+/// The store's commit hook: tells the hub, queues the events and the
+/// notifications for the publishing task, which it starts, and wakes the
+/// webhook sender (`webhooks`) when the write queued messages for it.
+pub fn publisher(
+    hub: Arc<Hub>,
+    broker: Arc<Broker>,
+    metrics: &crate::app::Metrics,
+    webhooks: Arc<Notify>,
+) -> CommitHook {
     let (logged, errors) = (metrics.events_logged.clone(), metrics.broker_errors.clone());
-    let (tx, mut rx) = mpsc::channel::<BrokerMessage>(PUBLISH_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(PUBLISH_QUEUE);
     let sender = Arc::clone(&broker);
     tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            if let Err(err) = sender.publish(msg).await {
+        while let Some(out) = rx.recv().await {
+            let sent = match out {
+                Outgoing::Event(msg) => sender.publish(msg).await,
+                Outgoing::User(m) => sender.tell_user(m).await,
+            };
+            if let Err(err) = sent {
                 errors.increment(1);
                 tracing::warn!(error = %err, "publish failed; subscribers will catch up from the log");
             }
@@ -86,28 +104,44 @@ pub fn publisher(hub: Arc<Hub>, broker: Arc<Broker>, metrics: &crate::app::Metri
     // The store holds this hook and the hub holds the store: a weak
     // reference, so a node that stops is dropped whole.
     let hub = Arc::downgrade(&hub);
-    Box::new(
-        move |tenant: &TenantId, url_id: &str, events: &[LoggedEvent]| {
-            let topic = ImageKey::new(tenant.as_str(), url_id);
-            if let Some(hub) = hub.upgrade() {
-                hub.committed(&topic);
+    Box::new(move |tenant: &TenantId, c: &Committed| {
+        let topic = ImageKey::new(tenant.as_str(), &c.url_id);
+        if let Some(hub) = hub.upgrade() {
+            hub.committed(&topic);
+        }
+        for e in &c.events {
+            logged.increment(1);
+            let msg = BrokerMessage {
+                topic: topic.clone(),
+                seq: e.seq,
+                body: e.body.clone(),
+            };
+            if let Err(
+                mpsc::error::TrySendError::Full(Outgoing::Event(msg))
+                | mpsc::error::TrySendError::Closed(Outgoing::Event(msg)),
+            ) = tx.try_send(Outgoing::Event(msg))
+            {
+                broker.remember(msg);
             }
-            for e in events {
-                logged.increment(1);
-                let msg = BrokerMessage {
-                    topic: topic.clone(),
-                    seq: e.seq,
-                    body: e.body.clone(),
-                };
-                if let Err(
-                    mpsc::error::TrySendError::Full(msg) | mpsc::error::TrySendError::Closed(msg),
-                ) = tx.try_send(msg)
-                {
-                    broker.remember(msg);
-                }
+        }
+        for n in &c.notifications {
+            let body = ServerMessage::Notification {
+                notification: &n.notification,
+                unread: n.unread,
             }
-        },
-    )
+            .to_bytes();
+            // Not logged: a notification that finds the queue full is
+            // still in the store, and the list shows it.
+            let _ = tx.try_send(Outgoing::User(UserMessage {
+                tenant: tenant.to_string(),
+                user_id: n.user_id.clone(),
+                body,
+            }));
+        }
+        if c.outboxed > 0 {
+            webhooks.notify_one();
+        }
+    })
 }
 
 #[cfg(test)]

@@ -30,8 +30,16 @@ impl MemoryBroker {
 impl Bus for MemoryBroker {
     async fn publish(&self, msg: Envelope) -> Result<(), BrokerError> {
         // One node: its own presence changes are counted where they happen.
-        let Envelope::Event(msg) = msg else {
-            return Ok(());
+        let msg = match msg {
+            Envelope::Event(msg) => msg,
+            Envelope::Presence(_) => return Ok(()),
+            Envelope::User(m) => {
+                return self
+                    .inbox
+                    .send(Inbound::User(m))
+                    .await
+                    .map_err(|_| BrokerError::Unavailable("the hub has stopped".into()));
+            }
         };
         let wanted = self
             .topics

@@ -38,12 +38,25 @@ pub struct BrokerMessage {
     pub body: Bytes,
 }
 
+/// A message for every connection of one user, on whichever node
+/// (contract §13's `notification` and `notifications`): not logged, so
+/// at most once, like the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserMessage {
+    pub tenant: String,
+    pub user_id: String,
+    /// The exact JSON text sent to the user's connections.
+    pub body: Bytes,
+}
+
 /// What travels on a bus.
 #[derive(Debug, Clone)]
 pub enum Envelope {
     Event(BrokerMessage),
     /// Some node's viewer count of this image changed: recount.
     Presence(ImageKey),
+    /// For one user's connections on every node.
+    User(UserMessage),
 }
 
 /// What a bus hands to its node's hub.
@@ -52,6 +65,8 @@ pub enum Inbound {
     Event(BrokerMessage),
     /// Some node's viewer count of this image changed: recount.
     Presence(ImageKey),
+    /// For one user's connections on this node.
+    User(UserMessage),
     /// Messages may have been lost (the bus reconnected): publish again what
     /// failed, and check every subscribed image against the store.
     Resync,
@@ -62,6 +77,7 @@ impl From<Envelope> for Inbound {
         match e {
             Envelope::Event(m) => Inbound::Event(m),
             Envelope::Presence(t) => Inbound::Presence(t),
+            Envelope::User(m) => Inbound::User(m),
         }
     }
 }
@@ -75,7 +91,8 @@ pub enum BrokerError {
 /// Pub/sub between nodes. At most once, in no promised order.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
-    /// Sends to every node subscribed to the topic (this one included).
+    /// Sends to every node subscribed to the topic (this one included); a
+    /// [`Envelope::User`] goes to every node.
     async fn publish(&self, msg: Envelope) -> Result<(), BrokerError>;
     /// Starts receiving a topic on this node's inbox. Counted: as many
     /// `unsubscribe`s as `subscribe`s end it (a dying and a fresh copy of
@@ -168,6 +185,11 @@ impl Broker {
 
     pub async fn subscribe(&self, topic: &ImageKey) -> Result<(), BrokerError> {
         self.bus.subscribe(topic).await
+    }
+
+    /// Sends a message to every connection of one user, on every node.
+    pub async fn tell_user(&self, m: UserMessage) -> Result<(), BrokerError> {
+        self.bus.publish(Envelope::User(m)).await
     }
 
     pub async fn unsubscribe(&self, topic: &ImageKey) -> Result<(), BrokerError> {

@@ -19,10 +19,15 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, PubSubSink};
 use tokio::sync::mpsc;
 
-use super::{BrokerError, BrokerMessage, Bus, ClusterState, Envelope, ImageKey, Inbound};
+use super::{
+    BrokerError, BrokerMessage, Bus, ClusterState, Envelope, ImageKey, Inbound, UserMessage,
+};
 use crate::domain::Seq;
 
 const EVENTS: &str = "imagechat:ev:";
+/// The one channel of messages for users' connections; every node
+/// subscribes to it.
+const USERS: &str = "imagechat:users";
 const VIEWERS: &str = "imagechat:viewers:";
 const CONNECTIONS: &str = "imagechat:conns:";
 const NODE: &str = "imagechat:node:";
@@ -187,7 +192,30 @@ fn payload(seq: Seq, body: &[u8]) -> Vec<u8> {
     p
 }
 
+/// A user message as `tenant \n user \n body` (neither id can hold a
+/// newline: see `validate`).
+fn user_payload(m: &UserMessage) -> Vec<u8> {
+    let mut p = Vec::with_capacity(m.tenant.len() + m.user_id.len() + m.body.len() + 2);
+    p.extend_from_slice(m.tenant.as_bytes());
+    p.push(b'\n');
+    p.extend_from_slice(m.user_id.as_bytes());
+    p.push(b'\n');
+    p.extend_from_slice(&m.body);
+    p
+}
+
 fn parse(channel: &str, data: &[u8]) -> Option<Inbound> {
+    if channel == USERS {
+        let mut parts = data.splitn(3, |b| *b == b'\n');
+        let tenant = std::str::from_utf8(parts.next()?).ok()?.to_owned();
+        let user_id = std::str::from_utf8(parts.next()?).ok()?.to_owned();
+        let body = Bytes::copy_from_slice(parts.next()?);
+        return Some(Inbound::User(UserMessage {
+            tenant,
+            user_id,
+            body,
+        }));
+    }
     let key = channel.strip_prefix(EVENTS)?;
     let (tenant, url_id) = key.split_once('\n')?;
     let topic = ImageKey::new(tenant, url_id);
@@ -217,7 +245,7 @@ async fn subscriber_loop(weak: Weak<RedisBroker>) {
                 // in this list or runs on the new sink afterwards.
                 let mut slot = b.sink.lock().await;
                 let topics: Vec<ImageKey> = lock(&b.topics).keys().cloned().collect();
-                let mut ok = true;
+                let mut ok = sink.subscribe(USERS).await.is_ok();
                 for t in &topics {
                     if sink.subscribe(RedisBroker::channel(t)).await.is_err() {
                         ok = false;
@@ -266,6 +294,7 @@ impl Bus for RedisBroker {
         let (channel, data) = match &msg {
             Envelope::Event(m) => (Self::channel(&m.topic), payload(m.seq, &m.body)),
             Envelope::Presence(t) => (Self::channel(t), PRESENCE_MARK.to_vec()),
+            Envelope::User(m) => (USERS.to_owned(), user_payload(m)),
         };
         redis::cmd("PUBLISH")
             .arg(channel)

@@ -136,6 +136,18 @@ impl Bus for StubBus {
         let topic = match &msg {
             Envelope::Event(m) => m.topic.clone(),
             Envelope::Presence(t) => t.clone(),
+            Envelope::User(m) => {
+                // To every node, without faults.
+                let inboxes: Vec<_> = lock(&self.net.0)
+                    .nodes
+                    .iter()
+                    .map(|n| n.inbox.clone())
+                    .collect();
+                for i in inboxes {
+                    let _ = i.send(Inbound::User(m.clone())).await;
+                }
+                return Ok(());
+            }
         };
         let sends = {
             let mut guard = lock(&self.net.0);

@@ -122,6 +122,13 @@ pub struct Hub {
     window: Duration,
     /// Records, per batch, the time from its first event's commit to now.
     latency: metrics::Histogram,
+    /// Signed-in users' open connections on this node, by
+    /// `tenant \n user id`, for messages of one user (contract §13).
+    users: Mutex<HashMap<String, Vec<(ConnId, Arc<dyn Subscriber>)>>>,
+}
+
+fn user_key(tenant: &str, user_id: &str) -> String {
+    format!("{tenant}\n{user_id}")
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -178,7 +185,40 @@ impl Hub {
             gap_wait,
             window,
             latency,
+            users: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Registers a connection of a signed-in user for [`Hub::tell_user`].
+    pub fn add_user(&self, tenant: &str, user_id: &str, conn: ConnId, to: Arc<dyn Subscriber>) {
+        lock(&self.users)
+            .entry(user_key(tenant, user_id))
+            .or_default()
+            .push((conn, to));
+    }
+
+    pub fn remove_user(&self, tenant: &str, user_id: &str, conn: ConnId) {
+        let mut users = lock(&self.users);
+        let key = user_key(tenant, user_id);
+        if let Some(list) = users.get_mut(&key) {
+            list.retain(|(c, _)| *c != conn);
+            if list.is_empty() {
+                users.remove(&key);
+            }
+        }
+    }
+
+    /// Sends a message to every connection of a user on this node; how
+    /// many.
+    pub fn tell_user(&self, tenant: &str, user_id: &str, body: &[u8]) -> usize {
+        let to: Vec<Arc<dyn Subscriber>> = lock(&self.users)
+            .get(&user_key(tenant, user_id))
+            .map(|l| l.iter().map(|(_, s)| Arc::clone(s)).collect())
+            .unwrap_or_default();
+        for s in &to {
+            s.send(body);
+        }
+        to.len()
     }
 
     /// Number of images with at least one subscriber on this node.
@@ -203,6 +243,9 @@ impl Hub {
                 Inbound::Presence(key) => {
                     tracing::debug!(url_id = key.url_id(), "presence changed elsewhere");
                     lock(&self.presence_recount).insert(key);
+                }
+                Inbound::User(m) => {
+                    self.tell_user(&m.tenant, &m.user_id, &m.body);
                 }
                 Inbound::Resync => {
                     // Above any bus: what this node failed to publish goes

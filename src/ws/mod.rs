@@ -240,6 +240,16 @@ where
     report_connections(&app, &tenant.id, &live);
     app.conns
         .add(id, Arc::clone(&out) as Arc<dyn crate::app::Connection>);
+    // Notifications reach every connection of a signed-in user.
+    let signed_in = (!actor.user.anonymous).then(|| actor.user.id.clone());
+    if let Some(user) = &signed_in {
+        app.hub.add_user(
+            &tenant.id,
+            user,
+            id,
+            Arc::clone(&out) as Arc<dyn crate::fanout::Subscriber>,
+        );
+    }
     let state = Arc::new(ConnState::default());
     // However the reader ends (a panic included), the connection closes
     // and is cleaned up at once, not at the next heartbeat sweep.
@@ -282,6 +292,9 @@ where
         .unwrap_or_default();
     for key in &subs {
         Box::pin(app.hub.unsubscribe(id, key)).await;
+    }
+    if let Some(user) = &signed_in {
+        app.hub.remove_user(&tenant.id, user, id);
     }
     live.subscriptions.fetch_sub(subs.len() as u64, Relaxed);
     live.disconnected();
