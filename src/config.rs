@@ -150,6 +150,26 @@ pub struct Config {
     /// memory, least recently used dropped first; 0 turns the cache off.
     #[arg(long, env = "IMAGECHAT_SNAPSHOT_CACHE_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub snapshot_cache_bytes: usize,
+    /// Lets webhooks reach loopback, private, link-local and unique-local
+    /// addresses (for tests and private deployments; contract §12).
+    #[arg(long, env = "IMAGECHAT_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Milliseconds before a failed webhook delivery's first retry; each
+    /// later retry waits about twice as long, at most an hour.
+    #[arg(long, env = "IMAGECHAT_WEBHOOK_RETRY_BASE_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub webhook_retry_base_ms: u64,
+    /// The SMTP server of notification e-mail: `smtp://host:port`
+    /// (STARTTLS when offered) or `smtps://host:port`, with optional
+    /// `user:password@`. Without it no e-mail is sent.
+    #[arg(long, env = "IMAGECHAT_SMTP_URL", requires = "mail_from")]
+    pub smtp_url: Option<String>,
+    /// The `From` address of notification e-mail.
+    #[arg(long, env = "IMAGECHAT_MAIL_FROM", requires = "smtp_url")]
+    pub mail_from: Option<String>,
+    /// A user gets at most one e-mail this often: the digest is sent this
+    /// many seconds after the first notification not yet mailed.
+    #[arg(long, env = "IMAGECHAT_EMAIL_DIGEST_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=7 * 86_400))]
+    pub email_digest_seconds: u64,
 }
 
 /// An http(s) origin without a trailing slash.
@@ -196,6 +216,11 @@ impl Config {
             upload_quota_bytes_per_day: 1024 * 1024 * 1024,
             upload_sweep_after: 86_400,
             snapshot_cache_bytes: 64 * 1024 * 1024,
+            webhook_allow_private: false,
+            webhook_retry_base_ms: 5000,
+            smtp_url: None,
+            mail_from: None,
+            email_digest_seconds: 600,
         }
     }
 }

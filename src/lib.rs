@@ -39,8 +39,10 @@ pub mod server;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod mail;
 pub mod upload;
 pub mod usage;
+pub mod webhook;
 pub mod ws;
 
 pub use config::Config;

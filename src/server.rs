@@ -71,15 +71,21 @@ pub async fn run(
     if config.admin_key.is_none() {
         ensure_demo_tenant(store.as_ref()).await?;
     }
+    let mailer = crate::mail::Mailer::from_config(&config)?;
     let app = App::new(config, store, broker, uploads);
-    let background = [
+    let mut background = vec![
         tokio::spawn(Arc::clone(&app.hub).run_inbox(rx)),
         tokio::spawn(crate::ws::heartbeat_loop(Arc::clone(&app))),
         tokio::spawn(presence_loop(Arc::clone(&app))),
         tokio::spawn(usage_loop(Arc::clone(&app))),
         tokio::spawn(maintenance_loop(Arc::clone(&app))),
         tokio::spawn(sweep_loop(Arc::clone(&app))),
+        tokio::spawn(crate::webhook::run(Arc::clone(&app))),
     ];
+    if let Some(mailer) = mailer {
+        tracing::info!("notification e-mail on");
+        background.push(tokio::spawn(crate::mail::run(Arc::clone(&app), mailer)));
+    }
     let router = crate::http::router(Arc::clone(&app));
     let metrics_server = match app.config.metrics_listen {
         Some(addr) => {

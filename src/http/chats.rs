@@ -122,6 +122,7 @@ impl FromJson for CreateChatRequest {
             text: validate::text("text", &f.str("text")?)?,
             shape: f.get("shape").map(shape::parse).transpose()?,
             attachments: f.attachments()?,
+            mentions: f.mentions()?,
             image_url: web_url("imageUrl")?,
             // The page, not a place on it: a fragment is dropped.
             page_url: web_url("pageUrl")?.map(|u| match u.split_once('#') {
@@ -179,6 +180,7 @@ impl FromJson for CommentRequest {
         Ok(CommentRequest {
             text: validate::text("text", &f.str("text")?)?,
             attachments: f.attachments()?,
+            mentions: f.mentions()?,
             broadcast_id: f.broadcast_id()?,
         })
     }
@@ -205,8 +207,18 @@ pub async fn events(
     Reader(s): Reader,
     Params(p): Params<Position>,
 ) -> Result<Response, AppError> {
+    events_answer(&app, &s.tenant.id, &p).await
+}
+
+/// The answer of `GET /api/v1/events` for a tenant (also the tenant
+/// call's, `GET /api/v1/tenant/events`).
+pub(super) async fn events_answer(
+    app: &App,
+    tenant: &str,
+    p: &Position,
+) -> Result<Response, AppError> {
     let (url_id, since) = (&p.url_id, p.since);
-    let image = ImageKey::new(&s.tenant.id, url_id);
+    let image = ImageKey::new(tenant, url_id);
     if p.epoch != app.store.epoch() {
         return Err(AppError::HistoryGone(
             "that epoch is over: reload the snapshot",
@@ -270,6 +282,7 @@ pub async fn create(
         image_url: r.image_url,
         page_url: r.page_url,
         attachments: r.attachments.unwrap_or_default(),
+        mentions: r.mentions.unwrap_or_default(),
     };
     let c = commit(&app, s, m, r.broadcast_id).await?;
     Ok(json(
@@ -339,6 +352,7 @@ pub async fn add_comment(
         chat_id,
         text: r.text,
         attachments: r.attachments.unwrap_or_default(),
+        mentions: r.mentions.unwrap_or_default(),
     };
     let c = commit(&app, s, m, r.broadcast_id).await?;
     Ok(json(
@@ -366,6 +380,7 @@ pub async fn edit_comment(
         comment_id,
         text: r.text,
         attachments: r.attachments,
+        mentions: r.mentions,
     };
     let c = commit(&app, s, m, r.broadcast_id).await?;
     Ok(json(

@@ -8,11 +8,13 @@ pub mod annotations;
 pub mod chats;
 pub mod error;
 pub mod extract;
+pub mod notify;
 pub mod openapi;
 pub mod pages;
 pub mod sessions;
 pub mod tenant;
 pub mod uploads;
+pub mod webhooks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,6 +47,16 @@ pub fn routes() -> (Router<Arc<App>>, utoipa::openapi::OpenApi) {
         .routes(routes!(annotations::one_chat))
         .routes(routes!(annotations::one_reply))
         .routes(routes!(annotations::import))
+        .routes(routes!(notify::users))
+        .routes(routes!(notify::follow, notify::unfollow, notify::following))
+        .routes(routes!(notify::notifications))
+        .routes(routes!(notify::read))
+        .routes(routes!(notify::unsubscribe_page, notify::unsubscribe))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::events))
         .routes(routes!(uploads::create))
         .routes(routes!(uploads::get))
         .routes(routes!(crate::ws::upgrade))

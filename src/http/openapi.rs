@@ -28,6 +28,7 @@ use crate::protocol::ErrorBody;
         (name = "annotations", description = "Chats as W3C Web Annotations or IIIF, and importing them"),
         (name = "operator", description = "Calls with the server's operator key"),
         (name = "tenant", description = "A tenant's own API and dashboard"),
+        (name = "notifications", description = "The directory, mentions, follows and notifications"),
         (name = "node", description = "Health, readiness, metrics, pages and the WebSocket")
     )
 )]
@@ -129,6 +130,11 @@ error_set!(
     /// A tenant call (HTTP Basic or the dashboard cookie); 429 when the
     /// client address is out of failed attempts.
     TenantErrors = [400, 401, 404, 408, 413, 429, 500, 503]
+);
+error_set!(
+    /// A tenant call that creates something: as [`TenantErrors`], and 409
+    /// when the tenant has as many as it may.
+    TenantWriteErrors = [400, 401, 404, 408, 409, 413, 429, 500, 503]
 );
 error_set!(
     /// The operator call: 404 when the server has no operator key, 429

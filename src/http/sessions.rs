@@ -16,6 +16,7 @@ use crate::app::App;
 use crate::domain::auth::{anonymous_user, verify_sso, SsoPayload};
 use crate::domain::{now_ms, Actor, AnonymousPolicy};
 use crate::protocol::{SessionAnswer, SessionRequest};
+use crate::store::DirectoryUser;
 
 /// The body as read: `sso` is judged only after the tenant and origin.
 pub struct SessionBody {
@@ -59,8 +60,17 @@ pub async fn create(
         Some(sso) => {
             let sso: SsoPayload = serde_json::from_value(sso)
                 .map_err(|_| AppError::Unauthorized("the SSO payload is malformed"))?;
-            verify_sso(&tenant.secret, &sso, now)
-                .ok_or(AppError::Unauthorized("the SSO payload does not verify"))?
+            let u = verify_sso(&tenant.secret, &sso, now)
+                .ok_or(AppError::Unauthorized("the SSO payload does not verify"))?;
+            // Every SSO user is in the tenant's directory, as last seen.
+            let entry = DirectoryUser {
+                user: u.user.clone(),
+                email: u.email,
+                locale: u.locale.to_owned(),
+                mail_ok: u.mail_ok,
+            };
+            app.store.remember_user(&tenant.id, &entry).await?;
+            (u.user, u.moderator)
         }
         None if tenant.anonymous == AnonymousPolicy::None => {
             return Err(AppError::Unauthorized("this tenant requires SSO"));
