@@ -160,6 +160,9 @@ mod over_a_lossy_bus {
         key: TokenKey,
     }
 
+    use crate::protocol::{Notification, User};
+    use crate::store::{AfterAttempt, Attempt, Digest, DirectoryUser, PendingDelivery, Webhook};
+
     fn absent<T>() -> Result<T, StoreError> {
         Err(StoreError::Unavailable(
             "not kept by this test store".into(),
@@ -246,6 +249,63 @@ mod over_a_lossy_bus {
             absent()
         }
         async fn delete_upload(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+            absent()
+        }
+        async fn remember_user(&self, _: &str, _: &DirectoryUser) -> Result<(), StoreError> {
+            absent()
+        }
+        async fn find_users(&self, _: &str, _: &str, _: u32) -> Result<Vec<User>, StoreError> {
+            absent()
+        }
+        async fn set_following(&self, _: &str, _: &str, _: &str, _: bool) -> Result<bool, StoreError> {
+            absent()
+        }
+        async fn following(&self, _: &str, _: &str, _: &str) -> Result<Option<bool>, StoreError> {
+            absent()
+        }
+        async fn notifications(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<i64>,
+            _: u32,
+        ) -> Result<(Vec<Notification>, u64), StoreError> {
+            absent()
+        }
+        async fn mark_read(&self, _: &str, _: &str, _: Option<&[i64]>) -> Result<u64, StoreError> {
+            absent()
+        }
+        async fn claim_digests(&self, _: i64, _: i64, _: i64, _: u32) -> Result<Vec<Digest>, StoreError> {
+            absent()
+        }
+        async fn finish_digest(&self, _: &Digest, _: bool, _: i64) -> Result<(), StoreError> {
+            absent()
+        }
+        async fn unsubscribe(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+            absent()
+        }
+        async fn create_webhook(&self, _: &Webhook, _: u32) -> Result<(), StoreError> {
+            absent()
+        }
+        async fn webhooks(&self, _: &str) -> Result<Vec<Webhook>, StoreError> {
+            absent()
+        }
+        async fn delete_webhook(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+            absent()
+        }
+        async fn claim_deliveries(&self, _: i64, _: i64, _: u32) -> Result<Vec<PendingDelivery>, StoreError> {
+            absent()
+        }
+        async fn attempted(&self, _: &PendingDelivery, _: &Attempt, _: AfterAttempt) -> Result<(), StoreError> {
+            absent()
+        }
+        async fn record_attempt(&self, _: &str, _: &Attempt) -> Result<(), StoreError> {
+            absent()
+        }
+        async fn attempts(&self, _: &str, _: u32) -> Result<Vec<Attempt>, StoreError> {
+            absent()
+        }
+        async fn next_delivery(&self) -> Result<Option<i64>, StoreError> {
             absent()
         }
     }

@@ -848,9 +848,9 @@ mod answer_first {
             .unwrap();
         crate::testing::tenant(&store, "t").await;
         let (seen, mut told) = tokio::sync::mpsc::unbounded_channel();
-        store.on_commit(Box::new(move |_, _, events: &[LoggedEvent]| {
+        store.on_commit(Box::new(move |_, c: &Committed| {
             std::thread::sleep(std::time::Duration::from_millis(500));
-            let _ = seen.send(events.last().map(|e| e.seq.get()));
+            let _ = seen.send(c.events.last().map(|e| e.seq.get()));
         }));
         let (by, m) = (
             crate::testing::user("t", "u"),

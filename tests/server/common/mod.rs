@@ -3,6 +3,8 @@
 //! tests see exactly what a client would.
 #![allow(dead_code)]
 
+pub mod receivers;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
