@@ -34,12 +34,12 @@ pub mod error;
 pub mod fanout;
 pub mod http;
 pub mod ids;
+pub mod mail;
 pub mod protocol;
 pub mod server;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testing;
-pub mod mail;
 pub mod upload;
 pub mod usage;
 pub mod webhook;

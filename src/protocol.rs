@@ -298,7 +298,9 @@ pub enum ServerMessage<'a> {
         unread: u64,
     },
     /// The user's unread count after some were marked read.
-    Notifications { unread: u64 },
+    Notifications {
+        unread: u64,
+    },
 }
 
 impl ServerMessage<'_> {

@@ -19,11 +19,11 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::app::App;
 use crate::broker::{Broker, BrokerMessage, ImageKey, UserMessage};
-use crate::protocol::ServerMessage;
 use crate::domain::chat::Authority;
 use crate::domain::{Mutation, TenantId};
 use crate::error::AppError;
 use crate::fanout::Hub;
+use crate::protocol::ServerMessage;
 use crate::store::{CommitHook, Committed, StoreError};
 
 /// Events queued for publishing; past it an event is remembered as

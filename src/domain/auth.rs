@@ -238,7 +238,9 @@ fn plausible_email(v: Option<serde_json::Value>) -> Option<String> {
         && !local.is_empty()
         && !domain.is_empty()
         && !domain.contains('@')
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+        && !e
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
     ok.then(|| e.to_owned())
 }
 
@@ -428,10 +430,22 @@ mod tests {
                 now,
             );
             let got = verify_sso("s", &p, now).unwrap();
-            assert_eq!((got.user.name.as_str(), got.email.as_deref()), (name, email), "{extra}");
+            assert_eq!(
+                (got.user.name.as_str(), got.email.as_deref()),
+                (name, email),
+                "{extra}"
+            );
         }
-        let long = format!(r#"{{"id":"u1","username":"ann","email":"{}@e.com"}}"#, "a".repeat(250));
-        assert_eq!(verify_sso("s", &sso_for("s", &long, now), now).unwrap().email, None);
+        let long = format!(
+            r#"{{"id":"u1","username":"ann","email":"{}@e.com"}}"#,
+            "a".repeat(250)
+        );
+        assert_eq!(
+            verify_sso("s", &sso_for("s", &long, now), now)
+                .unwrap()
+                .email,
+            None
+        );
     }
 
     #[test]

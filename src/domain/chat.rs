@@ -371,7 +371,10 @@ mod tests {
             attachments: vec![],
             mentions: vec![],
         };
-        match plan(&m, None, by, 10, Seq(1), Resolved::default()).unwrap().remove(0) {
+        match plan(&m, None, by, 10, Seq(1), Resolved::default())
+            .unwrap()
+            .remove(0)
+        {
             EventKind::NewImageChat { chat } => chat,
             other => panic!("{other:?}"),
         }
@@ -392,15 +395,29 @@ mod tests {
             Err(DomainError::Forbidden(_))
         ));
         assert_eq!(
-            plan(&mv, Some(&chat), &moderator, 11, Seq(2), Resolved::default())
-                .unwrap()
-                .len(),
+            plan(
+                &mv,
+                Some(&chat),
+                &moderator,
+                11,
+                Seq(2),
+                Resolved::default()
+            )
+            .unwrap()
+            .len(),
             1
         );
         assert_eq!(
-            plan(&mv, Some(&chat), &Authority::Tenant, 11, Seq(2), Resolved::default())
-                .unwrap()
-                .len(),
+            plan(
+                &mv,
+                Some(&chat),
+                &Authority::Tenant,
+                11,
+                Seq(2),
+                Resolved::default()
+            )
+            .unwrap()
+            .len(),
             1
         );
         let resolve = Mutation::UpdateChat {
@@ -410,9 +427,16 @@ mod tests {
             resolved: Some(true),
         };
         assert_eq!(
-            plan(&resolve, Some(&chat), &other, 11, Seq(2), Resolved::default())
-                .unwrap()
-                .len(),
+            plan(
+                &resolve,
+                Some(&chat),
+                &other,
+                11,
+                Seq(2),
+                Resolved::default()
+            )
+            .unwrap()
+            .len(),
             1
         );
         assert_eq!(
@@ -431,9 +455,11 @@ mod tests {
             shape: Some(None),
             resolved: Some(false),
         };
-        assert!(plan(&same, Some(&chat), &author, 11, Seq(2), Resolved::default())
-            .unwrap()
-            .is_empty());
+        assert!(
+            plan(&same, Some(&chat), &author, 11, Seq(2), Resolved::default())
+                .unwrap()
+                .is_empty()
+        );
         let del = Mutation::DeleteComment {
             chat_id: chat.id.clone(),
             comment_id: chat.comments[0].id.clone(),
@@ -504,15 +530,29 @@ mod tests {
             resolved: None,
         };
         assert!(matches!(
-            plan(&reshape, Some(&chat), &other, 11, Seq(2), Resolved::default()),
+            plan(
+                &reshape,
+                Some(&chat),
+                &other,
+                11,
+                Seq(2),
+                Resolved::default()
+            ),
             Err(DomainError::Forbidden(_))
         ));
         let mut shaped = chat.clone();
         fold(&mut shaped, &ops[1], 11);
         assert_eq!(shaped.shape, Some(rect));
-        assert!(plan(&reshape, Some(&shaped), &author, 12, Seq(3), Resolved::default())
-            .unwrap()
-            .is_empty());
+        assert!(plan(
+            &reshape,
+            Some(&shaped),
+            &author,
+            12,
+            Seq(3),
+            Resolved::default()
+        )
+        .unwrap()
+        .is_empty());
         let unshape = Mutation::UpdateChat {
             chat_id: chat.id.clone(),
             position: None,
@@ -520,7 +560,15 @@ mod tests {
             resolved: None,
         };
         assert_eq!(
-            plan(&unshape, Some(&shaped), &author, 12, Seq(3), Resolved::default()).unwrap(),
+            plan(
+                &unshape,
+                Some(&shaped),
+                &author,
+                12,
+                Seq(3),
+                Resolved::default()
+            )
+            .unwrap(),
             vec![EventKind::ImageChatUpdated {
                 chat_id: chat.id.clone(),
                 change: Change::Reshaped { shape: None }

@@ -124,8 +124,11 @@ pub struct Hub {
     latency: metrics::Histogram,
     /// Signed-in users' open connections on this node, by
     /// `tenant \n user id`, for messages of one user (contract §13).
-    users: Mutex<HashMap<String, Vec<(ConnId, Arc<dyn Subscriber>)>>>,
+    users: Mutex<HashMap<String, UserConns>>,
 }
+
+/// One user's connections on this node.
+type UserConns = Vec<(ConnId, Arc<dyn Subscriber>)>;
 
 fn user_key(tenant: &str, user_id: &str) -> String {
     format!("{tenant}\n{user_id}")

@@ -257,7 +257,13 @@ mod over_a_lossy_bus {
         async fn find_users(&self, _: &str, _: &str, _: u32) -> Result<Vec<User>, StoreError> {
             absent()
         }
-        async fn set_following(&self, _: &str, _: &str, _: &str, _: bool) -> Result<bool, StoreError> {
+        async fn set_following(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+            _: bool,
+        ) -> Result<bool, StoreError> {
             absent()
         }
         async fn following(&self, _: &str, _: &str, _: &str) -> Result<Option<bool>, StoreError> {
@@ -275,7 +281,13 @@ mod over_a_lossy_bus {
         async fn mark_read(&self, _: &str, _: &str, _: Option<&[i64]>) -> Result<u64, StoreError> {
             absent()
         }
-        async fn claim_digests(&self, _: i64, _: i64, _: i64, _: u32) -> Result<Vec<Digest>, StoreError> {
+        async fn claim_digests(
+            &self,
+            _: i64,
+            _: i64,
+            _: i64,
+            _: u32,
+        ) -> Result<Vec<Digest>, StoreError> {
             absent()
         }
         async fn finish_digest(&self, _: &Digest, _: bool, _: i64) -> Result<(), StoreError> {
@@ -293,10 +305,20 @@ mod over_a_lossy_bus {
         async fn delete_webhook(&self, _: &str, _: &str) -> Result<bool, StoreError> {
             absent()
         }
-        async fn claim_deliveries(&self, _: i64, _: i64, _: u32) -> Result<Vec<PendingDelivery>, StoreError> {
+        async fn claim_deliveries(
+            &self,
+            _: i64,
+            _: i64,
+            _: u32,
+        ) -> Result<Vec<PendingDelivery>, StoreError> {
             absent()
         }
-        async fn attempted(&self, _: &PendingDelivery, _: &Attempt, _: AfterAttempt) -> Result<(), StoreError> {
+        async fn attempted(
+            &self,
+            _: &PendingDelivery,
+            _: &Attempt,
+            _: AfterAttempt,
+        ) -> Result<(), StoreError> {
             absent()
         }
         async fn record_attempt(&self, _: &str, _: &Attempt) -> Result<(), StoreError> {

@@ -302,7 +302,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         ),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     res
 }
 
@@ -358,4 +361,3 @@ pub async fn unsubscribe(
         "<p>You will get no more notification e-mail from this site.</p>",
     ))
 }
-

@@ -166,10 +166,7 @@ pub async fn deliveries(
     Ids(id): Ids<String>,
 ) -> Result<Response, AppError> {
     let w = find(&app, &t.id, &id).await?;
-    let attempts = app
-        .store
-        .attempts(&w.id, webhook::KEPT_ATTEMPTS)
-        .await?;
+    let attempts = app.store.attempts(&w.id, webhook::KEPT_ATTEMPTS).await?;
     Ok(json(
         StatusCode::OK,
         &DeliveryList {

@@ -198,8 +198,8 @@ pub fn message(m: &Mailer, d: &Digest, unsubscribe: &str) -> anyhow::Result<Mess
 /// Mails due digests, forever, about every tenth of the digest period
 /// (between 100 ms and 5 s).
 pub async fn run(app: Arc<App>, mailer: Mailer) {
-    let period_ms = i64::try_from(app.config.email_digest_seconds.saturating_mul(1000))
-        .unwrap_or(i64::MAX);
+    let period_ms =
+        i64::try_from(app.config.email_digest_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
     let tick = Duration::from_millis(
         u64::try_from(period_ms / 10)
             .unwrap_or(5000)
@@ -307,12 +307,24 @@ mod tests {
     fn a_digest_is_localized_escaped_and_links_back() {
         let (subject, text, html) = compose(&digest("en"), "https://chat.example/u?token=x");
         assert_eq!(subject, "1 new notification");
-        assert!(text.contains("Bo <script> mentioned you: \"look & see\""), "{text}");
-        assert!(text.contains("https://site.example/p#imagechat-c1"), "{text}");
-        assert!(html.contains("Bo &lt;script&gt;") && !html.contains("<script>"), "{html}");
+        assert!(
+            text.contains("Bo <script> mentioned you: \"look & see\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("https://site.example/p#imagechat-c1"),
+            "{text}"
+        );
+        assert!(
+            html.contains("Bo &lt;script&gt;") && !html.contains("<script>"),
+            "{html}"
+        );
         assert!(html.contains("look &amp; see"), "{html}");
         let (subject, text, _) = compose(&digest("ja"), "https://chat.example/u?token=x");
         assert_eq!(subject, "新しい通知が1件あります");
-        assert!(text.contains("Bo <script>さんがあなたをメンションしました"), "{text}");
+        assert!(
+            text.contains("Bo <script>さんがあなたをメンションしました"),
+            "{text}"
+        );
     }
 }

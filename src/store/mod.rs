@@ -332,8 +332,7 @@ pub trait Store: Send + Sync + 'static {
         following: bool,
     ) -> Result<bool>;
     /// Whether a user follows a chat; `None` when there is no such chat.
-    async fn following(&self, tenant: &str, chat_id: &str, user_id: &str)
-        -> Result<Option<bool>>;
+    async fn following(&self, tenant: &str, chat_id: &str, user_id: &str) -> Result<Option<bool>>;
 
     // ------------------------------------------- notifications (§13) ----
 
@@ -353,8 +352,13 @@ pub trait Store: Send + Sync + 'static {
     /// notification not yet mailed is at or before `due` (ms), with what
     /// to mail them. Users who cannot be mailed (no address, opted out,
     /// unsubscribed) are settled without a digest.
-    async fn claim_digests(&self, now: i64, due: i64, lease_until: i64, limit: u32)
-        -> Result<Vec<Digest>>;
+    async fn claim_digests(
+        &self,
+        now: i64,
+        due: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<Digest>>;
     /// Ends a claim: when `sent`, the digest's notifications count as
     /// mailed; otherwise they wait until `retry_at`.
     async fn finish_digest(&self, d: &Digest, sent: bool, retry_at: i64) -> Result<()>;
@@ -380,8 +384,7 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<PendingDelivery>>;
     /// Records an attempt of a claimed message and what becomes of it.
-    async fn attempted(&self, d: &PendingDelivery, a: &Attempt, then: AfterAttempt)
-        -> Result<()>;
+    async fn attempted(&self, d: &PendingDelivery, a: &Attempt, then: AfterAttempt) -> Result<()>;
     /// Records an attempt that is no outbox message's (a test event).
     async fn record_attempt(&self, webhook_id: &str, a: &Attempt) -> Result<()>;
     /// The latest `limit` attempts of an endpoint, newest first.

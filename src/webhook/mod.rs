@@ -73,7 +73,10 @@ pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &str) -> Option<St
     let mut mac = <HmacSha256 as Mac>::new_from_slice(&key).ok()?;
     mac.update(format!("{msg_id}.{timestamp}.").as_bytes());
     mac.update(body.as_bytes());
-    Some(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Some(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
 }
 
 /// The delay before retry number `attempts + 1` (`attempts` failures so
@@ -103,10 +106,9 @@ pub async fn attempt(
     let started = Instant::now();
     let (status, error) = match send(client, allow_private, hook, msg_id, body, at).await {
         Ok(status) if (200..300).contains(&status) => (Some(status), None),
-        Ok(status) if (300..400).contains(&status) => (
-            Some(status),
-            Some("redirects are not followed".to_owned()),
-        ),
+        Ok(status) if (300..400).contains(&status) => {
+            (Some(status), Some("redirects are not followed".to_owned()))
+        }
         Ok(status) => (Some(status), None),
         Err(e) => (None, Some(e.chars().take(MAX_ERROR_CHARS).collect())),
     };

@@ -837,3 +837,209 @@ async fn a_node_killed_during_writes_loses_no_acknowledged_write_and_clients_res
     expect_run(&mut on_survivor, u, 1, last).await;
     on_survivor.quiet(u, Duration::from_millis(300)).await;
 }
+
+/// Three nodes, webhooks and notifications: every message reaches the
+/// receiver exactly once and in order per image whichever node wrote it;
+/// a notification reaches its user's connections on other nodes; and a
+/// node killed with messages pending leaves them to the others.
+mod hooks {
+    use super::*;
+    use crate::common::receivers::Receiver;
+    use crate::common::{basic, sso};
+
+    async fn tenant_with_secret(node: &Node) -> (String, String) {
+        let tenant = format!(
+            "h-{}",
+            imagechat::domain::short_id(8)
+                .to_lowercase()
+                .replace('_', "x")
+        );
+        let r = node
+            .http(
+                "POST",
+                "/api/v1/admin/tenants",
+                Some(json!({"tenantId": tenant, "anonymous": "write"})),
+                Some(KEY),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        (tenant, r.json()["secret"].as_str().unwrap().to_owned())
+    }
+
+    async fn register(node: &Node, tenant: &str, secret: &str, url: &str) -> String {
+        let tcp = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+        let auth = basic(tenant, secret);
+        let r = http_on(
+            tcp,
+            "node",
+            "POST",
+            "/api/v1/tenant/webhooks",
+            Some(json!({"url": url}).to_string().into_bytes()),
+            &[("authorization", &auth)],
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["secret"].as_str().unwrap().to_owned()
+    }
+
+    fn spawn(db: &str) -> Node {
+        Node::spawn_with(
+            db,
+            &redis_url(),
+            &[
+                "--write-rate-per-minute",
+                "0",
+                "--webhook-allow-private",
+                "--webhook-retry-base-ms",
+                "200",
+            ],
+        )
+    }
+
+    async fn session(node: &Node, tenant: &str, secret: &str, user: Value) -> String {
+        let r = node
+            .http(
+                "POST",
+                "/api/v1/sessions",
+                Some(json!({"tenantId": tenant, "sso": sso(secret, &user)})),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["token"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn three_nodes_deliver_each_message_once_in_order_and_notify_across_nodes() {
+        let rx = Receiver::start();
+        let db = fresh_postgres().await;
+        let nodes: Vec<Node> = (0..3).map(|_| spawn(&db)).collect();
+        let (tenant, secret) = tenant_with_secret(&nodes[0]).await;
+        let whsec = register(&nodes[1], &tenant, &secret, &rx.url("c")).await;
+        rx.set("c", Some(&whsec), "ok").await;
+        // Ann on node 0 mentions Bob, who has a connection on nodes 1 and 2.
+        let ann = session(
+            &nodes[0],
+            &tenant,
+            &secret,
+            json!({"id": "ann", "username": "Ann"}),
+        )
+        .await;
+        let bob = session(
+            &nodes[0],
+            &tenant,
+            &secret,
+            json!({"id": "bob", "username": "Bob"}),
+        )
+        .await;
+        let mut bob1 = nodes[1].ws(&bob).await;
+        let mut bob2 = nodes[2].ws(&bob).await;
+        let r = nodes[0]
+            .http(
+                "POST",
+                "/api/v1/chats",
+                Some(json!({"urlId": "m", "x": 1, "y": 1, "text": "@Bob", "mentions": ["bob"]})),
+                Some(&ann),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        for ws in [&mut bob1, &mut bob2] {
+            let m = ws.recv_where(|m| m["type"] == "notification").await;
+            assert_eq!(
+                (m["unread"].clone(), m["notification"]["reason"].clone()),
+                (json!(1), json!("mention"))
+            );
+        }
+        // Writes to three images from every node at once.
+        let token = session(
+            &nodes[0],
+            &tenant,
+            &secret,
+            json!({"id": "w", "username": "W"}),
+        )
+        .await;
+        let mut tasks = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let addr = n.addr;
+            let token = token.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut ok = 0;
+                for k in 0..20 {
+                    let url = format!("img-{}", (i + k) % 3);
+                    if let Some((201, _)) = try_create(addr, &token, &url, k).await {
+                        ok += 1;
+                    }
+                }
+                ok
+            }));
+        }
+        let mut written = 0;
+        for t in tasks {
+            written += t.await.unwrap();
+        }
+        assert_eq!(written, 60);
+        // 60 chats, the mention's chat, and the notification message.
+        rx.until("c", Duration::from_secs(30), |st| {
+            st["accepted"].as_array().is_some_and(|a| a.len() >= 62)
+        })
+        .await;
+        // Time for a duplicate to show up, were there one.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let st = rx.state("c").await;
+        assert_eq!(st["accepted"].as_array().unwrap().len(), 62, "{st:#}");
+        assert_eq!(st["duplicates"], 0, "a message was delivered twice");
+        assert_eq!(st["orderErrors"], json!([]));
+        assert_eq!(st["unverified"], 0);
+        for img in ["img-0", "img-1", "img-2"] {
+            let seqs: Vec<u64> = st["accepted"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["body"]["data"]["urlId"] == img)
+                .filter_map(|a| a["body"]["data"]["seq"].as_u64())
+                .collect();
+            assert_eq!(seqs, (1..=20).collect::<Vec<_>>(), "{img}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_killed_node_leaves_its_pending_deliveries_to_the_others() {
+        let rx = Receiver::start();
+        let db = fresh_postgres().await;
+        let mut doomed = spawn(&db);
+        let (tenant, secret) = tenant_with_secret(&doomed).await;
+        let whsec = register(&doomed, &tenant, &secret, &rx.url("k")).await;
+        rx.set("k", Some(&whsec), "fail").await;
+        let token = session(
+            &doomed,
+            &tenant,
+            &secret,
+            json!({"id": "w", "username": "W"}),
+        )
+        .await;
+        for k in 0..5 {
+            assert_eq!(create(&doomed, &token, "img", k).await, 201);
+        }
+        rx.until("k", Duration::from_secs(10), |st| {
+            st["attempts"].as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await;
+        doomed.kill();
+        rx.set("k", None, "ok").await;
+        let _survivor = spawn(&db);
+        let st = rx
+            .until("k", Duration::from_secs(45), |st| {
+                st["accepted"].as_array().is_some_and(|a| a.len() >= 5)
+            })
+            .await;
+        let seqs: Vec<u64> = st["accepted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["body"]["data"]["seq"].as_u64())
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+        assert_eq!(st["orderErrors"], json!([]));
+    }
+}

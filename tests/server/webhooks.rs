@@ -39,9 +39,16 @@ async fn register(s: &Server, tenant: &str, secret: &str, body: Value) -> (Strin
     )
 }
 
-async fn tenant_call(s: &Server, tenant: &str, secret: &str, method: &str, path: &str) -> crate::common::Resp {
+async fn tenant_call(
+    s: &Server,
+    tenant: &str,
+    secret: &str,
+    method: &str,
+    path: &str,
+) -> crate::common::Resp {
     let auth = basic(tenant, secret);
-    s.http(method, path, None, &[("authorization", &auth)]).await
+    s.http(method, path, None, &[("authorization", &auth)])
+        .await
 }
 
 async fn comment(s: &Server, token: &str, chat: &str, text: &str) {
@@ -97,7 +104,10 @@ async fn failed_deliveries_are_retried_in_order_until_the_receiver_recovers() {
     let attempts = failing["attempts"].as_array().unwrap();
     for a in attempts {
         assert_eq!(a["verified"], true, "{a}");
-        assert_eq!(a["body"]["data"]["seq"], 1, "a later event went before the first: {a}");
+        assert_eq!(
+            a["body"]["data"]["seq"], 1,
+            "a later event went before the first: {a}"
+        );
     }
     // Retries of one message keep its id and wait at least the base.
     let first = &attempts[0];
@@ -124,12 +134,23 @@ async fn failed_deliveries_are_retried_in_order_until_the_receiver_recovers() {
         assert_eq!(b["type"], b["data"]["type"]);
         assert!(b["timestamp"].as_str().unwrap().ends_with('Z'), "{b}");
     }
-    let list = tenant_call(&s, &tenant, &secret, "GET", &format!("/api/v1/tenant/webhooks/{hook}/deliveries")).await;
+    let list = tenant_call(
+        &s,
+        &tenant,
+        &secret,
+        "GET",
+        &format!("/api/v1/tenant/webhooks/{hook}/deliveries"),
+    )
+    .await;
     assert_eq!(list.status, 200);
     let d = list.json()["deliveries"].as_array().unwrap().clone();
     assert!(d.iter().any(|x| x["status"] == 500));
     assert!(d.iter().any(|x| x["status"] == 204));
-    assert!(d.windows(2).all(|w| w[0]["at"].as_i64() >= w[1]["at"].as_i64()), "newest first");
+    assert!(
+        d.windows(2)
+            .all(|w| w[0]["at"].as_i64() >= w[1]["at"].as_i64()),
+        "newest first"
+    );
     s.stop().await;
 }
 
@@ -141,14 +162,38 @@ async fn timeouts_dropped_connections_redirects_and_closed_ports_fail() {
     let rx = Receiver::start();
     let s = server().await;
     let (tenant, secret) = s.tenant("write").await;
-    let (_, slow) = register(&s, &tenant, &secret, json!({"url": rx.url("slow"), "events": ["new-image-chat"]})).await;
-    let (_, drop) = register(&s, &tenant, &secret, json!({"url": rx.url("drop"), "events": ["new-image-chat"]})).await;
-    let (_, redirect) = register(&s, &tenant, &secret, json!({"url": rx.url("redirect"), "events": ["new-image-chat"]})).await;
+    let (_, slow) = register(
+        &s,
+        &tenant,
+        &secret,
+        json!({"url": rx.url("slow"), "events": ["new-image-chat"]}),
+    )
+    .await;
+    let (_, drop) = register(
+        &s,
+        &tenant,
+        &secret,
+        json!({"url": rx.url("drop"), "events": ["new-image-chat"]}),
+    )
+    .await;
+    let (_, redirect) = register(
+        &s,
+        &tenant,
+        &secret,
+        json!({"url": rx.url("redirect"), "events": ["new-image-chat"]}),
+    )
+    .await;
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let (closed_hook, _) = register(&s, &tenant, &secret, json!({"url": format!("http://127.0.0.1:{closed}/x"), "events": ["new-image-chat"]})).await;
+    let (closed_hook, _) = register(
+        &s,
+        &tenant,
+        &secret,
+        json!({"url": format!("http://127.0.0.1:{closed}/x"), "events": ["new-image-chat"]}),
+    )
+    .await;
     rx.set_slow("slow", 11.0).await;
     rx.set("slow", Some(&slow), "slow").await;
     rx.set("drop", Some(&drop), "drop").await;
@@ -156,21 +201,46 @@ async fn timeouts_dropped_connections_redirects_and_closed_ports_fail() {
     let token = s.token(&tenant).await;
     let t0 = std::time::Instant::now();
     s.create(&token, "img", "hello").await;
-    rx.until("drop", Duration::from_secs(10), |st| st["attempts"].as_array().is_some_and(|a| a.len() >= 2)).await;
-    rx.until("redirect", Duration::from_secs(10), |st| st["attempts"].as_array().is_some_and(|a| a.len() >= 2)).await;
-    assert_eq!(rx.state("redirect-redirected").await["attempts"].as_array().map_or(0, Vec::len), 0, "the redirect was followed");
-    let closed_list = tenant_call(&s, &tenant, &secret, "GET", &format!("/api/v1/tenant/webhooks/{closed_hook}/deliveries")).await.json();
+    rx.until("drop", Duration::from_secs(10), |st| {
+        st["attempts"].as_array().is_some_and(|a| a.len() >= 2)
+    })
+    .await;
+    rx.until("redirect", Duration::from_secs(10), |st| {
+        st["attempts"].as_array().is_some_and(|a| a.len() >= 2)
+    })
+    .await;
+    assert_eq!(
+        rx.state("redirect-redirected").await["attempts"]
+            .as_array()
+            .map_or(0, Vec::len),
+        0,
+        "the redirect was followed"
+    );
+    let closed_list = tenant_call(
+        &s,
+        &tenant,
+        &secret,
+        "GET",
+        &format!("/api/v1/tenant/webhooks/{closed_hook}/deliveries"),
+    )
+    .await
+    .json();
     let c = &closed_list["deliveries"][0];
     assert_eq!(c["status"], Value::Null, "{c}");
     assert!(c["error"].as_str().unwrap().contains("connect"), "{c}");
     // The slow endpoint's first attempt is abandoned at 10 s, then retried.
-    rx.until("slow", Duration::from_secs(20), |st| st["attempts"].as_array().is_some_and(|a| a.len() >= 2)).await;
+    rx.until("slow", Duration::from_secs(20), |st| {
+        st["attempts"].as_array().is_some_and(|a| a.len() >= 2)
+    })
+    .await;
     assert!(t0.elapsed() >= Duration::from_secs(10));
     for name in ["drop", "redirect", "slow"] {
         rx.set(name, None, "ok").await;
     }
     for name in ["drop", "redirect", "slow"] {
-        let st = rx.until(name, Duration::from_secs(30), |st| !accepted(st).is_empty()).await;
+        let st = rx
+            .until(name, Duration::from_secs(30), |st| !accepted(st).is_empty())
+            .await;
         assert_eq!(accepted(&st).len(), 1, "{name}: {st:#}");
         assert_eq!(st["unverified"], 0, "{name}");
     }
@@ -188,11 +258,17 @@ async fn pending_deliveries_survive_a_restart() {
     let (_, whsec) = register(&s, &tenant, &secret, json!({"url": rx.url("r")})).await;
     rx.set("r", Some(&whsec), "fail").await;
     let token = s.token(&tenant).await;
-    let chat = s.create(&token, "img", "one").await["chat"]["id"].as_str().unwrap().to_owned();
+    let chat = s.create(&token, "img", "one").await["chat"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for i in 0..3 {
         comment(&s, &token, &chat, &format!("c{i}")).await;
     }
-    rx.until("r", Duration::from_secs(10), |st| !st["attempts"].as_array().unwrap().is_empty()).await;
+    rx.until("r", Duration::from_secs(10), |st| {
+        !st["attempts"].as_array().unwrap().is_empty()
+    })
+    .await;
     s.stop().await;
     rx.set("r", None, "ok").await;
     let s = Server::start_on(&db, |c| {
@@ -200,7 +276,9 @@ async fn pending_deliveries_survive_a_restart() {
         c.webhook_retry_base_ms = BASE_MS;
     })
     .await;
-    let done = rx.until("r", Duration::from_secs(20), |st| accepted(st).len() >= 4).await;
+    let done = rx
+        .until("r", Duration::from_secs(20), |st| accepted(st).len() >= 4)
+        .await;
     assert_eq!(seqs_of(&done, "img"), vec![1, 2, 3, 4]);
     assert_eq!(done["orderErrors"], json!([]));
     s.stop().await;
@@ -230,7 +308,12 @@ async fn private_addresses_are_refused_at_registration_and_at_delivery() {
         "not a url",
     ] {
         let r = s
-            .http("POST", "/api/v1/tenant/webhooks", Some(json!({"url": url})), &[("authorization", &auth)])
+            .http(
+                "POST",
+                "/api/v1/tenant/webhooks",
+                Some(json!({"url": url})),
+                &[("authorization", &auth)],
+            )
             .await;
         assert_eq!(r.status, 400, "{url}: {}", r.text());
         assert_eq!(r.json()["error"]["field"], "url", "{url}");
@@ -249,13 +332,29 @@ async fn private_addresses_are_refused_at_registration_and_at_delivery() {
         if l["deliveries"].as_array().is_some_and(|d| !d.is_empty()) {
             break l;
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "no attempt recorded");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no attempt recorded"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let d = &list["deliveries"][0];
     assert_eq!(d["status"], Value::Null);
-    assert!(d["error"].as_str().unwrap().contains("not a globally routable address"), "{d}");
-    let test = tenant_call(&s, &tenant, &secret, "POST", &format!("/api/v1/tenant/webhooks/{hook}/test")).await;
+    assert!(
+        d["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a globally routable address"),
+        "{d}"
+    );
+    let test = tenant_call(
+        &s,
+        &tenant,
+        &secret,
+        "POST",
+        &format!("/api/v1/tenant/webhooks/{hook}/test"),
+    )
+    .await;
     assert_eq!(test.status, 200);
     assert_eq!(test.json()["status"], Value::Null, "{}", test.text());
     assert_eq!(rx.state("p").await["attempts"], json!([]));
@@ -274,30 +373,75 @@ async fn endpoints_are_validated_listed_limited_and_kept_per_tenant() {
     for (body, field) in [
         (json!({"url": rx.url("a"), "events": []}), "events"),
         (json!({"url": rx.url("a"), "events": ["nope"]}), "events"),
-        (json!({"url": rx.url("a"), "events": "new-image-chat"}), "events"),
+        (
+            json!({"url": rx.url("a"), "events": "new-image-chat"}),
+            "events",
+        ),
         (json!({"events": ["notification"]}), "url"),
         (json!({"url": 7}), "url"),
     ] {
-        let r = s.http("POST", "/api/v1/tenant/webhooks", Some(body.clone()), &[("authorization", &auth)]).await;
+        let r = s
+            .http(
+                "POST",
+                "/api/v1/tenant/webhooks",
+                Some(body.clone()),
+                &[("authorization", &auth)],
+            )
+            .await;
         assert_eq!(r.status, 400, "{body}: {}", r.text());
         assert_eq!(r.json()["error"]["field"], field, "{body}");
     }
-    let r = s.http("POST", "/api/v1/tenant/webhooks", Some(json!({"url": rx.url("a")})), &[]).await;
+    let r = s
+        .http(
+            "POST",
+            "/api/v1/tenant/webhooks",
+            Some(json!({"url": rx.url("a")})),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 401);
-    let (first, whsec) = register(&s, &tenant, &secret, json!({"url": rx.url("a"), "events": ["deleted-image-chat", "new-image-chat"]})).await;
+    let (first, whsec) = register(
+        &s,
+        &tenant,
+        &secret,
+        json!({"url": rx.url("a"), "events": ["deleted-image-chat", "new-image-chat"]}),
+    )
+    .await;
     assert!(whsec.starts_with("whsec_"));
     for i in 1..10 {
-        register(&s, &tenant, &secret, json!({"url": rx.url(&format!("n{i}"))})).await;
+        register(
+            &s,
+            &tenant,
+            &secret,
+            json!({"url": rx.url(&format!("n{i}"))}),
+        )
+        .await;
     }
-    let r = s.http("POST", "/api/v1/tenant/webhooks", Some(json!({"url": rx.url("x")})), &[("authorization", &auth)]).await;
+    let r = s
+        .http(
+            "POST",
+            "/api/v1/tenant/webhooks",
+            Some(json!({"url": rx.url("x")})),
+            &[("authorization", &auth)],
+        )
+        .await;
     assert_eq!(r.status, 409, "{}", r.text());
     let list = tenant_call(&s, &tenant, &secret, "GET", "/api/v1/tenant/webhooks").await;
     let hooks = list.json()["webhooks"].as_array().unwrap().clone();
     assert_eq!(hooks.len(), 10);
-    let mine = hooks.iter().find(|h| h["id"] == first.as_str()).expect("listed");
-    assert_eq!(mine["events"], json!(["deleted-image-chat", "new-image-chat"]));
+    let mine = hooks
+        .iter()
+        .find(|h| h["id"] == first.as_str())
+        .expect("listed");
+    assert_eq!(
+        mine["events"],
+        json!(["deleted-image-chat", "new-image-chat"])
+    );
     assert_eq!(mine["url"], rx.url("a").as_str());
-    assert!(!list.text().contains("whsec_"), "secrets are shown once only");
+    assert!(
+        !list.text().contains("whsec_"),
+        "secrets are shown once only"
+    );
     assert!(mine["createdAt"].is_i64());
     // Another tenant sees none of them and cannot touch them.
     let theirs = tenant_call(&s, &other, &other_secret, "GET", "/api/v1/tenant/webhooks").await;
@@ -307,41 +451,111 @@ async fn endpoints_are_validated_listed_limited_and_kept_per_tenant() {
         ("GET", format!("/api/v1/tenant/webhooks/{first}/deliveries")),
         ("POST", format!("/api/v1/tenant/webhooks/{first}/test")),
     ] {
-        assert_eq!(tenant_call(&s, &other, &other_secret, m, &p).await.status, 404, "{m} {p}");
+        assert_eq!(
+            tenant_call(&s, &other, &other_secret, m, &p).await.status,
+            404,
+            "{m} {p}"
+        );
     }
     // The test event: one signed attempt, answered and listed.
     rx.set("a", Some(&whsec), "ok").await;
-    let t = tenant_call(&s, &tenant, &secret, "POST", &format!("/api/v1/tenant/webhooks/{first}/test")).await;
+    let t = tenant_call(
+        &s,
+        &tenant,
+        &secret,
+        "POST",
+        &format!("/api/v1/tenant/webhooks/{first}/test"),
+    )
+    .await;
     assert_eq!(t.status, 200, "{}", t.text());
     assert_eq!(t.json()["status"], 204);
     let st = rx.state("a").await;
     assert_eq!(accepted(&st)[0]["body"]["type"], "ping");
     assert_eq!(st["unverified"], 0);
-    let d = tenant_call(&s, &tenant, &secret, "GET", &format!("/api/v1/tenant/webhooks/{first}/deliveries")).await.json();
-    assert_eq!(d["deliveries"][0]["webhookId"], accepted(&st)[0]["webhookId"]);
+    let d = tenant_call(
+        &s,
+        &tenant,
+        &secret,
+        "GET",
+        &format!("/api/v1/tenant/webhooks/{first}/deliveries"),
+    )
+    .await
+    .json();
+    assert_eq!(
+        d["deliveries"][0]["webhookId"],
+        accepted(&st)[0]["webhookId"]
+    );
     // Only the types asked for: an update is not delivered.
     let token = s.token(&tenant).await;
-    let chat = s.create(&token, "img", "x").await["chat"]["id"].as_str().unwrap().to_owned();
+    let chat = s.create(&token, "img", "x").await["chat"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     comment(&s, &token, &chat, "an update").await;
-    let r = s.authed("DELETE", &format!("/api/v1/chats/{chat}"), None, &token).await;
+    let r = s
+        .authed("DELETE", &format!("/api/v1/chats/{chat}"), None, &token)
+        .await;
     assert_eq!(r.status, 200);
-    let st = rx.until("a", Duration::from_secs(10), |st| accepted(st).len() >= 3).await;
+    let st = rx
+        .until("a", Duration::from_secs(10), |st| accepted(st).len() >= 3)
+        .await;
     let got = accepted(&st);
-    let types: Vec<&str> = got.iter().map(|a| a["body"]["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = got
+        .iter()
+        .map(|a| a["body"]["type"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["ping", "new-image-chat", "deleted-image-chat"]);
     // A receiver fills gaps from the tenant's events call.
-    let epoch = s.snapshot(&token, "img").await["epoch"].as_str().unwrap().to_owned();
-    let mine = tenant_call(&s, &tenant, &secret, "GET", &format!("/api/v1/tenant/events?urlId=img&epoch={epoch}&since=0")).await;
-    let theirs = s.authed("GET", &format!("/api/v1/events?urlId=img&epoch={epoch}&since=0"), None, &token).await;
+    let epoch = s.snapshot(&token, "img").await["epoch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mine = tenant_call(
+        &s,
+        &tenant,
+        &secret,
+        "GET",
+        &format!("/api/v1/tenant/events?urlId=img&epoch={epoch}&since=0"),
+    )
+    .await;
+    let theirs = s
+        .authed(
+            "GET",
+            &format!("/api/v1/events?urlId=img&epoch={epoch}&since=0"),
+            None,
+            &token,
+        )
+        .await;
     assert_eq!(mine.status, 200);
     assert_eq!(mine.json(), theirs.json());
     assert_eq!(mine.json()["events"].as_array().unwrap().len(), 3);
-    let r = s.http("GET", &format!("/api/v1/tenant/events?urlId=img&epoch={epoch}&since=0"), None, &[]).await;
+    let r = s
+        .http(
+            "GET",
+            &format!("/api/v1/tenant/events?urlId=img&epoch={epoch}&since=0"),
+            None,
+            &[],
+        )
+        .await;
     assert_eq!(r.status, 401);
     // Deleting: 204, then gone.
-    let r = tenant_call(&s, &tenant, &secret, "DELETE", &format!("/api/v1/tenant/webhooks/{first}")).await;
+    let r = tenant_call(
+        &s,
+        &tenant,
+        &secret,
+        "DELETE",
+        &format!("/api/v1/tenant/webhooks/{first}"),
+    )
+    .await;
     assert_eq!(r.status, 204);
-    let r = tenant_call(&s, &tenant, &secret, "DELETE", &format!("/api/v1/tenant/webhooks/{first}")).await;
+    let r = tenant_call(
+        &s,
+        &tenant,
+        &secret,
+        "DELETE",
+        &format!("/api/v1/tenant/webhooks/{first}"),
+    )
+    .await;
     assert_eq!(r.status, 404);
     let list = tenant_call(&s, &tenant, &secret, "GET", "/api/v1/tenant/webhooks").await;
     assert_eq!(list.json()["webhooks"].as_array().unwrap().len(), 9);

@@ -10,9 +10,9 @@
 //! per image and endpoint, across nodes.
 
 use super::conn::{args, Cols, Conn};
-use crate::store::{AfterAttempt, Attempt, PendingDelivery, Result, StoreError, UserNotification,
-    Webhook};
-
+use crate::store::{
+    AfterAttempt, Attempt, PendingDelivery, Result, StoreError, UserNotification, Webhook,
+};
 
 /// The first part of the claim; on PostgreSQL `FOR UPDATE SKIP LOCKED`
 /// follows it, so two nodes never claim one row (SQLite has one writer).
@@ -115,7 +115,6 @@ fn message(kind: &str, at: i64, data: serde_json::Value) -> String {
     .to_string()
 }
 
-
 /// Inside the write's transaction: queues a message for every endpoint of
 /// the tenant that takes its type, for each logged event (`(seq, body)`)
 /// and each notification; how many were queued.
@@ -149,7 +148,7 @@ pub(super) async fn queue<C: Conn>(
         let (kind, at, data) = event_data(body, tenant, epoch)?;
         let body = message(&kind, at, data);
         for (hook, types) in &hooks {
-            if types.iter().any(|t| *t == kind) {
+            if types.contains(&kind) {
                 put(c, hook, Some(url_id), *seq, &body, now).await?;
                 queued += 1;
             }

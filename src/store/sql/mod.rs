@@ -68,11 +68,11 @@ use super::{
     LoggedEvent, NewUpload, PendingDelivery, Result, Snapshot, Store, StoreError, StoredUpload,
     UsageCounts, UsageDelta, Webhook,
 };
-use crate::domain::now_ms;
-use crate::protocol::{Notification, User};
 use crate::domain::auth::TokenKey;
 use crate::domain::chat::Authority;
+use crate::domain::now_ms;
 use crate::domain::{AnonymousPolicy, ChatId, ImageKey, Mutation, Seq, Tenant, TenantId};
+use crate::protocol::{Notification, User};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -558,17 +558,14 @@ impl Store for SqlStore {
     ) -> Result<bool> {
         let (t, chat, user) = (tenant.to_owned(), chat_id.to_owned(), user_id.to_owned());
         self.noted(async {
-            write_tx!(self, |c| notify::set_following(c, &t, &chat, &user, following))
+            write_tx!(self, |c| notify::set_following(
+                c, &t, &chat, &user, following
+            ))
         })
         .await
     }
 
-    async fn following(
-        &self,
-        tenant: &str,
-        chat_id: &str,
-        user_id: &str,
-    ) -> Result<Option<bool>> {
+    async fn following(&self, tenant: &str, chat_id: &str, user_id: &str) -> Result<Option<bool>> {
         let mut c = self.reader.acquire().await?;
         notify::following(&mut *c, tenant, chat_id, user_id).await
     }
@@ -588,11 +585,13 @@ impl Store for SqlStore {
     }
 
     async fn mark_read(&self, tenant: &str, user_id: &str, ids: Option<&[i64]>) -> Result<u64> {
-        let (t, user, ids) = (tenant.to_owned(), user_id.to_owned(), ids.map(<[i64]>::to_vec));
-        self.noted(async {
-            write_tx!(self, |c| notify::mark_read(c, &t, &user, ids.as_deref()))
-        })
-        .await
+        let (t, user, ids) = (
+            tenant.to_owned(),
+            user_id.to_owned(),
+            ids.map(<[i64]>::to_vec),
+        );
+        self.noted(async { write_tx!(self, |c| notify::mark_read(c, &t, &user, ids.as_deref())) })
+            .await
     }
 
     async fn claim_digests(
@@ -603,7 +602,13 @@ impl Store for SqlStore {
         limit: u32,
     ) -> Result<Vec<Digest>> {
         self.noted(async {
-            write_tx!(self, |c| notify::claim_digests(c, now, due, lease_until, limit))
+            write_tx!(self, |c| notify::claim_digests(
+                c,
+                now,
+                due,
+                lease_until,
+                limit
+            ))
         })
         .await
     }
@@ -646,7 +651,12 @@ impl Store for SqlStore {
         let claim: &'static str = match self.backend {
             Backend::Sqlite => {
                 static Q: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-                Q.get_or_init(|| format!("{}) RETURNING id, webhook_id, msg_id, body, attempts, created_at", hooks::CLAIM))
+                Q.get_or_init(|| {
+                    format!(
+                        "{}) RETURNING id, webhook_id, msg_id, body, attempts, created_at",
+                        hooks::CLAIM
+                    )
+                })
             }
             Backend::Postgres => {
                 static Q: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -736,6 +746,9 @@ mod tests {
              DROP TABLE uploads; DROP TABLE upload_refs; \
              ALTER TABLE comments DROP COLUMN attachments; \
              ALTER TABLE usage_days DROP COLUMN upload_bytes; \
+             DROP TABLE directory_users; DROP TABLE chat_followers; DROP TABLE notifications; \
+             DROP TABLE webhooks; DROP TABLE webhook_outbox; DROP TABLE webhook_deliveries; \
+             ALTER TABLE comments DROP COLUMN mentions; \
              CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL); \
              INSERT INTO schema_migrations VALUES (1, 0);",
         )

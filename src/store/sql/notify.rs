@@ -315,7 +315,12 @@ pub(super) async fn notifications<C: Conn>(
     let rows = c
         .fetch_all(
             &sql,
-            &args![tenant, user_id, before.unwrap_or(i64::MAX), i64::from(limit)],
+            &args![
+                tenant,
+                user_id,
+                before.unwrap_or(i64::MAX),
+                i64::from(limit)
+            ],
         )
         .await?;
     let list = rows.iter().map(notification_of).collect::<Result<_>>()?;
@@ -381,12 +386,10 @@ pub(super) async fn claim_digests<C: Conn>(
             )
             .await?;
         let Some(d) = d else { continue };
-        let sql = format!(
-            "SELECT n.id, n.at, n.reason, n.url_id, n.chat_id, n.comment_id, n.by_json, n.excerpt, n.read, \
+        let sql =             "SELECT n.id, n.at, n.reason, n.url_id, n.chat_id, n.comment_id, n.by_json, n.excerpt, n.read, \
              i.page_url FROM notifications n LEFT JOIN images i ON i.tenant_id = n.tenant_id AND i.url_id = n.url_id \
-             WHERE n.tenant_id = $1 AND n.user_id = $2 AND n.mailed = 0 ORDER BY n.id"
-        );
-        let rows = c.fetch_all(&sql, &args![&tenant, &user_id]).await?;
+             WHERE n.tenant_id = $1 AND n.user_id = $2 AND n.mailed = 0 ORDER BY n.id";
+        let rows = c.fetch_all(sql, &args![&tenant, &user_id]).await?;
         let email = d.opt_text("email")?;
         let mailable = email.is_some() && d.int("mail_ok")? != 0 && d.int("unsubscribed")? == 0;
         let mut notifications = Vec::new();
@@ -435,7 +438,11 @@ pub(super) async fn finish_digest<C: Conn>(
     }
     c.exec(
         "UPDATE directory_users SET mail_lease = $1 WHERE tenant_id = $2 AND user_id = $3",
-        &args![if sent { 0 } else { retry_at }, &d.tenant_id, &d.user.user.id],
+        &args![
+            if sent { 0 } else { retry_at },
+            &d.tenant_id,
+            &d.user.user.id
+        ],
     )
     .await?;
     Ok(())

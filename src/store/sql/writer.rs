@@ -332,9 +332,15 @@ pub(super) async fn apply_one<C: Conn>(c: &mut C, job: &Job) -> Result<Committed
     };
     let logged: Vec<(i64, &str)> = events
         .iter()
-        .map(|e| (e.seq.to_sql(), std::str::from_utf8(&e.body).unwrap_or_default()))
+        .map(|e| {
+            (
+                e.seq.to_sql(),
+                std::str::from_utf8(&e.body).unwrap_or_default(),
+            )
+        })
         .collect();
-    let outboxed = hooks::queue(c, tenant, &job.epoch, &url_id, &logged, &notifications, now).await?;
+    let outboxed =
+        hooks::queue(c, tenant, &job.epoch, &url_id, &logged, &notifications, now).await?;
     Ok(Committed {
         url_id,
         seq,

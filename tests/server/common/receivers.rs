@@ -31,8 +31,9 @@ fn spawn(script: &str) -> (Child, Value) {
     BufReader::new(out)
         .read_line(&mut line)
         .expect("the receiver prints its ports");
-    let v: Value = serde_json::from_str(&line)
-        .unwrap_or_else(|_| panic!("{script} printed {line:?} (are standardwebhooks and aiosmtpd installed?)"));
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+        panic!("{script} printed {line:?} (are standardwebhooks and aiosmtpd installed?)")
+    });
     (child, v)
 }
 
