@@ -28,7 +28,7 @@
   /**
    * @typedef {{id: string, name: string, avatar?: string, anonymous?: boolean}} User
    * @typedef {{id: string, url: string, contentType: string, width: number, height: number}} Attachment protocol §14
-   * @typedef {{id: string, user: User, text: string, createdAt: number, editedAt?: number, attachments?: Attachment[]}} Comment
+   * @typedef {{id: string, user: User, text: string, createdAt: number, editedAt?: number, attachments?: Attachment[], mentions?: User[]}} Comment
    * @typedef {{type: string, points?: number[][], [k: string]: unknown}} Shape protocol §10
    * @typedef {{id: string, x: number, y: number, resolved: boolean, user: User, createdAt: number,
    *   updatedAt?: number, comments: Comment[], pending?: boolean, shape?: Shape}} Chat
@@ -50,10 +50,9 @@
   const LAZY = new URL('imagechat/', script && script.src ? script.src : DEFAULT_SERVER + '/').href;
   /** Shape types and their SVG elements. @type {Record<string, string>} */
   const SHAPES = { rect: 'rect', ellipse: 'ellipse', polygon: 'polygon', arrow: 'line' };
-  /** @type {Promise<any> | undefined} */
-  let lazy;
-  /** @type {Promise<any> | undefined} */
-  let lazyAtt;
+  /** The lazy files, each imported once per page. @type {Record<string, Promise<any>>} */
+  const mods = {};
+  const load = (/** @type {string} */ n) => (mods[n] = mods[n] || import(`${LAZY}${n}.js`));
   /** The chat a link names in the page's fragment (protocol §10: `pageUrl#imagechat-{chatId}`), until the view that knows it opens it. */
   let linked = '';
   const PING_EVERY = 15000;
@@ -147,11 +146,7 @@
   /** A v4 UUID; crypto.randomUUID exists only in secure contexts. */
   function uuid() {
     if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
-    const b = crypto.getRandomValues(new Uint8Array(16));
-    b[6] = (b[6] & 15) | 64;
-    b[8] = (b[8] & 63) | 128;
-    const h = Array.from(b, (v) => v.toString(16).padStart(2, '0')).join('');
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+    return '10000000-1000-4000-8000-100000000000'.replace(/[018]/g, (c) => (+c ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (+c / 4)))).toString(16));
   }
 
   /** 64-bit FNV-1a as 16 hex digits: a stable short name for a long urlId. */
@@ -345,6 +340,8 @@
       this.rooms = new Map();
       /** This tab's own mutations by broadcastId. @type {Map<string, Own>} */
       this.own = new Map();
+      /** Sees every message first (lazy/mentions.js). @type {any} */
+      this.on = null;
       this.onOnline = () => {
         this.attempt = 0;
         if (this.state === 'live') this.ping();
@@ -563,6 +560,7 @@
 
     /** @param {any} m one server message @param {Session} s the session this socket said hello with */
     handle(m, s) {
+      this.on?.(m);
       const room = m.urlId != null ? this.rooms.get(m.urlId) : undefined;
       switch (m.type) {
         case 'welcome':
@@ -876,10 +874,6 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       this.tool = 'pin';
       /** @type {any} */
       this.rg = null;
-      /** lazy/attachments.js's part of this view, once loaded. @type {any} */
-      this.att = null;
-      /** @type {Promise<any> | undefined} */
-      this.attP = undefined;
       this.hide = false;
       /** @type {HTMLFormElement | null} */
       this.composer = null;
@@ -1035,6 +1029,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         else host.remove();
       }
       this.applyTheme();
+      this.mn?.sync();
       if (!this.opts.urlId && this.idKey !== (this.idKey = location.href.split('#')[0] + img.src)) {
         const id = defaultUrlId(img);
         if (id !== this.urlId) this.join(id);
@@ -1124,7 +1119,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
 
     /** Loads lazy/regions.js once per page; failing, pins still work and shapes still show. */
     regions() {
-      this.rgP = (lazy = lazy || import(LAZY + 'regions.js')).then((m) => {
+      this.rgP = load('regions').then((m) => {
         if (!views.has(this)) return; // destroyed meanwhile
         this.rg = m.regions(this);
         this.render(null);
@@ -1132,16 +1127,16 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
     }
 
     me() {
-      return this.conn.session ? this.conn.session.user.id : '';
+      return this.conn.session?.user.id || '';
     }
 
     canWrite() {
-      return !this.opts.readonly && !this.hide && !!this.conn.session && this.conn.session.canWrite;
+      return !this.opts.readonly && !this.hide && !!this.conn.session?.canWrite;
     }
 
     /** @param {{user: User}} thing */
     mayManage(thing) {
-      return this.canWrite() && (thing.user.id === this.me() || !!(this.conn.session && this.conn.session.moderator));
+      return this.canWrite() && (thing.user.id === this.me() || !!this.conn.session?.moderator);
     }
 
     /** @returns {State} */
@@ -1213,6 +1208,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       for (const el of this.root.querySelectorAll('.card')) el.classList.toggle('off', state !== 'live');
       if (!writable && this.composer) this.closeComposer(false);
       if (writable && !this.rgP) this.regions();
+      if (this.me() && !this.conn.session?.user.anonymous) this.mentions().catch(console.warn);
       this.pic.hidden = this.hide;
       this.toggle.title = t.hideAll;
       this.toggle.setAttribute('aria-pressed', String(this.hide));
@@ -1424,7 +1420,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
         const sh = this.draftShape;
         const atts = this.atts(form);
         this.closeComposer(true);
-        this.create(at, text, sh, atts);
+        this.create(at, text, sh, atts, this.mn?.ids(form));
       };
       this.composer = form;
       this.pop(form);
@@ -1453,14 +1449,14 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       if (el.isConnected && el.showPopover) el.showPopover();
     }
 
-    /** Creates a chat, showing its marker before the server answers. @param {{x: number, y: number}} at @param {string} text @param {Shape} [shape] @param {Attachment[]} [atts] */
-    async create(at, text, shape, atts = []) {
+    /** Creates a chat, showing its marker before the server answers. @param {{x: number, y: number}} at @param {string} text @param {Shape} [shape] @param {Attachment[]} [atts] @param {string[]} [mentions] ids */
+    async create(at, text, shape, atts = [], mentions) {
       const s = this.conn.session;
       if (!s) return;
       const tmp = `pending-${uuid()}`;
       const now = Date.now();
       const room = this.room;
-      const body = { urlId: this.urlId, x: at.x, y: at.y, text, shape, attachments: atts.map((a) => a.id), imageUrl: web(this.img.currentSrc || this.img.src), pageUrl: web(location.href.split('#')[0]) };
+      const body = { urlId: this.urlId, x: at.x, y: at.y, text, shape, attachments: atts.map((a) => a.id), mentions, imageUrl: web(this.img.currentSrc || this.img.src), pageUrl: web(location.href.split('#')[0]) };
       room.putChat({ id: tmp, x: at.x, y: at.y, shape, resolved: false, user: s.user, createdAt: now, comments: [{ id: tmp, user: s.user, text, createdAt: now, attachments: atts }], pending: true });
       room.notify();
       try {
@@ -1527,7 +1523,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
           if (send.getAttribute('aria-disabled') === 'true') return;
           send.setAttribute('aria-disabled', 'true');
           const room = this.room;
-          const body = { text, attachments: this.atts(f).map((a) => a.id) };
+          const body = { text, attachments: this.atts(f).map((a) => a.id), mentions: this.mn?.ids(f) };
           const ok = await this.run(() => this.conn.mutate('POST', `/api/v1/chats/${encodeURIComponent(id)}/comments`, body, (d) => room.putComment(id, d.comment)));
           send.removeAttribute('aria-disabled');
           if (ok) {
@@ -1579,6 +1575,7 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       const focusAction = focused instanceof HTMLElement && th.head.contains(focused) ? focused.getAttribute('data-imagechat-action') || 'close' : null;
       th.head.replaceChildren(h('div', { class: 'head' }, [title, close]));
       // Resolve and delete (and its confirmation) come with the lazy file, for users who may.
+      this.mn?.head(chat, th, close);
       if (this.rg) this.rg.head(chat, th, close);
       if (focusAction && !th.confirm) {
         const again = th.head.querySelector(focusAction === 'close' ? '.x' : `[data-imagechat-action=${focusAction}]`);
@@ -1616,7 +1613,9 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
       delete li.dataset.sig;
       const time = h('time', { datetime: new Date(c.createdAt).toISOString(), title: new Date(c.createdAt).toLocaleString(pickLocale(this.opts.locale)), text: this.ago(c.createdAt) });
       const meta = h('div', { class: 'meta' }, [h('b', { text: this.name(c.user) }), time, c.editedAt ? h('span', { text: `(${this.t.edited})` }) : null]);
-      li.replaceChildren(meta, h('p', { class: 'txt', dir: 'auto', text: c.text }), this.thumbs(c.attachments || []));
+      const p = h('p', { class: 'txt', dir: 'auto', text: c.text });
+      if (c.mentions) this.mentions().then((m) => m.mark(p, c.mentions), console.warn);
+      li.replaceChildren(meta, p, this.thumbs(c.attachments || []));
       if (this.rg && !chat.pending && this.mayManage(c)) this.rg.comment(li, chat, c);
     }
 
@@ -1642,12 +1641,18 @@ button.x{background:none;border:0;font-size:20px;line-height:1;min-width:28px;co
 
     /** lazy/attachments.js, on first use. @returns {Promise<any>} */
     attachments() {
-      return (this.attP = this.attP || (lazyAtt = lazyAtt || import(LAZY + 'attachments.js')).then((m) => (this.att = m.attachments(this))));
+      return (this.attP = this.attP || load('attachments').then((m) => (this.att = m.attachments(this))));
     }
 
-    /** Paste, drop and pick images in a composer, taking over those of `from`. @param {HTMLElement} form @param {HTMLElement | Attachment[] | null | false} [from] */
-    wire(form, from) {
+    /** lazy/mentions.js (`@`, notifications, follow), on first use. @returns {Promise<any>} */
+    mentions() {
+      return (this.mnP = this.mnP || load('mentions').then((m) => ((this.mn = m.mentions(this)), this.render(null), this.mn)));
+    }
+
+    /** Images and `@` in a composer, taking over those of `from`; `u`: the users an edited comment mentions. @param {HTMLElement} form @param {HTMLElement | Attachment[] | null | false} [from] @param {User[]} [u] */
+    wire(form, from, u) {
       this.attachments().then((a) => form.isConnected && a.composer(form, from), console.warn);
+      this.mentions().then((m) => form.isConnected && m.composer(form, from, u), console.warn);
     }
 
     /** @param {number} ms */

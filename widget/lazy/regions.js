@@ -44,7 +44,7 @@
  * @typedef {Shape['type']} Kind
  * @typedef {'pin' | Kind} Tool
  * @typedef {{id: string, url: string, contentType: string, width: number, height: number}} Attachment
- * @typedef {{id: string, text: string, user: {id: string}, attachments?: Attachment[]}} Comment
+ * @typedef {{id: string, text: string, user: {id: string}, attachments?: Attachment[], mentions?: {id: string, name: string}[]}} Comment
  * @typedef {{id: string, x: number, y: number, user: {id: string}, shape?: Shape, pending?: boolean, resolved?: boolean, comments: Comment[]}} Chat
  * @typedef {{id: string, head: HTMLElement, confirm: boolean}} Thread an open thread: its head, and whether deleting it asks to confirm
  * @typedef {{id: string, x: number, y: number, shape?: Shape}} Moving
@@ -87,7 +87,8 @@
  * @property {(li: HTMLLIElement, chat: Chat, c: Comment) => void} fillComment shows a comment as it is stored (and calls `comment` here)
  * @property {(msg: string) => void} showError
  * @property {(text: string) => void} announce says something through the polite live region
- * @property {(form: HTMLElement, from?: HTMLElement | Attachment[] | null) => void} wire lets a composer attach images (lazy/attachments.js), starting with `from`'s
+ * @property {(form: HTMLElement, from?: HTMLElement | Attachment[] | null, mentions?: {id: string, name: string}[]) => void} wire lets a composer attach images (lazy/attachments.js), starting with `from`'s, and mention people (lazy/mentions.js), starting with `mentions`
+ * @property {{ids: (form: HTMLElement) => string[] | undefined} | null} mn lazy/mentions.js's part of the view, once loaded: the users a composer mentions
  * @property {(form: HTMLElement) => Attachment[]} atts the images attached in a composer so far
  */
 
@@ -872,12 +873,15 @@ class Regions {
         // (No tray: lazy/attachments.js did not load, and the images stay as they are.)
         const ids = v.atts(form).map((a) => a.id);
         if (form.querySelector('.tray') && ids.join() !== (c.attachments || []).map((a) => a.id).join()) body.attachments = ids;
+        // Who it mentions now (none: `[]`, when it mentioned someone before). (No `@` picker: lazy/mentions.js did not load, and the mentions stay as they are.)
+        const men = v.mn && form.querySelector('[data-imagechat-mention-list]') ? v.mn.ids(form) || [] : null;
+        if (men && (men.length || (c.mentions && c.mentions.length))) body.mentions = men;
         save.disabled = true;
         if (await v.run(() => v.conn.mutate('PATCH', path, body, (d) => room.putComment(chat.id, d.comment)))) done();
         else save.disabled = false;
       };
       li.replaceChildren(/** @type {Element} */ (li.firstElementChild), form);
-      v.wire(form, c.attachments || []);
+      v.wire(form, c.attachments || [], c.mentions);
       ta.focus();
     };
   }

@@ -214,3 +214,68 @@ export const median = (/** @type {number[]} */ xs) => {
 };
 
 export { sleep };
+
+/**
+ * Creates a tenant through the operator API (the server needs `adminKey`).
+ * @param {{url: string}} srv @param {string} adminKey @param {string} tenantId
+ * @param {{anonymous?: 'none' | 'read' | 'write', secret?: string}} [o]
+ */
+export async function createTenant(srv, adminKey, tenantId, o = {}) {
+  const res = await fetch(`${srv.url}/api/v1/admin/tenants`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${adminKey}` },
+    body: JSON.stringify({ tenantId, anonymous: o.anonymous || 'none', secret: o.secret }),
+  });
+  if (res.status !== 201) throw new Error(`tenant ${tenantId}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/**
+ * FastComments-style secure SSO for one user, signed with the tenant's secret (protocol §3).
+ * @param {string} secret @param {Record<string, unknown>} user
+ */
+export async function ssoFor(secret, user) {
+  const { createHmac } = await import('node:crypto');
+  const userDataJSONBase64 = Buffer.from(JSON.stringify(user)).toString('base64');
+  const timestamp = Date.now();
+  const verificationHash = createHmac('sha256', secret).update(String(timestamp) + userDataJSONBase64).digest('hex');
+  return { userDataJSONBase64, verificationHash, timestamp };
+}
+
+/**
+ * A REST client of one session, as a tenant's backend or a test would use it.
+ * @param {{url: string}} srv @param {string} tenantId @param {unknown} [sso] none: an anonymous session
+ */
+export async function apiAs(srv, tenantId, sso) {
+  const res = await fetch(`${srv.url}/api/v1/sessions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ tenantId, sso: sso || null }) });
+  if (res.status !== 200) throw new Error(`session: ${res.status} ${await res.text()}`);
+  const session = await res.json();
+  /** @param {string} method @param {string} path @param {unknown} [body] @returns {Promise<{status: number, data: any}>} */
+  const call = async (method, path, body) => {
+    const r = await fetch(srv.url + path, {
+      method,
+      headers: { Authorization: `Bearer ${session.token}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch (_) {
+      data = text;
+    }
+    return { status: r.status, data };
+  };
+  return { session, call };
+}
+
+/** The stable hook of the element with focus, looking into shadow roots. @param {import('playwright-core').Page} page */
+export function focusedHook(page) {
+  return page.evaluate(() => {
+    let el = document.activeElement;
+    while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
+    if (!el) return '';
+    const hook = [...el.attributes].map((a) => a.name).find((n) => n.startsWith('data-imagechat-'));
+    return `${el.tagName.toLowerCase()}${hook ? `[${hook}]` : ''}`;
+  });
+}
