@@ -1,5 +1,6 @@
 // imagechat tenant dashboard: usage, live connections, images, moderation
-// (the image itself with its markers and shapes), annotations out and in.
+// (the image itself with its markers and shapes), annotations out and in,
+// webhook endpoints with their deliveries.
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //
 // Plain script served at /static/admin.js, type-checked with tsc --checkJs.
@@ -18,6 +19,8 @@
    * @typedef {{id: string, user: User, text: string, createdAt: number}} Comment
    * @typedef {{type: string, points?: number[][], [k: string]: unknown}} Shape protocol §10
    * @typedef {{id: string, x: number, y: number, resolved: boolean, user: User, createdAt: number, comments: Comment[], shape?: Shape}} Chat
+   * @typedef {{id: string, url: string, events: string[], createdAt: number | string}} Webhook protocol §12
+   * @typedef {{at: number | string, webhookId: string, status: number | null, error?: string, durationMs: number}} Delivery
    */
 
   const NS = 'http://www.w3.org/2000/svg';
@@ -71,10 +74,14 @@
   }
 
   class HttpError extends Error {
-    /** @param {number} status @param {string} message */
-    constructor(status, message) {
+    /** @param {number} status @param {string} message @param {string} [code] @param {string} [field] */
+    constructor(status, message, code, field) {
       super(message);
       this.status = status;
+      /** The error's `code` (protocol §5), when the server sent one. */
+      this.code = code;
+      /** The request field it is about, when the server named one. */
+      this.field = field;
     }
   }
 
@@ -87,7 +94,8 @@
     const data = await res.json().catch(() => ({}));
     if (!res.ok) {
       if (res.status === 401 && path !== '/api/v1/tenant/login') showSignIn();
-      throw new HttpError(res.status, (data.error && data.error.message) || res.statusText);
+      const err = data.error || {};
+      throw new HttpError(res.status, err.message || res.statusText, err.code, err.field);
     }
     return data;
   }
@@ -106,6 +114,7 @@
     $('who').hidden = true;
     $('logout').hidden = true;
     $('signin').hidden = false;
+    resetHooks();
     $('tenantId').focus();
   }
 
@@ -146,7 +155,7 @@
   }
 
   async function refreshData() {
-    await Promise.all([loadUsage(), loadImages(), openUrlId ? loadChats(openUrlId) : null]);
+    await Promise.all([loadUsage(), loadImages(), openUrlId ? loadChats(openUrlId) : null, loadHooks()]);
   }
 
   /** @param {Date} d */
@@ -448,6 +457,345 @@
     linkRow(li, c.id);
     return li;
   }
+
+  // ------------------------------------------------------------ webhooks (protocol §12)
+
+  /** Endpoints a tenant may have (more is `409 conflict`). */
+  const MAX_HOOKS = 10;
+  /** Each endpoint's list item and what refreshes its open deliveries, by endpoint id. @type {Map<string, {li: HTMLLIElement, deliveries: () => Promise<void>}>} */
+  const hookItems = new Map();
+
+  /** @param {number | string} at milliseconds or an ISO 8601 time */
+  const when = (at) => new Date(at).toLocaleString();
+
+  /** @param {number | null | undefined} status */
+  const delivered = (status) => status != null && status >= 200 && status < 300;
+
+  /** "✓ Delivered" or "✗ Failed": a word as well as a glyph and a colour. @param {boolean} ok @param {string} text */
+  function outcome(ok, text) {
+    const s = el('span', undefined, ok ? 'outcome ok' : 'outcome fail');
+    const glyph = el('span', ok ? '✓' : '✗', 'glyph');
+    glyph.setAttribute('aria-hidden', 'true');
+    s.append(glyph, text);
+    return s;
+  }
+
+  async function loadHooks() {
+    try {
+      const data = await api('GET', '/api/v1/tenant/webhooks');
+      renderHooks(/** @type {Webhook[]} */ (data.webhooks));
+    } catch (e) {
+      report(e);
+    }
+  }
+
+  /**
+   * Shows the endpoints in the server's order. Items already shown stay as
+   * they are (with their test results, open deliveries and focus); gone ones
+   * go, new ones come.
+   * @param {Webhook[]} hooks
+   */
+  function renderHooks(hooks) {
+    const list = $('hooks');
+    const ids = new Set(hooks.map((h) => h.id));
+    for (const [id, item] of hookItems) {
+      if (!ids.has(id)) {
+        item.li.remove();
+        hookItems.delete(id);
+      }
+    }
+    hooks.forEach((h, i) => {
+      let item = hookItems.get(h.id);
+      if (!item) {
+        item = hookItem(h);
+        hookItems.set(h.id, item);
+      }
+      // Moved only when out of place: moving an element takes the focus from it.
+      if (list.children[i] !== item.li) list.insertBefore(item.li, list.children[i] || null);
+    });
+    $('hooks-empty').hidden = hooks.length > 0;
+    $('hooks-count').textContent = `${hooks.length} of ${MAX_HOOKS} endpoints`;
+    for (const item of hookItems.values()) item.deliveries();
+  }
+
+  /** Forgets the signed-in tenant's endpoints and any secret on screen. */
+  function resetHooks() {
+    hookItems.clear();
+    $('hooks').replaceChildren();
+    $('hooks-count').textContent = '';
+    hideSecret();
+    clearHookErrors();
+  }
+
+  /** @param {Webhook} h */
+  function hookItem(h) {
+    const li = /** @type {HTMLLIElement} */ (el('li', undefined, 'hook'));
+    li.dataset.webhookId = h.id;
+    const head = el('div', undefined, 'hook-head');
+    const body = el('div', undefined, 'body');
+    const events = el('div', undefined, 'events');
+    events.append(el('span', 'Events:', 'muted'), ...h.events.map((t) => el('code', t)));
+    body.append(el('p', h.url, 'url'), events, el('div', `Added ${when(h.createdAt)}`, 'meta'));
+
+    const test = el('button', 'Send test event', 'btn');
+    test.setAttribute('type', 'button');
+    test.setAttribute('aria-label', `Send test event to ${h.url}`);
+    test.dataset.action = 'test';
+    const del = el('button', 'Delete', 'btn danger');
+    del.setAttribute('type', 'button');
+    del.setAttribute('aria-label', `Delete endpoint ${h.url}`);
+    del.dataset.action = 'delete';
+    const actions = el('div', undefined, 'actions');
+    actions.append(test, del);
+    head.append(body, actions);
+
+    // The test's outcome, spoken politely where it appears.
+    const result = el('p', undefined, 'result');
+    result.setAttribute('role', 'status');
+
+    const details = /** @type {HTMLDetailsElement} */ (el('details', undefined, 'deliveries'));
+    const summary = el('summary', 'Recent deliveries');
+    summary.append(el('span', ` to ${h.url}`, 'sr'));
+    const bar = el('div', undefined, 'row');
+    const again = el('button', 'Refresh', 'btn');
+    again.setAttribute('type', 'button');
+    again.setAttribute('aria-label', `Refresh deliveries to ${h.url}`);
+    bar.append(el('span', 'Latest 100 attempts, newest first', 'muted'), again);
+    const table = el('table');
+    const caption = el('caption', `Deliveries to ${h.url}, newest first`, 'sr');
+    const thead = el('thead');
+    const hr = el('tr');
+    for (const name of ['Time', 'Result', 'Status', 'Duration', 'Message id']) {
+      const th = el('th', name);
+      th.setAttribute('scope', 'col');
+      hr.append(th);
+    }
+    thead.append(hr);
+    const tbody = el('tbody');
+    table.append(caption, thead, tbody);
+    const wrap = el('div', undefined, 'scroll');
+    // Scrolls when long or narrow: reachable by keyboard, as the usage table.
+    wrap.tabIndex = 0;
+    wrap.setAttribute('role', 'region');
+    wrap.setAttribute('aria-label', `Deliveries to ${h.url}`);
+    wrap.append(table);
+    wrap.hidden = true;
+    const empty = el('p', 'No deliveries yet.', 'muted empty');
+    empty.hidden = true;
+    details.append(summary, bar, wrap, empty);
+
+    // One load at a time, in order: a later one always shows the latest list.
+    /** @type {Promise<void>} */
+    let chain = Promise.resolve();
+    async function load() {
+      try {
+        const data = await api('GET', `/api/v1/tenant/webhooks/${encodeURIComponent(h.id)}/deliveries`);
+        /** @type {Delivery[]} */
+        const rows = data.deliveries;
+        empty.hidden = rows.length > 0;
+        wrap.hidden = rows.length === 0;
+        tbody.replaceChildren(...rows.map(deliveryRow));
+      } catch (e) {
+        if (!(e instanceof HttpError && e.status === 404)) report(e);
+      }
+    }
+    function deliveries() {
+      if (details.open) chain = chain.then(load);
+      return chain;
+    }
+    details.addEventListener('toggle', () => deliveries());
+    again.addEventListener('click', () => deliveries());
+
+    test.addEventListener('click', async () => {
+      if (test.getAttribute('aria-disabled') === 'true') return;
+      // Not `disabled`: that would take the keyboard focus away.
+      test.setAttribute('aria-disabled', 'true');
+      result.className = 'result';
+      result.replaceChildren('Sending a test event…');
+      try {
+        /** @type {{status: number | null, error?: string, durationMs: number}} */
+        const r = await api('POST', `/api/v1/tenant/webhooks/${encodeURIComponent(h.id)}/test`);
+        const ok = delivered(r.status);
+        const answer = r.status != null ? `HTTP ${r.status}` : r.error || 'no answer';
+        result.className = ok ? 'result ok' : 'result fail';
+        result.replaceChildren(
+          outcome(ok, ok ? 'Test event delivered' : 'Test event failed'),
+          `: ${answer}${r.status != null && r.error ? ` (${r.error})` : ''} ${r.status != null ? 'in' : 'after'} ${num.format(r.durationMs)} ms`,
+        );
+        details.open = true;
+        await deliveries();
+      } catch (e) {
+        if (e instanceof HttpError && e.status === 401) return;
+        result.className = 'result fail';
+        result.replaceChildren(`Could not send a test event: ${e instanceof Error ? e.message : String(e)}`);
+      } finally {
+        test.removeAttribute('aria-disabled');
+      }
+    });
+
+    // Two steps, as for chats: the first press asks, the second deletes.
+    const unask = () => {
+      if (del.dataset.action !== 'confirm') return;
+      del.dataset.action = 'delete';
+      del.textContent = 'Delete';
+      del.className = 'btn danger';
+      del.setAttribute('aria-label', `Delete endpoint ${h.url}`);
+    };
+    del.addEventListener('blur', unask);
+    del.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') unask();
+    });
+    del.addEventListener('click', async () => {
+      if (del.getAttribute('aria-disabled') === 'true') return;
+      if (del.dataset.action === 'delete') {
+        del.dataset.action = 'confirm';
+        del.textContent = 'Delete for good';
+        del.className = 'btn danger primary';
+        del.setAttribute('aria-label', `Delete for good: endpoint ${h.url} and its deliveries`);
+        return;
+      }
+      del.setAttribute('aria-disabled', 'true');
+      try {
+        await api('DELETE', `/api/v1/tenant/webhooks/${encodeURIComponent(h.id)}`);
+        // The focus goes to the next endpoint, or the previous, or the form.
+        const next = /** @type {HTMLElement | null} */ (li.nextElementSibling || li.previousElementSibling);
+        li.remove();
+        hookItems.delete(h.id);
+        if ($('hook-secret').dataset.webhookId === h.id) hideSecret();
+        $('hooks-status').textContent = `Endpoint ${h.url} deleted.`;
+        (next ? /** @type {HTMLElement} */ (next.querySelector('button')) : $('hook-url')).focus();
+        await loadHooks();
+      } catch (e) {
+        del.removeAttribute('aria-disabled');
+        if (e instanceof HttpError && e.status === 404) return loadHooks();
+        report(e);
+      }
+    });
+
+    li.append(head, result, details);
+    return { li, deliveries };
+  }
+
+  /** @param {Delivery} d */
+  function deliveryRow(d) {
+    const tr = el('tr');
+    const ok = delivered(d.status);
+    tr.className = ok ? 'ok' : 'fail';
+    const th = el('th', when(d.at));
+    th.setAttribute('scope', 'row');
+    const res = el('td');
+    res.append(outcome(ok, ok ? 'Delivered' : 'Failed'));
+    const status = d.status != null ? String(d.status) + (d.error ? ` · ${d.error}` : '') : d.error || 'no answer';
+    const id = el('td');
+    id.append(el('code', d.webhookId));
+    tr.append(th, res, el('td', status, 'status'), el('td', `${num.format(d.durationMs)} ms`), id);
+    return tr;
+  }
+
+  function clearHookErrors() {
+    for (const id of ['hook-url-error', 'hook-events-error', 'hook-error']) {
+      const p = $(id);
+      p.textContent = '';
+      p.hidden = true;
+    }
+    $('hook-url').removeAttribute('aria-invalid');
+  }
+
+  /** Shows an error beside the field it is about and takes the focus there. @param {'url' | 'events'} field @param {string} message */
+  function fieldError(field, message) {
+    const p = $(`hook-${field}-error`);
+    p.textContent = message;
+    p.hidden = false;
+    if (field === 'url') {
+      $('hook-url').setAttribute('aria-invalid', 'true');
+      $('hook-url').focus();
+    } else {
+      /** @type {HTMLElement} */ ($('hook-events').querySelector('input')).focus();
+    }
+  }
+
+  /** @param {string} message */
+  function formError(message) {
+    const p = $('hook-error');
+    p.textContent = message;
+    p.hidden = false;
+  }
+
+  /** @param {{id: string, url: string, secret: string}} created */
+  function showSecret(created) {
+    $('hook-secret-url').textContent = created.url;
+    const input = /** @type {HTMLInputElement} */ ($('hook-secret-value'));
+    input.value = created.secret;
+    $('hook-secret-copied').textContent = '';
+    $('hook-secret').hidden = false;
+    $('hook-secret').dataset.webhookId = created.id;
+    input.focus();
+    input.select();
+  }
+
+  function hideSecret() {
+    /** @type {HTMLInputElement} */ ($('hook-secret-value')).value = '';
+    $('hook-secret-url').textContent = '';
+    $('hook-secret-copied').textContent = '';
+    $('hook-secret').hidden = true;
+  }
+
+  $('hook-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const form = /** @type {HTMLFormElement} */ ($('hook-form'));
+    const add = $('hook-add');
+    if (add.getAttribute('aria-disabled') === 'true') return;
+    clearHookErrors();
+    const url = /** @type {HTMLInputElement} */ ($('hook-url')).value.trim();
+    const events = [...form.querySelectorAll('input[name=events]:checked')].map((i) => /** @type {HTMLInputElement} */ (i).value);
+    if (!url) return fieldError('url', 'Enter the URL your endpoint receives events at.');
+    if (!events.length) return fieldError('events', 'Choose at least one event.');
+    add.setAttribute('aria-disabled', 'true');
+    try {
+      /** @type {{id: string, url: string, events: string[], secret: string}} */
+      const created = await api('POST', '/api/v1/tenant/webhooks', { url, events });
+      form.reset();
+      $('hooks-status').textContent = `Endpoint ${created.url} added.`;
+      showSecret(created);
+      await loadHooks();
+    } catch (err) {
+      if (!(err instanceof HttpError)) return formError(`Could not add the endpoint: ${err instanceof Error ? err.message : String(err)}`);
+      if (err.status === 401) return;
+      if (err.field === 'url' || err.field === 'events') return fieldError(err.field, err.message);
+      if (err.status === 409) return formError(`You already have ${MAX_HOOKS} endpoints, the most a tenant may have: delete one to add another. (${err.message})`);
+      formError(`Could not add the endpoint: ${err.message}`);
+    } finally {
+      add.removeAttribute('aria-disabled');
+    }
+  });
+
+  $('hook-secret-copy').addEventListener('click', async () => {
+    const input = /** @type {HTMLInputElement} */ ($('hook-secret-value'));
+    const said = $('hook-secret-copied');
+    said.textContent = '';
+    let ok = false;
+    try {
+      await navigator.clipboard.writeText(input.value);
+      ok = true;
+    } catch (_) {
+      // No clipboard API (a plain-http address) or no permission: the old way, through the selected field.
+      input.focus();
+      input.select();
+      try {
+        ok = document.execCommand('copy');
+      } catch (_) {
+        ok = false;
+      }
+      $('hook-secret-copy').focus();
+    }
+    said.textContent = ok ? 'Secret copied to the clipboard.' : 'Could not copy: select the secret and copy it yourself.';
+  });
+
+  $('hook-secret-done').addEventListener('click', () => {
+    const item = hookItems.get($('hook-secret').dataset.webhookId || '');
+    hideSecret();
+    (item ? /** @type {HTMLElement} */ (item.li.querySelector('button')) : $('hook-url')).focus();
+  });
 
   $('login').addEventListener('submit', async (e) => {
     e.preventDefault();
