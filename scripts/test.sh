@@ -5,8 +5,9 @@
 # binary, the soak test's short form, the Autobahn|Testsuite WebSocket
 # cases, short fuzzing runs, schemathesis against the OpenAPI document, and
 # the widget's type check and browser tests. Installs what is missing
-# (PostgreSQL, Redis, e2fsprogs, Python, moto, schemathesis, Python 2.7 and
-# Autobahn|Testsuite, Node.js, Chromium) with apt, pyenv and pip.
+# (PostgreSQL, Redis, e2fsprogs, Python, moto, standardwebhooks, aiosmtpd,
+# schemathesis, Python 2.7 and Autobahn|Testsuite, Node.js, Chromium) with
+# apt, pyenv and pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,6 +82,20 @@ curl -fs -o /dev/null "http://127.0.0.1:$S3_PORT/imagechat-test" \
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 export IMAGECHAT_TEST_S3="s3://imagechat-test?endpoint=http://127.0.0.1:$S3_PORT&region=us-east-1"
 
+step "webhook receiver and SMTP sink (standardwebhooks, aiosmtpd) for the webhook and e-mail tests"
+# The tests verify deliveries with the independent standardwebhooks package
+# and read digests from a real SMTP server (aiosmtpd), both from PyPI.
+if ! python3 -c 'import standardwebhooks.webhooks, aiosmtpd.controller' 2>/dev/null; then
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  python3 -m pip install --quiet standardwebhooks aiosmtpd || python3 -m pip install --quiet --break-system-packages standardwebhooks aiosmtpd
+fi
+python3 -c 'import standardwebhooks.webhooks, aiosmtpd.controller' \
+  || { echo "standardwebhooks and aiosmtpd could not be installed" >&2; exit 1; }
+# The interpreter that has them, for the Rust tests that start the receivers.
+IMAGECHAT_TEST_PYTHON="$(python3 -c 'import sys; print(sys.executable)')"
+export IMAGECHAT_TEST_PYTHON
+python3 tests/receivers/selftest.py
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -153,6 +168,10 @@ step "write path and snapshot cache benchmarks, short form (bench/run.sh --scena
 target/release/imagechat-bench compare --scenarios write,snapshot --repeat 1 \
   --imagechat-bin "$BIN" --minimal-bin "$PWD/target/release/minimal_write_server" \
   --write-duration 3 --write-ramp 250,500 --snapshot-requests 300 --snapshot-storm-clients 500 >/dev/null
+
+step "webhook delivery latency, short form (scripts/webhook-latency.py --count 500 for the figures)"
+# Fails if a delivery is missing, unverified, out of order or misshaped.
+python3 scripts/webhook-latency.py --bin "$BIN" --short
 
 step "Autobahn|Testsuite: RFC 6455 cases 1-10 on the framing, close cases on /api/v1/ws"
 cargo build --release --locked --example ws_echo

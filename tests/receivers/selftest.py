@@ -232,6 +232,8 @@ def check_delete(port):
     r = request(port, "GET", "/control/del")[2]
     assert r["attempts"][0]["verifyError"] == "no secret", r
     assert "del" in request(port, "GET", "/control")[2]["endpoints"]
+    counts = request(port, "GET", "/control/del?counts")[2]
+    assert counts == {"attempts": 1, "accepted": 1, "duplicates": 0, "orderErrors": 0, "unverified": 1}, counts
 
 
 def check_keepalive(port):

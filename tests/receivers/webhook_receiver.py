@@ -33,6 +33,7 @@ Control (JSON):
     POST   /control/<name>  {"secret"?: "whsec_…", "mode"?: …, "delay"?: s}
     GET    /control/<name>  {"attempts", "accepted", "duplicates",
                              "orderErrors", "unverified"}
+                            (`?counts`: the same keys, each a number)
     DELETE /control/<name>  forgets the endpoint (records, secret and mode;
                             `?keep=state` forgets the records only)
     GET    /control         {"endpoints": [name, …]}
@@ -128,6 +129,10 @@ def peer_closed(sock):
         return True
 
 
+class RawJson(str):
+    """A JSON text already serialized."""
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go in separate writes
@@ -153,7 +158,10 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def answer(self, status, body=None, headers=()):
-        data = b"" if body is None else json.dumps(body).encode()
+        if isinstance(body, RawJson):
+            data = body.encode()
+        else:
+            data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
@@ -170,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
         segments = parts.path.strip("/").split("/", 1)
         kind = segments[0]
         name = unquote(segments[1]) if len(segments) > 1 else ""
-        return kind, name, parse_qs(parts.query)
+        return kind, name, parse_qs(parts.query, keep_blank_values=True)
 
     # -- deliveries --------------------------------------------------------
 
@@ -218,7 +226,8 @@ class Handler(BaseHTTPRequestHandler):
 
         if mode == "drop":
             self.close_connection = True
-            attempt["answeredAtMs"] = now_ms()
+            with LOCK:
+                attempt["answeredAtMs"] = now_ms()
             return
         if mode == "fail":
             status, extra = 500, ()
@@ -229,8 +238,9 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(delay)
             if peer_closed(self.connection):
                 self.close_connection = True
-                attempt["answeredAtMs"] = now_ms()
-                attempt["answerError"] = "the client closed the connection before the answer"
+                with LOCK:
+                    attempt["answeredAtMs"] = now_ms()
+                    attempt["answerError"] = "the client closed the connection before the answer"
                 return
             status, extra = 200, ()
         else:
@@ -245,21 +255,31 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self.answer(status, None, extra)
         except OSError as e:
-            attempt["answerError"] = str(e)
+            with LOCK:
+                attempt["answerError"] = str(e)
             self.close_connection = True
 
     # -- control -----------------------------------------------------------
 
-    def report(self, name):
+    def report(self, name, counts):
+        """The endpoint's report, serialized under the lock (attempts change as they are answered)."""
         with LOCK:
             ep = ENDPOINTS.get(name) or new_endpoint()
-            return {
-                "attempts": list(ep["attempts"]),
-                "accepted": list(ep["accepted"]),
+            if counts:
+                return json.dumps({
+                    "attempts": len(ep["attempts"]),
+                    "accepted": len(ep["accepted"]),
+                    "duplicates": ep["duplicates"],
+                    "orderErrors": len(ep["orderErrors"]),
+                    "unverified": ep["unverified"],
+                })
+            return json.dumps({
+                "attempts": ep["attempts"],
+                "accepted": ep["accepted"],
                 "duplicates": ep["duplicates"],
-                "orderErrors": list(ep["orderErrors"]),
+                "orderErrors": ep["orderErrors"],
                 "unverified": ep["unverified"],
-            }
+            })
 
     def configure(self, name):
         try:
@@ -298,9 +318,9 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(404, {"error": "not found"})
 
     def do_GET(self):
-        kind, name, _ = self.route()
+        kind, name, query = self.route()
         if kind == "control" and name:
-            return self.answer(200, self.report(name))
+            return self.answer(200, RawJson(self.report(name, "counts" in query)))
         if kind == "control":
             with LOCK:
                 return self.answer(200, {"endpoints": sorted(ENDPOINTS)})
