@@ -389,7 +389,8 @@ pub trait Store: Send + Sync + 'static {
     async fn record_attempt(&self, webhook_id: &str, a: &Attempt) -> Result<()>;
     /// The latest `limit` attempts of an endpoint, newest first.
     async fn attempts(&self, webhook_id: &str, limit: u32) -> Result<Vec<Attempt>>;
-    /// The earliest time a pending message is due, if any.
+    /// The earliest time (ms) a message that may be claimed next (the head
+    /// of its image's queue) is due or its lease ends, if any.
     async fn next_delivery(&self) -> Result<Option<i64>>;
 }
 

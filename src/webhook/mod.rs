@@ -202,7 +202,8 @@ fn after(d: &PendingDelivery, a: &Attempt, base: u64) -> AfterAttempt {
 }
 
 /// Delivers the outbox, forever: woken by this node's writes that queue
-/// messages, and every [`POLL`] for the rest.
+/// messages and by each finished attempt, when the next retry is due, and
+/// every [`POLL`] for the rest (other nodes' messages, expired leases).
 pub async fn run(app: Arc<App>) {
     let allow_private = app.config.webhook_allow_private;
     let base = app.config.webhook_retry_base_ms;
@@ -250,7 +251,15 @@ pub async fn run(app: Arc<App>) {
         if full {
             continue;
         }
-        let _ = tokio::time::timeout(POLL, app.webhooks.notified()).await;
+        // Until woken, the next retry is due, or the poll for other nodes'
+        // messages, whichever is first.
+        let wait = match app.store.next_delivery().await {
+            Ok(Some(at)) if at > now => {
+                Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(POLL)
+            }
+            _ => POLL,
+        };
+        let _ = tokio::time::timeout(wait, app.webhooks.notified()).await;
     }
 }
 

@@ -309,8 +309,9 @@ pub(super) async fn attempts<C: Conn>(
 pub(super) async fn next_due<C: Conn>(c: &mut C) -> Result<Option<i64>> {
     let row = c
         .fetch_optional(
-            "SELECT MIN(CASE WHEN lease_until > next_at THEN lease_until ELSE next_at END) AS at \
-             FROM webhook_outbox",
+            "SELECT MIN(CASE WHEN o.lease_until > o.next_at THEN o.lease_until ELSE o.next_at END) AS at \
+             FROM webhook_outbox o WHERE NOT EXISTS (SELECT 1 FROM webhook_outbox p \
+             WHERE p.webhook_id = o.webhook_id AND p.url_id = o.url_id AND p.seq < o.seq)",
             &args![],
         )
         .await?;
