@@ -311,9 +311,11 @@ pub fn verify_sso(secret: &str, sso: &SsoPayload, now: i64) -> Option<SsoUser> {
         moderator,
         email: plausible_email(data.email),
         locale,
-        mail_ok: !matches!(
+        // Absent (or null) or `true`: yes. Anything else (`false`,
+        // "false", 0) is no: a payload that tried to say no is never mailed.
+        mail_ok: matches!(
             data.opted_in_notifications,
-            Some(serde_json::Value::Bool(false))
+            None | Some(serde_json::Value::Bool(true))
         ),
     })
 }
@@ -446,6 +448,19 @@ mod tests {
                 .email,
             None
         );
+        // Only absent or `true` lets mail through.
+        for (opt, ok) in [
+            ("", true),
+            (r#","optedInNotifications":true"#, true),
+            (r#","optedInNotifications":"false""#, false),
+            (r#","optedInNotifications":0"#, false),
+            // null is absent, as everywhere in the payload.
+            (r#","optedInNotifications":null"#, true),
+        ] {
+            let p = format!(r#"{{"id":"u1","username":"ann"{opt}}}"#);
+            let got = verify_sso("s", &sso_for("s", &p, now), now).unwrap();
+            assert_eq!(got.mail_ok, ok, "{opt}");
+        }
     }
 
     #[test]

@@ -370,13 +370,7 @@ impl Fields<'_> {
                 "mentions must be an array of user ids",
             ));
         };
-        if items.len() > validate::MAX_MENTIONS {
-            return Err(AppError::invalid(
-                Some(K),
-                format!("at most {} mentions per comment", validate::MAX_MENTIONS),
-            ));
-        }
-        let mut ids: Vec<String> = Vec::with_capacity(items.len());
+        let mut ids: Vec<String> = Vec::new();
         for item in items {
             let Value::String(id) = item else {
                 return Err(AppError::invalid(
@@ -391,6 +385,12 @@ impl Fields<'_> {
                 ));
             }
             if !ids.contains(id) {
+                if ids.len() == validate::MAX_MENTIONS {
+                    return Err(AppError::invalid(
+                        Some(K),
+                        format!("at most {} users per comment", validate::MAX_MENTIONS),
+                    ));
+                }
                 ids.push(id.clone());
             }
         }

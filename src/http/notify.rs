@@ -138,9 +138,10 @@ pub async fn following(
 
 /// A notification id as clients send it: the decimal the server gave.
 fn notification_id(field: &'static str, v: &str) -> Result<i64, AppError> {
+    // Only the id as the server wrote it: no sign, no leading zeros.
     v.parse::<i64>()
         .ok()
-        .filter(|n| *n > 0 && v.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|n| *n > 0 && n.to_string() == v)
         .ok_or_else(|| AppError::invalid(Some(field), format!("{field} holds notification ids")))
 }
 
@@ -183,7 +184,9 @@ pub async fn notifications(
 impl FromJson for ReadRequest {
     fn from_json(f: &Fields<'_>) -> Result<Self, AppError> {
         const K: &str = "ids";
-        let ids = match f.get(K) {
+        // `null` is refused rather than read as "all": a client that
+        // meant some must not clear every notification.
+        let ids = match f.0.get(K) {
             None => None,
             Some(Value::Array(items)) if items.len() <= MAX_READ_IDS => Some(
                 items

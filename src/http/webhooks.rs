@@ -73,12 +73,14 @@ pub async fn create(
     TenantCaller(t): TenantCaller,
     Json(r): Json<WebhookRequest>,
 ) -> Result<Response, AppError> {
-    guard::check_url(&r.url, app.config.webhook_allow_private)
-        .map_err(|e| AppError::invalid(Some("url"), e.to_string()))?;
+    // Kept as the URL parser writes it, the form it is requested in.
+    let url = guard::check_url(&r.url, app.config.webhook_allow_private)
+        .map_err(|e| AppError::invalid(Some("url"), e.to_string()))?
+        .to_string();
     let w = Webhook {
         id: format!("wh_{}", crate::domain::random_id(12)),
         tenant_id: t.id.to_string(),
-        url: r.url,
+        url,
         events: r
             .events
             .unwrap_or_else(|| EVENT_TYPES.iter().map(|s| (*s).to_owned()).collect()),

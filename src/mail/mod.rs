@@ -233,7 +233,33 @@ pub async fn run(app: Arc<App>, mailer: Mailer) {
     }
 }
 
+/// Whether a page may be linked from an e-mail of `tenant`: its origin is
+/// one the tenant allows (any, when the tenant lists none). The page URL
+/// is whatever a writer last sent, so a tenant that lists its origins
+/// never has mail link elsewhere.
+fn linkable(tenant: &crate::domain::Tenant, page: &str) -> bool {
+    let Ok(u) = url::Url::parse(page) else {
+        return false;
+    };
+    tenant.origins.is_empty()
+        || tenant
+            .origins
+            .iter()
+            .any(|o| *o == u.origin().ascii_serialization())
+}
+
 async fn send(app: &App, mailer: &Mailer, d: &Digest) -> bool {
+    let tenant = match app.tenant(&d.tenant_id).await {
+        Ok(Some(t)) => t,
+        _ => return false,
+    };
+    let mut d = d.clone();
+    for (_, page) in &mut d.notifications {
+        if page.as_deref().is_some_and(|p| !linkable(&tenant, p)) {
+            *page = None;
+        }
+    }
+    let d = &d;
     let token = crate::http::notify::unsubscribe_token(app, &d.tenant_id, &d.user.user.id);
     let unsubscribe = format!(
         "{}/api/v1/unsubscribe?token={}",
@@ -301,6 +327,23 @@ mod tests {
             notifications: vec![(n, Some("https://site.example/p".into()))],
             settles: vec![1],
         }
+    }
+
+    #[test]
+    fn mail_links_only_to_the_tenants_origins() {
+        let mut t = crate::domain::Tenant {
+            id: "t".into(),
+            secret: "s".into(),
+            origins: vec![],
+            anonymous: crate::domain::AnonymousPolicy::Write,
+        };
+        assert!(linkable(&t, "https://anywhere.example/p"));
+        t.origins = vec!["https://site.example".into()];
+        assert!(linkable(&t, "https://site.example/p?q=1"));
+        assert!(!linkable(&t, "https://evil.example/site.example"));
+        assert!(!linkable(&t, "https://site.example.evil.example/"));
+        assert!(!linkable(&t, "http://site.example/p"));
+        assert!(!linkable(&t, "not a url"));
     }
 
     #[test]

@@ -18,6 +18,14 @@ pub enum Refused {
     Credentials,
     #[error("{0} is not a globally routable address")]
     Private(IpAddr),
+    /// A name that resolves to such an address (which is not said: a
+    /// tenant must not learn the inside of the network this way).
+    #[error("the host resolves to an address that is not globally routable")]
+    PrivateName,
+    #[error("the URL must not hold control characters or spaces")]
+    Unprintable,
+    #[error("the URL's port must not be 0")]
+    PortZero,
     #[error("the URL is longer than 2048 bytes")]
     TooLong,
 }
@@ -45,44 +53,35 @@ pub fn is_global_v4(ip: Ipv4Addr) -> bool {
         || a >= 224)
 }
 
-/// Whether an IPv6 address is globally routable: not `::`, `::1`,
-/// link-local (fe80::/10), unique-local (fc00::/7), multicast (ff00::/8)
-/// or documentation (2001:db8::/32); an address that embeds an IPv4
-/// address (IPv4-mapped `::ffff:0:0/96`, IPv4-compatible `::/96`, NAT64
-/// `64:ff9b::/96`, 6to4 `2002::/16`) is judged by that address.
+/// Whether an IPv6 address is globally routable: an IPv4-mapped address
+/// (`::ffff:0:0/96`) is judged by its IPv4 address; otherwise only global
+/// unicast (`2000::/3`) passes, less the IETF protocol assignments
+/// `2001::/23` (Teredo, benchmarking, ORCHID and the like), documentation
+/// (`2001:db8::/32`, `3fff::/20`) and 6to4 (`2002::/16`) wrapping an IPv4
+/// address that does not pass. So `::`, `::1`, IPv4-compatible and
+/// -translated forms, NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`), discard
+/// (`100::/64`), unique-local, site-local, link-local and multicast
+/// addresses are all refused.
 pub fn is_global_v6(ip: Ipv6Addr) -> bool {
     let s = ip.segments();
-    if let Some(v4) = embedded_v4(ip) {
+    if s[..5] == [0; 5] && s[5] == 0xffff {
+        let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
         return is_global_v4(v4);
     }
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || (s[0] & 0xffc0) == 0xfe80
-        || (s[0] & 0xfe00) == 0xfc00
-        || (s[0] & 0xff00) == 0xff00
-        || (s[0] == 0x2001 && s[1] == 0x0db8))
-}
-
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = ip.segments();
-    let low = || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    if s[..5] == [0; 5]
-        && (s[5] == 0xffff || (s[5] == 0 && !ip.is_loopback() && !ip.is_unspecified()))
-    {
-        return Some(low());
+    if (s[0] & 0xe000) != 0x2000 {
+        return false;
     }
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4] {
-        return Some(low());
+    if s[0] == 0x2001 && s[1] < 0x0200 {
+        return false;
+    }
+    if (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] & 0xfff0) == 0x3ff0 {
+        return false;
     }
     if s[0] == 0x2002 {
-        return Some(Ipv4Addr::new(
-            (s[1] >> 8) as u8,
-            s[1] as u8,
-            (s[2] >> 8) as u8,
-            s[2] as u8,
-        ));
+        let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
+        return is_global_v4(v4);
     }
-    None
+    true
 }
 
 pub fn is_global(ip: IpAddr) -> bool {
@@ -99,12 +98,22 @@ pub fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, Refused> {
     if raw.len() > 2048 {
         return Err(Refused::TooLong);
     }
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Refused::Unprintable);
+    }
     let url = url::Url::parse(raw).map_err(|_| Refused::NotWeb)?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Refused::NotWeb);
     }
-    if !url.username().is_empty() || url.password().is_some() {
+    // An `@` in the authority is credentials, even empty ones.
+    let authority = raw.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '#']).next().unwrap_or("")
+    });
+    if !url.username().is_empty() || url.password().is_some() || authority.contains('@') {
         return Err(Refused::Credentials);
+    }
+    if url.port() == Some(0) {
+        return Err(Refused::PortZero);
     }
     let ip = match url.host() {
         None => return Err(Refused::NotWeb),
@@ -131,8 +140,8 @@ impl Resolve for Resolver {
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(bad) = addrs.iter().find(|a| !allow_private && !is_global(a.ip())) {
-                return Err(Box::new(Refused::Private(bad.ip())) as Box<_>);
+            if addrs.iter().any(|a| !allow_private && !is_global(a.ip())) {
+                return Err(Box::new(Refused::PrivateName) as Box<_>);
             }
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
@@ -171,10 +180,23 @@ mod tests {
             ("::ffff:10.0.0.1", false),
             ("::ffff:8.8.8.8", true),
             ("::127.0.0.1", false),
+            ("::8.8.8.8", false),
+            ("::ffff:0:7f00:1", false),
             ("64:ff9b::a00:1", false),
+            ("64:ff9b:1::7f00:1", false),
+            ("100::1", false),
+            ("2001::1", false),
+            ("2001:2::1", false),
+            ("2001:10::1", false),
+            ("fec0::1", false),
+            ("5f00::1", false),
+            ("3fff::1", false),
+            ("3fff:fff::1", false),
             ("2002:a00:1::", false),
+            ("2002:808:808::", true),
             ("2001:db8::1", false),
             ("2606:4700:4700::1111", true),
+            ("2a00:1450:4001::1", true),
         ] {
             let parsed: IpAddr = ip.parse().unwrap();
             assert_eq!(is_global(parsed), global, "{ip}");
@@ -208,6 +230,21 @@ mod tests {
             Err(Refused::Private(_))
         ));
         assert!(check_url("http://127.0.0.1:8080/", true).is_ok());
+        for bad in [
+            "http://e.com/a\r\nX-Injected: 1",
+            "http://e.com/a b",
+            "http://e.com/\ta",
+        ] {
+            assert_eq!(check_url(bad, false), Err(Refused::Unprintable), "{bad:?}");
+        }
+        assert_eq!(
+            check_url("http://:@example.com/", false),
+            Err(Refused::Credentials)
+        );
+        assert_eq!(
+            check_url("http://example.com:0/", false),
+            Err(Refused::PortZero)
+        );
         assert_eq!(
             check_url(&format!("https://e.com/{}", "a".repeat(2048)), false),
             Err(Refused::TooLong)

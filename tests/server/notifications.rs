@@ -220,7 +220,8 @@ async fn mentions_are_validated_stored_and_notify_once() {
         0,
         "refused mentions wrote nothing"
     );
-    let chat = chat_with(&s, &ann, "hi @Bob", json!(["bob", "bob"])).await;
+    // Repeats count once, also towards the limit.
+    let chat = chat_with(&s, &ann, "hi @Bob", json!(vec!["bob"; 11])).await;
     let snap = s.snapshot(&ann, "img").await;
     assert_eq!(
         snap["chats"][0]["comments"][0]["mentions"],
@@ -270,6 +271,19 @@ async fn mentions_are_validated_stored_and_notify_once() {
         inbox(&s, &carl).await["notifications"][0]["reason"],
         "mention"
     );
+    // Mentioned out and back in: told once.
+    for mentions in [json!(["bob"]), json!(["bob", "carl"])] {
+        let r = s
+            .authed(
+                "PATCH",
+                &format!("/api/v1/chats/{chat}/comments/3"),
+                Some(json!({"text": "again", "mentions": mentions})),
+                &ann,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(inbox(&s, &carl).await["unread"], 1);
     // The excerpt is the first 140 characters.
     let long: String = "é".repeat(150);
     reply(&s, &ann, &chat, &long, None).await;
@@ -437,6 +451,8 @@ async fn notifications_page_by_id_and_are_marked_read_live_on_every_connection()
         json!({"ids": "1"}),
         json!({"ids": [1]}),
         json!({"ids": ["x"]}),
+        json!({"ids": null}),
+        json!({"ids": ["02"]}),
     ] {
         let r = post(&s, &bob, "/api/v1/notifications/read", body.clone()).await;
         assert_eq!(

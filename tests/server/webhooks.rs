@@ -109,16 +109,30 @@ async fn failed_deliveries_are_retried_in_order_until_the_receiver_recovers() {
             "a later event went before the first: {a}"
         );
     }
-    // Retries of one message keep its id and wait at least the base.
-    let first = &attempts[0];
-    let retry = attempts[1..]
-        .iter()
-        .find(|a| a["webhookId"] == first["webhookId"])
-        .expect("the first message was retried");
-    let gap = retry["receivedAtMs"].as_f64().unwrap() - first["receivedAtMs"].as_f64().unwrap();
-    assert!(gap >= BASE_MS as f64 - 5.0, "retried after {gap} ms");
-    // The sender wakes when a retry is due, not at its next poll (1 s).
-    assert!(gap < 900.0, "retried after {gap} ms");
+    // Retries of one message keep its id, wait at least the base, and
+    // back off: 200, 400, 800 ms less jitter. (A sender that retried only
+    // at its one-second poll would take 3 s or more for these three.)
+    let first = attempts[0]["webhookId"].clone();
+    let same = |st: &Value| -> Vec<f64> {
+        st["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["webhookId"] == first)
+            .map(|a| a["receivedAtMs"].as_f64().unwrap())
+            .collect()
+    };
+    let st = rx
+        .until("a", Duration::from_secs(10), |st| same(st).len() >= 4)
+        .await;
+    let at = same(&st);
+    let gaps: Vec<f64> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|g| *g >= BASE_MS as f64 - 5.0), "{gaps:?}");
+    assert!(gaps[2] > gaps[0], "no backoff: {gaps:?}");
+    assert!(
+        gaps[..3].iter().sum::<f64>() < 2600.0,
+        "retries wait for a poll: {gaps:?}"
+    );
     rx.set("a", None, "ok").await;
     let done = rx
         .until("a", Duration::from_secs(20), |st| accepted(st).len() >= 6)
@@ -307,6 +321,12 @@ async fn private_addresses_are_refused_at_registration_and_at_delivery() {
         "http://2130706433/",
         "ftp://example.com/",
         "https://user:pw@example.com/",
+        "http://:@example.com/",
+        "http://example.com/a\r\nX-Injected: 1",
+        "http://example.com:0/",
+        "http://[2001:2::1]/",
+        "http://[64:ff9b:1::7f00:1]/",
+        "http://[::ffff:0:7f00:1]/",
         "not a url",
     ] {
         let r = s
@@ -342,12 +362,14 @@ async fn private_addresses_are_refused_at_registration_and_at_delivery() {
     };
     let d = &list["deliveries"][0];
     assert_eq!(d["status"], Value::Null);
+    let why = d["error"].as_str().unwrap();
     assert!(
-        d["error"]
-            .as_str()
-            .unwrap()
-            .contains("not a globally routable address"),
+        why.contains("resolves to an address that is not globally routable"),
         "{d}"
+    );
+    assert!(
+        !why.contains("127.0.0.1") && !why.contains("::1"),
+        "the inside of the network is not told: {d}"
     );
     let test = tenant_call(
         &s,
@@ -440,6 +462,30 @@ async fn endpoints_are_validated_listed_limited_and_kept_per_tenant() {
         json!(["deleted-image-chat", "new-image-chat"])
     );
     assert_eq!(mine["url"], rx.url("a").as_str());
+    // Kept as the URL parser writes it.
+    let (upper, _) = register(
+        &s,
+        &other,
+        &other_secret,
+        json!({"url": rx.url("U").replace("http://", "HTTP://")}),
+    )
+    .await;
+    let listed = tenant_call(&s, &other, &other_secret, "GET", "/api/v1/tenant/webhooks")
+        .await
+        .json();
+    assert_eq!(listed["webhooks"][0]["url"], rx.url("U").as_str());
+    assert_eq!(
+        tenant_call(
+            &s,
+            &other,
+            &other_secret,
+            "DELETE",
+            &format!("/api/v1/tenant/webhooks/{upper}")
+        )
+        .await
+        .status,
+        204
+    );
     assert!(
         !list.text().contains("whsec_"),
         "secrets are shown once only"

@@ -238,8 +238,9 @@ pub(super) async fn claim<C: Conn>(
 
 pub(super) async fn record<C: Conn>(c: &mut C, webhook_id: &str, a: &Attempt) -> Result<()> {
     c.exec(
+        // Not for an endpoint deleted while its message was in flight.
         "INSERT INTO webhook_deliveries (webhook_id, at, msg_id, status, error, duration_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = $1)",
         &args![
             webhook_id,
             a.at,

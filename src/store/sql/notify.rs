@@ -130,7 +130,26 @@ pub(super) async fn after_comment<C: Conn>(
     } else {
         Vec::new()
     };
-    let who = recipients(w.comment, w.mentioned_before, &followers, w.new_comment);
+    let mut who = recipients(w.comment, w.mentioned_before, &followers, w.new_comment);
+    if !w.new_comment {
+        // An edit tells a user of a comment once: mentioning them out and
+        // back in again is not news.
+        let mut fresh = Vec::with_capacity(who.len());
+        for (user_id, reason) in who {
+            let told = c
+                .fetch_optional(
+                    "SELECT 1 AS one FROM notifications WHERE tenant_id = $1 AND user_id = $2 \
+                     AND chat_id = $3 AND comment_id = $4",
+                    &args![tenant, &user_id, w.chat_id, &w.comment.id],
+                )
+                .await?
+                .is_some();
+            if !told {
+                fresh.push((user_id, reason));
+            }
+        }
+        who = fresh;
+    }
     if who.is_empty() {
         return Ok(Vec::new());
     }
