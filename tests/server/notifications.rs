@@ -563,6 +563,9 @@ async fn digests_group_unread_notifications_and_unsubscribing_stops_them() {
         m["headers"]["List-Unsubscribe-Post"][0],
         "List-Unsubscribe=One-Click"
     );
+    // An anonymous visitor's mention is shown, never mailed.
+    let anon = s.token(&t).await;
+    reply(&s, &anon, &chat, "buy cheap stuff", Some(json!(["bob"]))).await;
     // Mentions after the digest make the next one, a window later.
     reply(&s, &ann, &chat, "third", Some(json!(["bob"]))).await;
     let mail = sink.until(2, Duration::from_secs(10)).await;
@@ -570,6 +573,10 @@ async fn digests_group_unread_notifications_and_unsubscribing_stops_them() {
     assert!(
         !mail[1]["text"].as_str().unwrap().contains("second"),
         "nothing is mailed twice"
+    );
+    assert!(
+        !mail[1]["text"].as_str().unwrap().contains("cheap"),
+        "an anonymous mention is not mailed"
     );
     // Unsubscribing: the page only shows a button; the POST does it.
     let path = unsub

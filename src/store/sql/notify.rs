@@ -157,14 +157,17 @@ pub(super) async fn after_comment<C: Conn>(
     let text = excerpt(&w.comment.text);
     let mut out = Vec::with_capacity(who.len());
     for (user_id, reason) in who {
-        // Mailed already, in effect, when the user cannot get e-mail now.
+        // Mailed already, in effect, when the user cannot get e-mail now,
+        // or when an anonymous visitor wrote it: nobody can send mail to a
+        // site's users without signing in.
         let row = c
             .fetch_optional(
                 "INSERT INTO notifications \
                  (tenant_id, user_id, at, reason, url_id, chat_id, comment_id, by_json, excerpt, read, mailed) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, COALESCE((SELECT CASE WHEN email IS NOT NULL \
-                 AND mail_ok = 1 AND unsubscribed = 0 THEN 0 ELSE 1 END FROM directory_users \
-                 WHERE tenant_id = $1 AND user_id = $2), 1)) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, CASE WHEN $10 = 1 THEN 1 ELSE \
+                 COALESCE((SELECT CASE WHEN email IS NOT NULL AND mail_ok = 1 AND unsubscribed = 0 \
+                 THEN 0 ELSE 1 END FROM directory_users WHERE tenant_id = $1 AND user_id = $2), 1) END) \
+                 RETURNING id",
                 &args![
                     tenant,
                     &user_id,
@@ -175,6 +178,7 @@ pub(super) async fn after_comment<C: Conn>(
                     &w.comment.id,
                     &by,
                     &text,
+                    i64::from(author.anonymous),
                 ],
             )
             .await?
