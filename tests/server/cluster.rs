@@ -132,8 +132,8 @@ impl Drop for Node {
     }
 }
 
-/// A new tenant (anonymous write) made through `node`, and a session token.
-async fn open_tenant(node: &Node) -> String {
+/// A new tenant (anonymous write) made through `node`: its id and secret.
+async fn tenant_with_secret(node: &Node) -> (String, String) {
     let tenant = format!(
         "c-{}",
         imagechat::domain::short_id(8)
@@ -149,6 +149,15 @@ async fn open_tenant(node: &Node) -> String {
         )
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
+    (
+        tenant,
+        r.json()["secret"].as_str().expect("secret").to_owned(),
+    )
+}
+
+/// A new tenant (anonymous write) made through `node`, and a session token.
+async fn open_tenant(node: &Node) -> String {
+    let (tenant, _) = tenant_with_secret(node).await;
     let r = node
         .http(
             "POST",
@@ -846,25 +855,6 @@ mod hooks {
     use super::*;
     use crate::common::receivers::Receiver;
     use crate::common::{basic, sso};
-
-    async fn tenant_with_secret(node: &Node) -> (String, String) {
-        let tenant = format!(
-            "h-{}",
-            imagechat::domain::short_id(8)
-                .to_lowercase()
-                .replace('_', "x")
-        );
-        let r = node
-            .http(
-                "POST",
-                "/api/v1/admin/tenants",
-                Some(json!({"tenantId": tenant, "anonymous": "write"})),
-                Some(KEY),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{}", r.text());
-        (tenant, r.json()["secret"].as_str().unwrap().to_owned())
-    }
 
     async fn register(node: &Node, tenant: &str, secret: &str, url: &str) -> String {
         let tcp = tokio::net::TcpStream::connect(node.addr).await.unwrap();

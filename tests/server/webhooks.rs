@@ -178,27 +178,12 @@ async fn timeouts_dropped_connections_redirects_and_closed_ports_fail() {
     let rx = Receiver::start();
     let s = server().await;
     let (tenant, secret) = s.tenant("write").await;
-    let (_, slow) = register(
-        &s,
-        &tenant,
-        &secret,
-        json!({"url": rx.url("slow"), "events": ["new-image-chat"]}),
-    )
-    .await;
-    let (_, drop) = register(
-        &s,
-        &tenant,
-        &secret,
-        json!({"url": rx.url("drop"), "events": ["new-image-chat"]}),
-    )
-    .await;
-    let (_, redirect) = register(
-        &s,
-        &tenant,
-        &secret,
-        json!({"url": rx.url("redirect"), "events": ["new-image-chat"]}),
-    )
-    .await;
+    let mut secrets = Vec::new();
+    for name in ["slow", "drop", "redirect"] {
+        let body = json!({"url": rx.url(name), "events": ["new-image-chat"]});
+        secrets.push(register(&s, &tenant, &secret, body).await.1);
+    }
+    let [slow, drop, redirect] = [&secrets[0], &secrets[1], &secrets[2]];
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -211,9 +196,9 @@ async fn timeouts_dropped_connections_redirects_and_closed_ports_fail() {
     )
     .await;
     rx.set_slow("slow", 11.0).await;
-    rx.set("slow", Some(&slow), "slow").await;
-    rx.set("drop", Some(&drop), "drop").await;
-    rx.set("redirect", Some(&redirect), "redirect").await;
+    rx.set("slow", Some(slow), "slow").await;
+    rx.set("drop", Some(drop), "drop").await;
+    rx.set("redirect", Some(redirect), "redirect").await;
     let token = s.token(&tenant).await;
     let t0 = std::time::Instant::now();
     s.create(&token, "img", "hello").await;

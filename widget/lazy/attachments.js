@@ -20,6 +20,8 @@
 // to be sent while one is still uploading. Like every other change, nothing
 // is attached while the view is not live.
 
+import { h, icon } from './dom.js';
+
 /**
  * @typedef {{id: string, url: string, contentType: string, width: number, height: number}} Attachment
  * @typedef {{token: string, uploadMaxBytes?: number}} Session
@@ -126,16 +128,6 @@ const STYLE = `
 /** @type {CSSStyleSheet | undefined} */
 let sheet;
 
-/**
- * @template {keyof HTMLElementTagNameMap} K
- * @param {K} tag @param {Record<string, string>} [attrs] @param {string} [text] @returns {HTMLElementTagNameMap[K]}
- */
-function h(tag, attrs, text) {
-  const el = document.createElement(tag);
-  for (const k in attrs) el.setAttribute(k, attrs[k]);
-  if (text) el.textContent = text;
-  return el;
-}
 
 /**
  * Sends one file as the raw body of a POST, reporting upload progress (0..1).
@@ -521,17 +513,6 @@ class Attachments {
   }
 }
 
-/** @param {string} d */
-function icon(d) {
-  const NS = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(NS, 'svg');
-  svg.setAttribute('viewBox', '0 0 20 20');
-  svg.setAttribute('aria-hidden', 'true');
-  const path = document.createElementNS(NS, 'path');
-  path.setAttribute('d', d);
-  svg.append(path);
-  return svg;
-}
 
 /**
  * The entry point imagechat.js calls once per view.

@@ -36,6 +36,8 @@
 // its state is read (`GET /api/v1/chats/{id}/follow`) when the thread opens
 // and again whenever the user has written in it (writing follows a chat).
 
+import { h, button, icon } from './dom.js';
+
 /**
  * @typedef {{id: string, name: string, avatar?: string, anonymous?: boolean}} User
  * @typedef {{id: string, at: number, reason: string, urlId: string, chatId: string, commentId: string, by: User, excerpt: string, read: boolean}} Note
@@ -173,31 +175,8 @@ let sheet;
 /** Ids for the listboxes and their options (ARIA references within the shadow root). */
 let serial = 0;
 
-/**
- * @template {keyof HTMLElementTagNameMap} K
- * @param {K} tag @param {Record<string, string>} [attrs] @param {string} [text] @returns {HTMLElementTagNameMap[K]}
- */
-function h(tag, attrs, text) {
-  const el = document.createElement(tag);
-  for (const k in attrs) el.setAttribute(k, attrs[k]);
-  if (text) el.textContent = text;
-  return el;
-}
 
-/** A button of the widget's look (class `b`). @param {string} text @param {Record<string, string>} [attrs] */
-const button = (text, attrs) => h('button', Object.assign({ class: 'b', type: 'button' }, attrs), text);
 
-/** @param {string} d */
-function icon(d) {
-  const NS = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(NS, 'svg');
-  svg.setAttribute('viewBox', '0 0 20 20');
-  svg.setAttribute('aria-hidden', 'true');
-  const path = document.createElementNS(NS, 'path');
-  path.setAttribute('d', d);
-  svg.append(path);
-  return svg;
-}
 
 /** The strings of a view's locale. @param {View} v @returns {Strings} */
 const strings = (v) => STRINGS[v.host.lang === 'ja' ? 'ja' : 'en'];

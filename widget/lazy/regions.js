@@ -35,6 +35,8 @@
 // there for the keyboard. Keys: arrows move the focused handle's point, or
 // on the marker the whole shape (Shift: 10 %), Enter saves, Escape drops.
 
+import { h, button, icon } from './dom.js';
+
 /**
  * @typedef {{x: number, y: number}} Pt a point in percent of the picture
  * @typedef {{type: 'rect', x: number, y: number, w: number, h: number}
@@ -267,31 +269,8 @@ const distinct = (pts) => pts.filter((p, i) => !i || Math.hypot(p.x - pts[i - 1]
 
 // ---------------------------------------------------------------- DOM
 
-/**
- * @template {keyof HTMLElementTagNameMap} K
- * @param {K} tag @param {Record<string, string>} [attrs] @param {string} [text] @returns {HTMLElementTagNameMap[K]}
- */
-function h(tag, attrs, text) {
-  const el = document.createElement(tag);
-  for (const k in attrs) el.setAttribute(k, attrs[k]);
-  if (text) el.textContent = text;
-  return el;
-}
 
-/** A button of the thread (class `b`) that says `text`. @param {string} text @param {Record<string, string>} [attrs] */
-const button = (text, attrs) => h('button', Object.assign({ class: 'b', type: 'button' }, attrs), text);
 
-/** @param {string} d */
-function icon(d) {
-  const NS = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(NS, 'svg');
-  svg.setAttribute('viewBox', '0 0 20 20');
-  svg.setAttribute('aria-hidden', 'true');
-  const path = document.createElementNS(NS, 'path');
-  path.setAttribute('d', d);
-  svg.append(path);
-  return svg;
-}
 
 /** @param {Element} el @param {Pt} p */
 function place(el, p) {
