@@ -17,6 +17,14 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 export RUSTC_BOOTSTRAP=1
+# Built first, so a target that does not compile is told as such, not as a
+# crash.
+build_log=$(mktemp)
+if ! (cd fuzz && cargo fuzz build --sanitizer none --release) >"$build_log" 2>&1; then
+  tail -40 "$build_log"
+  echo "the fuzz targets do not build" >&2
+  exit 1
+fi
 for t in "${TARGETS[@]}"; do
   work=$(mktemp -d)
   log="$work/log"

@@ -21,10 +21,18 @@ fuzz_target!(|data: &[u8]| {
             verification_hash: h.to_owned(),
             timestamp: now.into(),
         };
-        if let Some((user, _)) = verify_sso(SECRET, &p, now) {
+        if let Some(u) = verify_sso(SECRET, &p, now) {
             // A user that signs in has a real id and name.
+            let user = &u.user;
             assert!(!user.id.trim().is_empty() && !user.name.trim().is_empty());
             assert!(!user.id.starts_with("anon:"));
+            // An address kept is one worth trying: short, one `@`, no
+            // spaces or controls (it goes into an e-mail header).
+            if let Some(e) = &u.email {
+                assert!(e.chars().count() <= 254 && e.matches('@').count() == 1);
+                assert!(!e.chars().any(|c| c.is_whitespace() || c.is_control()));
+            }
+            assert!(u.locale == "en" || u.locale == "ja");
         }
     }
     let key = TokenKey::new(b"fuzz-key-fuzz-key-fuzz-key-32byt".to_vec());
