@@ -132,6 +132,12 @@ error_set!(
     TenantErrors = [400, 401, 404, 408, 413, 429, 500, 503]
 );
 error_set!(
+    /// `GET /api/v1/tenant/events`: as the tenant calls (401, and 429 when
+    /// the client address is out of failed attempts), and as
+    /// `GET /api/v1/events` (`410 history_gone`).
+    TenantEventsErrors = [400, 401, 404, 408, 410, 413, 429, 500, 503]
+);
+error_set!(
     /// A tenant call that creates something: as [`TenantErrors`], and 409
     /// when the tenant has as many as it may.
     TenantWriteErrors = [400, 401, 404, 408, 409, 413, 429, 500, 503]

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::chats::{events_answer, EventsQuery, ImageQuery, Position};
 use super::extract::{Fields, FromJson, Ids, Json, Params};
-use super::openapi::{EventsErrors, TenantErrors, TenantWriteErrors};
+use super::openapi::{TenantErrors, TenantEventsErrors, TenantWriteErrors};
 use super::tenant::TenantCaller;
 use super::{json, AppError};
 use crate::app::App;
@@ -208,7 +208,7 @@ pub async fn test(
 /// receiver can fill a gap.
 #[utoipa::path(get, path = "/api/v1/tenant/events", tag = "tenant",
     params(ImageQuery, EventsQuery), security(("tenant" = []), ("dashboard" = [])),
-    responses((status = 200, body = crate::protocol::EventsAnswer), EventsErrors))]
+    responses((status = 200, body = crate::protocol::EventsAnswer), TenantEventsErrors))]
 pub async fn events(
     State(app): State<Arc<App>>,
     TenantCaller(t): TenantCaller,
