@@ -176,6 +176,9 @@ describe('two viewers of one image', () => {
     await pa.locator(`[data-imagechat-thread] [data-imagechat-comment] [data-imagechat-action=delete]`).first().click();
     await pa.locator('[data-imagechat-thread] [data-imagechat-action=confirm]').click();
     await pb.locator(`[data-imagechat-marker][data-chat-id="${last}"]`).waitFor({ state: 'detached', timeout: 1500 });
+    // A's own marker goes on its answer or its echo, a few ms either side
+    // of B's event: awaited too.
+    await pa.locator(`[data-imagechat-marker][data-chat-id="${last}"]`).waitFor({ state: 'detached', timeout: 1500 });
     assert.equal((await ids(pa)).length, spots.length - 2);
 
     // B leaves: A's viewer count follows.
