@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import { after, before, test } from 'node:test';
-import { launch, markers, openImage, shotsDir, sleep, startServer, startSite, until } from './helpers.mjs';
+import { launch, markers, openImage, shotsDir, sleep, startServer, startSite, until, focusedHook } from './helpers.mjs';
 
 const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
@@ -85,16 +85,7 @@ const file = (name, mimeType, buffer) => ({ name, mimeType, buffer });
 
 /** @typedef {import('playwright-core').Page} Page */
 
-/** The stable hook of the element with focus, looking into shadow roots. @param {Page} page */
-function focused(page) {
-  return page.evaluate(() => {
-    let el = document.activeElement;
-    while (el && el.shadowRoot && el.shadowRoot.activeElement) el = el.shadowRoot.activeElement;
-    if (!el) return '';
-    const hook = [...el.attributes].map((a) => a.name).find((n) => n.startsWith('data-imagechat-'));
-    return `${el.tagName.toLowerCase()}${hook ? `[${hook}]` : ''}`;
-  });
-}
+const focused = focusedHook;
 
 /** Opens the new-chat composer at (x%, y%) and waits for its attach control. @param {Page} page */
 async function compose(page, x = 30, y = 30) {
